@@ -1,0 +1,84 @@
+"""The ``python -m runner`` command line. Heavy imports (TensorFlow, Ray) happen inside the commands that
+need them, so ``--help`` and the light commands start fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.errors import CxrError
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="inspect data sets and write the demo data set")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+
+    demo = data_commands.add_parser("demo", help="write the synthetic demo data set as real files",
+                                    description="Writes OUT/classification/<class>/*.png (+ manifest.csv) and "
+                                                "OUT/segmentation/{images,masks}/*.png (+ manifest.csv): the "
+                                                "layouts your own data can use.")
+    demo.add_argument("--out", required=True, type=Path, help="folder to write into (created)")
+    demo.add_argument("--n", type=int, default=600, help="images per layout (default 600)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    demo.set_defaults(handler=_data_demo)
+
+    check = data_commands.add_parser("check", help="summarise a data set and report every problem")
+    check.add_argument("path", help="data folder, CSV manifest, data spec .yaml, or 'demo'")
+    check.add_argument("--task", required=True, help="task the data is for (pneumonia, covid, anomaly, pneumothorax)")
+    check.add_argument("--layout", help="layout (default: detected): class_folders, manifest, split_lists, "
+                                        "image_masks, siim_rle, demo")
+    check.add_argument("--strict", action="store_true", help="unreadable images are errors, not skipped")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="data option, e.g. --set label_column=finding --set split.seed=1")
+    check.add_argument("--cache-dir", type=Path, help="cache folder (default ~/.cache/cxr-runner)")
+    check.set_defaults(handler=_data_check)
+
+
+def _data_demo(args: argparse.Namespace) -> int:
+    from runner.data.synthetic import DEMO_CLASSES, write_demo
+
+    classification = write_demo(args.out / "classification", n=args.n, seed=args.seed, size=args.size,
+                                classes=DEMO_CLASSES)
+    segmentation = write_demo(args.out / "segmentation", n=args.n, seed=args.seed, size=args.size, masks=True)
+    print(f"wrote {classification} (class folders) and {segmentation} (images + masks)")
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from runner.data import load_dataset, parse_data_spec, prepare
+    from runner.data.check import CHECK_IMAGE_SIZE, check_dataset
+    from runner.overrides import parse_overrides
+    from runner.task import TASKS
+
+    task = TASKS.get(args.task)
+    spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
+    dataset = load_dataset(spec, expected_classes=task.expected_classes,
+                           need_two_classes=task.kind != "segmentation", cache_dir=args.cache_dir)
+    cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False)
+    if task.needs_masks and not cached.has_masks:
+        raise CxrError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or siim_rle layout")
+    report = check_dataset(dataset, cached, strict=args.strict or bool(spec.options["strict"]))
+    print(report.render())
+    return 1 if report.errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_data_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CxrError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

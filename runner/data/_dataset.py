@@ -1,0 +1,196 @@
+"""From a data spec (a path, ``demo``, or a mapping of options) to a split, fingerprinted ``DataSet``."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.data import ADAPTERS
+from runner.data._records import SPLITS, Listing, Problem, Record
+from runner.data.splits import SplitConfig, assign_splits
+from runner.errors import ConfigError, DataError
+
+#: Options every layout accepts; they are applied after listing, the same way for every layout.
+COMMON_OPTIONS: Mapping[str, Any] = {
+    "classes": None, "label_map": None, "split": None, "strict": False, "allow_outside_root": False,
+}
+DETECTION_ORDER = ("siim_rle", "image_masks", "split_lists", "manifest", "class_folders")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a data set is and how to read it: the resolved form of ``--data`` or a YAML ``data:`` block."""
+
+    layout: str
+    path: str | None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSet:
+    """The records of one data set with their splits, and what was left out on the way."""
+
+    spec: DataSpec
+    root: Path
+    records: list[Record]
+    classes: tuple[str, ...]
+    problems: list[Problem]
+    fingerprint: str
+    patient_ids_known: bool
+
+    def split(self, name: str) -> list[Record]:
+        return [r for r in self.records if r.split == name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and class, for summaries."""
+        return {s: dict(Counter(r.label for r in self.split(s))) for s in SPLITS}
+
+
+def _detect_layout(path: Path) -> str:
+    for name in DETECTION_ORDER:
+        if ADAPTERS.get(name)().detect(path):
+            return name
+    raise DataError(f"cannot tell the layout of {path}: pass a layout, one of {', '.join(ADAPTERS.names())}")
+
+
+def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> DataSpec:
+    """Accept ``demo``, a data path, a ``.yaml`` file holding a data block, or a mapping with ``layout``,
+    ``path`` and options. A missing layout is detected from the files."""
+    if isinstance(spec, DataSpec):
+        spec = {"layout": spec.layout, "path": spec.path, **spec.options}
+    if isinstance(spec, str):
+        if spec == "demo":
+            spec = {"layout": "demo"}
+        elif spec.endswith((".yaml", ".yml")):
+            spec = _read_spec_file(Path(spec))
+        else:
+            spec = {"path": spec}
+    options = dict(spec)
+    options.update(overrides or {})
+    path = options.pop("path", None)
+    chosen = layout or options.pop("layout", None)
+    options.pop("layout", None)
+    if chosen is None:
+        if path is None:
+            raise ConfigError("the data spec has neither a path nor a layout: set data.path or data.layout")
+        chosen = _detect_layout(Path(path))
+    adapter = ADAPTERS.get(chosen)
+    allowed = {**COMMON_OPTIONS, **adapter.options}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown data option '{unknown[0]}' for layout '{chosen}': choose from "
+                          f"{', '.join(sorted(allowed))}")
+    return DataSpec(layout=chosen, path=None if path is None else str(path), options={**allowed, **options})
+
+
+def _read_spec_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"data spec file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    block = loaded.get("data", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path} must hold a mapping of data options (layout, path, ...)")
+    if block.get("path") and not Path(block["path"]).is_absolute():
+        block["path"] = str(path.parent / block["path"])
+    return block
+
+
+def _map_label(raw: str, label_map: Mapping[str, Any]) -> str | None:
+    """Exact keys win; then glob patterns (``Pneumonia/*``) in the order written. ``null`` drops the row."""
+    if raw in label_map:
+        return label_map[raw]
+    for pattern, mapped in label_map.items():
+        if fnmatch.fnmatchcase(raw, pattern):
+            return mapped
+    return raw
+
+
+def _apply_labels(records: list[Record], options: Mapping[str, Any],
+                  expected: Sequence[str] | None) -> tuple[list[Record], tuple[str, ...]]:
+    label_map = options["label_map"] or {}
+    mapped = []
+    for record in records:
+        label = _map_label(record.label, label_map)
+        if label is not None and label != "":
+            mapped.append(replace(record, label=str(label)))
+    wanted = options["classes"] or expected
+    if wanted:
+        unknown = [r for r in mapped if r.label not in wanted]
+        if unknown and not options["classes"]:
+            first = unknown[0]
+            raise DataError(f"{first.path}: label '{first.label}' is not one of {', '.join(wanted)} "
+                            f"({len(unknown)} such images): map it with data.label_map or keep only some classes "
+                            "with data.classes")
+        mapped = [r for r in mapped if r.label in wanted]
+    classes = tuple(wanted) if wanted else tuple(sorted({r.label for r in mapped}))
+    return mapped, classes
+
+
+def _check_classes(records: list[Record], classes: tuple[str, ...], root: Path, need_two: bool) -> None:
+    counts = Counter(r.label for r in records)
+    if not records:
+        raise DataError(f"{root}: no usable images left: check the path, label_map and classes options")
+    for name in classes:
+        if counts[name] == 0:
+            raise DataError(f"{root}: class '{name}' has no images: add images of it or drop it with data.classes")
+    if need_two and len(counts) < 2:
+        raise DataError(f"{root}: only one class ({next(iter(counts))}) found; a classification task needs at least "
+                        "two: add the other class or use the anomaly task")
+
+
+def fingerprint_records(records: Sequence[Record]) -> str:
+    """A hash of what decides the data a model sees: files (path, size, mtime), labels, masks and splits.
+
+    Any change to a file, a label or the split gives a new fingerprint, hence a new cache and a new value in
+    the leaderboard, so results from different data never compare silently.
+    """
+    digest = hashlib.sha256()
+    for record in sorted(records, key=lambda r: r.path):
+        stat = os.stat(record.path)
+        mask_stat = os.stat(record.mask_path) if record.mask_path else None
+        mask_part = f"{record.mask_path}:{mask_stat.st_size}:{mask_stat.st_mtime_ns}" if mask_stat else ""
+        line = "\t".join([record.path, str(stat.st_size), str(stat.st_mtime_ns), record.label,
+                          record.split or "", record.patient_id or "", mask_part, record.mask_rle or ""])
+        digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _raise_if_strict(problems: list[Problem], strict: bool) -> None:
+    if strict and problems:
+        raise DataError(f"{problems[0]} ({len(problems)} problems in all; without --strict they are skipped)")
+
+
+def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: Sequence[str] | None = None,
+                 need_two_classes: bool = False, cache_dir: Path | None = None) -> DataSet:
+    """List, label, filter and split a data set. Reads no pixels: the cache does that once, in ``prepare``.
+
+    ``expected_classes`` are the task's classes: a label outside them is an error unless the spec's own
+    ``classes`` option narrows the data set on purpose.
+    """
+    from runner.data.cache import default_cache_dir
+
+    resolved = parse_data_spec(spec)
+    options = resolved.options
+    adapter = ADAPTERS.get(resolved.layout)()
+    listing: Listing = adapter.list_records(Path(resolved.path) if resolved.path else None, options,
+                                            cache_dir or default_cache_dir())
+    _raise_if_strict(listing.problems, bool(options["strict"]))
+    records, classes = _apply_labels(listing.records, options, expected_classes)
+    _check_classes(records, classes, listing.root, need_two_classes)
+    split_config = SplitConfig.from_options(options["split"])
+    records = assign_splits(records, split_config)
+    return DataSet(spec=resolved, root=listing.root, records=records, classes=classes, problems=listing.problems,
+                   fingerprint=fingerprint_records(records),
+                   patient_ids_known=all(r.patient_id for r in records))

@@ -1,0 +1,71 @@
+"""The records every layout adapter produces, and the contract adapters follow."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of a data set, before any pixel is read.
+
+    Adapters only list files: decoding happens once, in the cache, so listing a data set of 100,000 images
+    stays cheap and every problem with a pixel is found (and counted) in one place.
+    """
+
+    path: str
+    label: str
+    patient_id: str | None = None
+    split: str | None = None
+    mask_path: str | None = None
+    mask_rle: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one file; skipped with a counted warning, or an error under ``strict``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Listing:
+    """What an adapter returns: the records it could list and the files it had to leave out."""
+
+    records: list[Record]
+    problems: list[Problem]
+    root: Path
+
+
+class DataAdapter(ABC):
+    """One on-disk layout (class folders, a CSV manifest, ...).
+
+    Contract: ``list_records`` returns every image it can find as a ``Record`` with an absolute ``path`` and
+    a raw ``label`` (label mapping and class filtering are applied afterwards, the same way for every layout);
+    it never decodes pixels; a file it cannot use goes into ``problems`` with a message saying what to do; a
+    layout that is wrong as a whole raises ``DataError``. ``options`` lists the adapter's own keys and their
+    defaults; any other key in a data spec is rejected before ``list_records`` is called.
+    """
+
+    name: ClassVar[str]
+    options: ClassVar[Mapping[str, Any]] = {}
+
+    def detect(self, path: Path) -> bool:
+        """True when ``path`` looks like this layout; used when a data spec names no layout."""
+        return False
+
+    @abstractmethod
+    def list_records(self, path: Path, options: Mapping[str, Any], cache_dir: Path) -> Listing:
+        """List the records under ``path``; ``options`` holds every key of the spec, defaults filled in."""

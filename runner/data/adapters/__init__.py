@@ -1,0 +1,1 @@
+"""Layout adapters: one module per on-disk layout, each registered in ``runner.data.ADAPTERS``."""

@@ -1,0 +1,51 @@
+"""``ROOT/<class>/*.png`` or ``ROOT/{train,val,test}/<class>/*.png`` (the Kaggle chest-xray-pneumonia layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.data import ADAPTERS
+from runner.data._records import SPLITS, DataAdapter, Listing, Record
+from runner.data.adapters._common import image_files, patient_from_name, require_root
+from runner.errors import DataError
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -> list[Record]:
+    files = image_files(class_dir)
+    if not files:
+        raise DataError(f"class folder {class_dir} has no .png/.jpg/.jpeg images: add images or remove the folder")
+    return [Record(path=str(f.resolve()), label=class_dir.name, split=split,
+                   patient_id=patient_from_name(f, pattern)) for f in files]
+
+
+@ADAPTERS.register("class_folders")
+class ClassFolders(DataAdapter):
+    name = "class_folders"
+    options: Mapping[str, Any] = {"patient_regex": None}
+
+    def detect(self, path: Path) -> bool:
+        return path.is_dir() and bool(_class_dirs(path))
+
+    def list_records(self, path: Path, options: Mapping[str, Any], cache_dir: Path) -> Listing:
+        root = require_root(path, self.name)
+        if not root.is_dir():
+            raise DataError(f"{root} is not a folder: the class_folders layout is ROOT/<class>/*.png")
+        split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]
+        pattern = options["patient_regex"]
+        records: list[Record] = []
+        if split_dirs:
+            for split_dir in split_dirs:
+                for class_dir in _class_dirs(split_dir):
+                    records += _records_of_class(class_dir, split_dir.name, pattern)
+        else:
+            for class_dir in _class_dirs(root):
+                records += _records_of_class(class_dir, None, pattern)
+        if not records:
+            raise DataError(f"{root} has no class folders: the class_folders layout is ROOT/<class>/*.png")
+        return Listing(records=records, problems=[], root=root)

@@ -1,0 +1,72 @@
+"""``ROOT/images/*`` with ``ROOT/masks/*`` of the same file stem (masks 0/255), for segmentation.
+
+An optional ``ROOT/manifest.csv`` (``file,label,patient_id[,...]``, files named as in ``images/``) adds patient
+ids and labels; without one, the label is ``pneumothorax`` when the mask has any foreground, ``normal`` when
+it is empty, which is what a stratified split of a segmentation set needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from runner.data import ADAPTERS
+from runner.data._records import DataAdapter, Listing, Problem, Record
+from runner.data.adapters._common import image_files, pick_column, read_csv_rows, require_root
+from runner.errors import DataError
+
+
+def _label_from_mask(mask: Path, positive: str, negative: str) -> str:
+    try:
+        with Image.open(mask) as image:
+            return positive if image.convert("L").getbbox() else negative
+    except OSError:
+        return negative  # an unreadable mask is reported, with its file name, when the cache decodes it
+
+
+def _manifest_by_file(root: Path) -> dict[str, dict[str, str]]:
+    csv_path = root / "manifest.csv"
+    if not csv_path.is_file():
+        return {}
+    rows = read_csv_rows(csv_path)
+    if not rows:
+        return {}
+    file_column = pick_column(rows[0], None, ("file", "path", "filename"), "path", csv_path)
+    return {Path(row[file_column]).name: row for row in rows}
+
+
+@ADAPTERS.register("image_masks")
+class ImageMasks(DataAdapter):
+    name = "image_masks"
+    options: Mapping[str, Any] = {"mask_suffix": "", "positive_label": "pneumothorax", "negative_label": "normal"}
+
+    def detect(self, path: Path) -> bool:
+        return path.is_dir() and (path / "images").is_dir() and (path / "masks").is_dir()
+
+    def list_records(self, path: Path, options: Mapping[str, Any], cache_dir: Path) -> Listing:
+        root = require_root(path, self.name)
+        if not self.detect(root):
+            raise DataError(f"{root} needs images/ and masks/ folders for the image_masks layout")
+        masks = {p.stem.removesuffix(options["mask_suffix"]): p for p in image_files(root / "masks")}
+        manifest = _manifest_by_file(root)
+        records, problems = [], []
+        images = image_files(root / "images")
+        if not images:
+            raise DataError(f"{root / 'images'} has no .png/.jpg/.jpeg images: add images")
+        for image in images:
+            mask = masks.pop(image.stem, None)
+            if mask is None:
+                problems.append(Problem(str(image), f"no mask for this image: add masks/{image.stem}"
+                                                    f"{options['mask_suffix']}.png or remove the image"))
+                continue
+            row = manifest.get(image.name, {})
+            label = row.get("label") or _label_from_mask(mask, options["positive_label"], options["negative_label"])
+            records.append(Record(path=str(image.resolve()), label=label, mask_path=str(mask.resolve()),
+                                  patient_id=row.get("patient_id") or row.get("patientid") or None,
+                                  source=row.get("source") or None))
+        problems += [Problem(str(m), "mask without an image: add the image to images/ or remove the mask")
+                     for m in masks.values()]
+        return Listing(records=records, problems=problems, root=root)

@@ -1,0 +1,107 @@
+"""A CSV manifest: ``path`` (or ``file``), ``label`` [, ``patient_id``] [, ``split``] [, ``source``], paths relative
+to the CSV. Column names, an image folder, a mask folder and row filters are options, so public metadata files
+(e.g. covid-chestxray-dataset's ``metadata.csv``: ``filename``, ``finding``, ``patientid``, ``view``) load as they
+are, with ``label_map`` turning their findings into our classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.data import ADAPTERS
+from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
+from runner.data.adapters._common import pick_column, read_csv_rows, require_root, resolve_inside
+from runner.errors import DataError
+
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "dev": "val", "test": "test", "testing": "test"}
+
+
+def normalise_split(value: str, where: str) -> str | None:
+    """Map the usual spellings of split names onto train / val / test; empty means 'not given'."""
+    if not value:
+        return None
+    split = SPLIT_NAMES.get(value.strip().lower())
+    if split is None:
+        raise DataError(f"{where}: unknown split '{value}': use one of {', '.join(SPLITS)}")
+    return split
+
+
+def _keep_row(row: Mapping[str, str], filters: Mapping[str, Any]) -> bool:
+    for column, allowed in filters.items():
+        values = allowed if isinstance(allowed, list | tuple) else [allowed]
+        if row.get(column, "") not in {str(v) for v in values}:
+            return False
+    return True
+
+
+def _check_filter_columns(filters: Mapping[str, Any], columns: list[str], csv_path: Path) -> None:
+    for column in filters:
+        if column not in columns:
+            raise DataError(f"{csv_path} has no column '{column}' to filter on: its columns are {', '.join(columns)}")
+
+
+@ADAPTERS.register("manifest")
+class Manifest(DataAdapter):
+    name = "manifest"
+    options: Mapping[str, Any] = {
+        "path_column": None, "label_column": None, "patient_column": None, "split_column": None,
+        "source_column": None, "mask_column": None, "image_root": "", "mask_root": None, "filters": {},
+    }
+
+    def detect(self, path: Path) -> bool:
+        return (path.is_file() and path.suffix.lower() == ".csv") or (path / "manifest.csv").is_file()
+
+    def list_records(self, path: Path, options: Mapping[str, Any], cache_dir: Path) -> Listing:
+        csv_path = require_root(path, self.name)
+        if csv_path.is_dir():
+            csv_path = csv_path / "manifest.csv"
+            if not csv_path.is_file():
+                raise DataError(f"{path} has no manifest.csv: pass the CSV file itself as the data path")
+        rows = read_csv_rows(csv_path)
+        if not rows:
+            raise DataError(f"{csv_path} has a header but no rows: add one row per image")
+        columns = list(rows[0])
+        col = {
+            "path": pick_column(columns, options["path_column"], ("path", "file", "filename"), "path", csv_path),
+            "label": pick_column(columns, options["label_column"], ("label",), "label", csv_path),
+            "patient": pick_column(columns, options["patient_column"], ("patient_id", "patientid"), "patient",
+                                   csv_path, required=False),
+            "split": pick_column(columns, options["split_column"], ("split",), "split", csv_path, required=False),
+            "source": pick_column(columns, options["source_column"], ("source",), "source", csv_path,
+                                  required=False),
+            "mask": pick_column(columns, options["mask_column"], (), "mask", csv_path, required=False),
+        }
+        _check_filter_columns(options["filters"], columns, csv_path)
+        root = csv_path.parent
+        image_root = root / options["image_root"]
+        mask_root = root / options["mask_root"] if options["mask_root"] else None
+        allow_outside = bool(options["allow_outside_root"])
+        records, problems = [], []
+        for line, row in enumerate(rows, start=2):
+            if not _keep_row(row, options["filters"]):
+                continue
+            where = f"{csv_path}:{line}"
+            if not row[col["path"]]:
+                problems.append(Problem(where, f"empty {col['path']}: fill it in or remove the row"))
+                continue
+            image, problem = resolve_inside(image_root, row[col["path"]], allow_outside)
+            mask = None
+            if problem is None and (mask_root is not None or col["mask"]):
+                relative = row[col["mask"]] if col["mask"] else Path(row[col["path"]]).name
+                mask, problem = resolve_inside(mask_root or root, relative, allow_outside)
+            if problem is not None:
+                problems.append(Problem(problem.path, f"({where}) {problem.message}"))
+                continue
+            records.append(Record(
+                path=str(image), label=row[col["label"]],
+                patient_id=row[col["patient"]] or None if col["patient"] else None,
+                split=normalise_split(row[col["split"]], where) if col["split"] else None,
+                source=row[col["source"]] or None if col["source"] else None,
+                mask_path=str(mask) if mask else None,
+            ))
+        if not records and not problems:
+            raise DataError(f"{csv_path}: no row passes the filters {dict(options['filters'])}: check the values")
+        return Listing(records=records, problems=problems, root=root)

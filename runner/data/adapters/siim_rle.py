@@ -1,0 +1,59 @@
+"""SIIM-ACR pneumothorax style: a CSV of ``ImageId, EncodedPixels`` (run-length-encoded masks, ``-1`` = no
+mask, several rows per image = several regions) beside a folder of images named ``<ImageId>.png``.
+
+The RLE strings are kept on the records and decoded by the cache, which knows each image's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.data import ADAPTERS
+from runner.data._records import DataAdapter, Listing, Problem, Record
+from runner.data.adapters._common import read_csv_rows, require_root, resolve_inside
+from runner.data.masks import RLE_FORMATS, is_empty_rle
+from runner.errors import DataError
+
+
+def _is_rle_csv(path: Path) -> bool:
+    if not (path.is_file() and path.suffix.lower() == ".csv"):
+        return False
+    with open(path, encoding="utf-8-sig") as handle:
+        header = [c.strip() for c in handle.readline().split(",")]
+    return "ImageId" in header and "EncodedPixels" in header
+
+
+@ADAPTERS.register("siim_rle")
+class SiimRle(DataAdapter):
+    name = "siim_rle"
+    options: Mapping[str, Any] = {"image_root": "", "image_suffix": ".png", "rle_format": "relative",
+                                  "positive_label": "pneumothorax", "negative_label": "normal"}
+
+    def detect(self, path: Path) -> bool:
+        return _is_rle_csv(path)
+
+    def list_records(self, path: Path, options: Mapping[str, Any], cache_dir: Path) -> Listing:
+        csv_path = require_root(path, self.name)
+        if not _is_rle_csv(csv_path):
+            raise DataError(f"{csv_path} is not a CSV with ImageId and EncodedPixels columns")
+        if options["rle_format"] not in RLE_FORMATS:
+            raise DataError(f"rle_format '{options['rle_format']}' is unknown: use one of {', '.join(RLE_FORMATS)}")
+        runs: dict[str, list[str]] = {}
+        for row in read_csv_rows(csv_path):
+            runs.setdefault(row["ImageId"], [])
+            if not is_empty_rle(row["EncodedPixels"]):
+                runs[row["ImageId"]].append(row["EncodedPixels"])
+        image_root = csv_path.parent / options["image_root"]
+        records, problems = [], []
+        for image_id, encoded in runs.items():
+            image, problem = resolve_inside(image_root, image_id + options["image_suffix"],
+                                            bool(options["allow_outside_root"]))
+            if problem is not None:
+                problems.append(Problem(problem.path, f"({csv_path}, ImageId {image_id}) {problem.message}"))
+                continue
+            label = options["positive_label"] if encoded else options["negative_label"]
+            records.append(Record(path=str(image), label=label,
+                                  mask_rle=f"{options['rle_format']}:{'|'.join(encoded)}"))
+        return Listing(records=records, problems=problems, root=csv_path.parent)

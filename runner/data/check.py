@@ -1,0 +1,136 @@
+"""``runner data check``: what a data set holds, what is wrong with it, and whether its classes can be told
+apart without looking at the lungs.
+
+The shortcut check exists because many published COVID-19 models learned the hospital, not the disease: each
+class came from another source, and image size or intensity alone separated them (DeGrave et al. 2021,
+Nature Machine Intelligence). A warning here is stored with every trial's results later.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runner.data._dataset import DataSet
+from runner.data._records import SPLITS, Problem, Record
+from runner.data.cache import CachedData
+
+SHORTCUT_AUC = 0.9
+CHECK_IMAGE_SIZE = 64
+
+
+@dataclass
+class CheckReport:
+    """The findings of a data check; ``errors`` make the command exit non-zero."""
+
+    lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        out = list(self.lines)
+        out += [f"warning: {w}" for w in self.warnings]
+        out += [f"error: {e}" for e in self.errors]
+        return "\n".join(out)
+
+
+def source_shortcut(records: Sequence[Record]) -> str | None:
+    """A warning when every class comes from its own set of sources, so the source alone predicts the label."""
+    sources: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        if record.source:
+            sources[record.label].add(record.source)
+    if len(sources) < 2 or len(sources) != len({r.label for r in records}):
+        return None
+    labels = sorted(sources)
+    overlap = any(sources[a] & sources[b] for i, a in enumerate(labels) for b in labels[i + 1:])
+    if overlap:
+        return None
+    described = "; ".join(f"{label}: {', '.join(sorted(sources[label]))}" for label in labels)
+    return (f"each class comes from its own source ({described}): a model can learn the source instead of the "
+            "disease (DeGrave et al. 2021); mix sources within classes or test on an external set")
+
+
+def metadata_features(metadata: dict[str, np.ndarray]) -> np.ndarray:
+    """Original width, height, aspect, mean and std intensity and file type: nothing about the lungs."""
+    width = metadata["width"].astype(float)
+    height = metadata["height"].astype(float)
+    types = sorted(set(metadata["file_type"]))
+    one_hot = np.stack([metadata["file_type"] == t for t in types], axis=1).astype(float)
+    return np.column_stack([width, height, width / np.maximum(height, 1), metadata["mean"], metadata["std"], one_hot])
+
+
+def metadata_shortcut_auc(features: np.ndarray, labels: Sequence[str], groups: Sequence[str],
+                          seed: int = 0) -> float | None:
+    """Cross-validated (grouped by patient) macro one-vs-rest ROC AUC of a small tree model on metadata."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    classes, y = np.unique(np.asarray(labels), return_inverse=True)
+    smallest = int(np.bincount(y).min()) if len(classes) > 1 else 0
+    folds = min(5, smallest, len(set(groups)))
+    if len(classes) < 2 or folds < 2:
+        return None
+    model = HistGradientBoostingClassifier(max_iter=50, max_depth=3, min_samples_leaf=5, random_state=seed)
+    scores = cross_val_predict(model, features, y, groups=list(groups), cv=GroupKFold(folds),
+                               method="predict_proba")
+    if len(classes) == 2:
+        return float(roc_auc_score(y, scores[:, 1]))
+    return float(roc_auc_score(y, scores, multi_class="ovr", average="macro"))
+
+
+def shortcut_warnings(cached: CachedData) -> list[str]:
+    """Both shortcut checks on a cached data set (labels of valid images only)."""
+    valid = cached.valid_records()
+    warnings = [w for w in [source_shortcut(valid)] if w]
+    auc = metadata_shortcut_auc(metadata_features(cached.metadata()), [r.label for r in valid],
+                                [r.patient_id or r.path for r in valid])
+    if auc is not None and auc >= SHORTCUT_AUC:
+        warnings.append(f"image metadata alone (size, aspect, mean/std intensity, file type) separates the classes "
+                        f"with ROC AUC {auc:.2f}: the classes may differ by acquisition, not disease; check sources "
+                        "and preprocessing (DeGrave et al. 2021)")
+    return warnings
+
+
+def _size_range(metadata: dict[str, np.ndarray]) -> str:
+    if not len(metadata["width"]):
+        return "none"
+    return (f"{metadata['width'].min()}x{metadata['height'].min()} to "
+            f"{metadata['width'].max()}x{metadata['height'].max()} px "
+            f"({', '.join(sorted(set(metadata['file_type'])))})")
+
+
+def _problem_summary(kind: str, problems: Sequence[Problem]) -> list[str]:
+    lines = [f"{len(problems)} {kind}:"] if problems else []
+    lines += [f"  {p}" for p in problems[:20]]
+    if len(problems) > 20:
+        lines.append(f"  ... and {len(problems) - 20} more")
+    return lines
+
+
+def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) -> CheckReport:
+    """Summarise and check a loaded, cached data set."""
+    report = CheckReport()
+    report.lines.append(f"data: {dataset.root} (layout {dataset.spec.layout}), fingerprint {dataset.fingerprint[:16]}")
+    report.lines.append(f"classes: {', '.join(dataset.classes)}")
+    for split in SPLITS:
+        counts = Counter(cached.labels(split))
+        patients = {r.patient_id for r in cached.records(split) if r.patient_id}
+        per_class = ", ".join(f"{c} {counts.get(c, 0)}" for c in sorted(counts)) or "empty"
+        report.lines.append(f"  {split:5s} {sum(counts.values()):6d} images, {len(patients):5d} patients: {per_class}")
+        if not counts:
+            report.errors.append(f"split '{split}' is empty: add data or change the split ratios")
+    report.lines.append(f"image sizes: {_size_range(cached.metadata())}")
+    if not dataset.patient_ids_known:
+        report.warnings.append("no patient ids for some images: they are split one image per patient, which leaks if "
+                               "a patient has several images; add a patient_id column or data.patient_regex")
+    skipped = dataset.problems + cached.skipped
+    report.lines += _problem_summary("files skipped", skipped)
+    if skipped and strict:
+        report.errors.append(f"{len(skipped)} files could not be used (--strict)")
+    report.warnings += shortcut_warnings(cached)
+    return report

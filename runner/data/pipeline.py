@@ -1,0 +1,139 @@
+"""``tf.data`` pipelines over cached uint8 arrays: shuffle, batch, augment, prefetch.
+
+Batches are gathered in numpy (one Python call per batch, not per image) and everything after that runs in
+TensorFlow's graph, so the GPU is fed without a Python loop per image. Images leave the pipeline as float32 in
+[0, 1]; models add their own preprocessing (ImageNet backbones repeat the channel and apply their
+``preprocess_input``), which keeps a saved model self-contained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from runner.errors import ConfigError
+
+Target = Literal["label", "image", "mask"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The augmentations of the seed notebooks, each off at 0. Rotation is a fraction of a full turn, shift and
+    zoom fractions of the side, shear a factor (Keras semantics); noise is the std of added Gaussian noise on
+    [0, 1] images. Horizontal flip is off by default: the heart's side is anatomy, not noise."""
+
+    flip: bool = False
+    rotation: float = 0.03
+    shift: float = 0.05
+    zoom: float = 0.1
+    shear: float = 0.0
+    noise: float = 0.0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | bool | None) -> AugmentConfig | None:
+        if options is None or options is False:
+            return None
+        if options is True:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown augmentation '{unknown[0]}': choose from {', '.join(sorted(known))}")
+        config = cls(**options)
+        for name in known - {"flip"}:
+            if not 0 <= float(getattr(config, name)) <= 1:
+                raise ConfigError(f"augmentation {name}={getattr(config, name)} must be between 0 and 1")
+        return config
+
+
+def _geometric_layers(config: AugmentConfig, seed: int) -> list[layers.Layer]:
+    """Geometric transforms; applied to image and mask stacked on the channel axis so both move together."""
+    chosen: list[layers.Layer] = []
+    if config.flip:
+        chosen.append(layers.RandomFlip("horizontal", seed=seed))
+    if config.rotation:
+        chosen.append(layers.RandomRotation(config.rotation, fill_mode="constant", seed=seed + 1))
+    if config.shift:
+        chosen.append(layers.RandomTranslation(config.shift, config.shift, fill_mode="constant", seed=seed + 2))
+    if config.zoom:
+        chosen.append(layers.RandomZoom(config.zoom, fill_mode="constant", seed=seed + 3))
+    if config.shear:
+        chosen.append(layers.RandomShear(config.shear, config.shear, fill_mode="constant", seed=seed + 4))
+    return chosen
+
+
+def make_augmenter(config: AugmentConfig, seed: int, with_mask: bool):
+    """A function (images, masks|None) -> (images, masks|None) on float32 batches, for ``Dataset.map``."""
+    geometric = _geometric_layers(config, seed)
+    noise = layers.GaussianNoise(config.noise, seed=seed + 5) if config.noise else None
+
+    def augment(images: tf.Tensor, masks: tf.Tensor | None):
+        channels = images.shape[-1]
+        stacked = tf.concat([images, masks], axis=-1) if with_mask else images
+        for layer in geometric:
+            stacked = layer(stacked, training=True)
+        images = stacked[..., :channels]
+        if with_mask:
+            masks = tf.cast(stacked[..., channels:] > 0.5, tf.float32)
+        if noise is not None:
+            images = tf.clip_by_value(noise(images, training=True), 0.0, 1.0)
+        return images, masks
+
+    return augment
+
+
+def _batch_indices(n: int, batch_size: int, shuffle: bool, seed: int) -> Iterator[Iterator[np.ndarray]]:
+    """An endless series of epochs; each epoch a fresh, seeded order split into batches."""
+    epoch = 0
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+        yield (order[i:i + batch_size] for i in range(0, n, batch_size))
+        epoch += 1
+
+
+def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, target: Target = "label",
+                 batch_size: int = 32, shuffle: bool = False, augment: AugmentConfig | None = None,
+                 seed: int = 0) -> tf.data.Dataset:
+    """A batched, prefetched dataset of ``(image, target)`` pairs.
+
+    ``images``: (n, h, w, c) uint8. ``target``: ``label`` (``targets`` float32 per image: 0/1 or one-hot),
+    ``mask`` (``targets`` uint8 masks (n, h, w, 1), 0/255, transformed with the image), or ``image`` (the
+    autoencoder's own input, taken after augmentation). Each pass over the dataset is one epoch in a new
+    seeded order, so runs repeat exactly.
+    """
+    n = len(images)
+    if n == 0:
+        raise ConfigError("cannot build a pipeline over an empty split: add data or change the split ratios")
+    if target != "image" and (targets is None or len(targets) != n):
+        raise ConfigError(f"target '{target}' needs one target per image ({n})")
+    epochs = _batch_indices(n, batch_size, shuffle, seed)
+    image_spec = tf.TensorSpec((None, *images.shape[1:]), tf.uint8)
+    target_spec = tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype)) if targets is not None \
+        else tf.TensorSpec((None,), tf.uint8)
+
+    def batches():
+        for batch in next(epochs):
+            yield images[batch], targets[batch] if targets is not None else np.zeros(len(batch), np.uint8)
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=(image_spec, target_spec))
+    augmenter = make_augmenter(augment, seed, with_mask=target == "mask") if augment else None
+
+    def to_float(x, y):
+        x = tf.cast(x, tf.float32) / 255.0
+        if target == "mask":
+            y = tf.cast(y, tf.float32) / 255.0
+        if augmenter is not None:
+            x, masks = augmenter(x, y if target == "mask" else None)
+            if target == "mask":
+                y = masks
+        if target == "image":
+            y = x
+        return x, tf.cast(y, tf.float32)
+
+    return dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE)

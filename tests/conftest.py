@@ -1,0 +1,58 @@
+"""Shared fixtures: real image files written by the tests, a private cache directory per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (48, 40), mode: str = "L",
+                brightness: int = 0) -> Path:
+    """A small real image file (PNG or JPEG by suffix) with random content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], len(mode))
+    pixels = np.clip(rng.integers(0, 200, shape) + brightness, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels, mode=mode).save(path)
+    return path
+
+
+def write_mask(path: Path, size: tuple[int, int] = (48, 40), box: tuple[int, int, int, int] | None = (5, 5, 20, 20)
+               ) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    if box:
+        x0, y0, x1, y1 = box
+        mask[y0:y1, x0:x1] = 255
+    Image.fromarray(mask).save(path)
+    return path
+
+
+def make_class_folders(root: Path, classes: dict[str, int], split: str | None = None, seed: int = 0) -> Path:
+    for index, (name, count) in enumerate(classes.items()):
+        folder = root / split / name if split else root / name
+        for i in range(count):
+            write_image(folder / f"{name}-{i}.png", seed=seed * 1000 + index * 100 + i)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own cache so tests never share (or depend on) decoded images."""
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("CXR_RUNNER_CACHE", str(path))
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real images expected at {SHARED_DATA} (the team's shared/ folder beside the repo)")
+    return SHARED_DATA

@@ -1,0 +1,267 @@
+"""Every layout adapter on files the tests write, and the errors a user sees for bad layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_class_folders, write_image, write_mask
+
+from runner.data import ADAPTERS, load_dataset, parse_data_spec, prepare
+from runner.data.masks import decode_rle, encode_rle
+from runner.errors import ConfigError, DataError
+
+
+def _labels(dataset) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in dataset.records:
+        counts[record.label] = counts.get(record.label, 0) + 1
+    return counts
+
+
+def test_registry_lists_every_layout() -> None:
+    assert ADAPTERS.names() == ["class_folders", "demo", "image_masks", "manifest", "siim_rle", "split_lists"]
+
+
+def test_class_folders_flat(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"normal": 6, "pneumonia": 4})
+    (tmp_path / "normal" / "notes.txt").write_text("not an image")
+    dataset = load_dataset(str(tmp_path))
+    assert dataset.spec.layout == "class_folders"
+    assert dataset.classes == ("normal", "pneumonia")
+    assert _labels(dataset) == {"normal": 6, "pneumonia": 4}
+    assert {r.split for r in dataset.records} == {"train", "val", "test"}
+
+
+def test_class_folders_with_splits_keeps_them_and_merges_val(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"normal": 8, "pneumonia": 8}, split="train")
+    make_class_folders(tmp_path, {"normal": 1, "pneumonia": 1}, split="val", seed=1)
+    make_class_folders(tmp_path, {"normal": 3, "pneumonia": 3}, split="test", seed=2)
+    kept = load_dataset(str(tmp_path))
+    assert [len(kept.split(s)) for s in ("train", "val", "test")] == [16, 2, 6]
+    merged = load_dataset({"path": str(tmp_path), "split": {"merge_val": True, "train": 0.6, "val": 0.2,
+                                                             "test": 0.2}})
+    assert len(merged.split("test")) == 6
+    assert len(merged.split("val")) == 4  # 18 train+val images re-split 3:1
+    assert len(merged.split("train")) == 14
+
+
+def test_class_folders_patient_regex(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / "normal" / f"IM-000{i}-0001.png", seed=i)
+        write_image(tmp_path / "normal" / f"IM-000{i}-0002.png", seed=10 + i)
+        write_image(tmp_path / "pneumonia" / f"person{i}_virus_1.png", seed=20 + i)
+    dataset = load_dataset({"path": str(tmp_path), "patient_regex": r"(IM-\d+|person\d+)"})
+    assert sorted({r.patient_id for r in dataset.records}) == ["IM-0000", "IM-0001", "IM-0002", "person0",
+                                                               "person1", "person2"]
+    assert dataset.patient_ids_known
+
+
+def test_empty_class_folder_is_an_error(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"normal": 3})
+    (tmp_path / "pneumonia").mkdir()
+    with pytest.raises(DataError, match=r"class folder .*pneumonia has no .png/.jpg/.jpeg images"):
+        load_dataset(str(tmp_path))
+
+
+def test_single_class_is_an_error_for_classification(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"normal": 3})
+    with pytest.raises(DataError, match=r"only one class \(normal\) found"):
+        load_dataset(str(tmp_path), need_two_classes=True)
+
+
+def _manifest(tmp_path: Path, rows: list[str], header: str = "path,label,patient_id") -> Path:
+    csv = tmp_path / "data.csv"
+    csv.write_text("\n".join([header, *rows]) + "\n")
+    return csv
+
+
+def test_manifest_columns_patients_and_splits(tmp_path: Path) -> None:
+    rows = []
+    for i in range(6):
+        write_image(tmp_path / "img" / f"{i}.png", seed=i)
+        rows.append(f"img/{i}.png,{'pneumonia' if i % 2 else 'normal'},p{i // 2},{['train', 'val', 'test'][i // 2]}")
+    dataset = load_dataset(str(_manifest(tmp_path, rows, "file,label,patient_id,split")))
+    assert dataset.spec.layout == "manifest"
+    assert [(Path(r.path).name, r.patient_id, r.split) for r in dataset.records][:2] == [
+        ("0.png", "p0", "train"), ("1.png", "p0", "train")]
+
+
+def test_manifest_covid_metadata_style(tmp_path: Path) -> None:
+    """covid-chestxray-dataset's metadata.csv: findings mapped (exact, then globs), views filtered."""
+    findings = ["COVID-19", "No Finding", "Pneumonia/Bacterial", "Pneumonia/Viral/COVID-19", "Tuberculosis",
+                "COVID-19"]
+    views = ["PA", "AP", "PA", "AP", "PA", "L"]
+    rows = []
+    for i, (finding, view) in enumerate(zip(findings, views, strict=True)):
+        write_image(tmp_path / "images" / f"x{i}.jpg", seed=i)
+        rows.append(f"{i},x{i}.jpg,{finding},{view}")
+    csv = _manifest(tmp_path, rows, "patientid,filename,finding,view")
+    spec = {"path": str(csv), "path_column": "filename", "label_column": "finding", "image_root": "images",
+            "filters": {"view": ["PA", "AP"]},
+            "label_map": {"COVID-19": "covid", "No Finding": "normal", "Pneumonia/Viral/COVID-19": "covid",
+                          "Pneumonia/*": "pneumonia", "Tuberculosis": None}}
+    dataset = load_dataset(spec, expected_classes=("covid", "normal", "pneumonia"))
+    assert sorted((Path(r.path).name, r.label, r.patient_id) for r in dataset.records) == [
+        ("x0.jpg", "covid", "0"), ("x1.jpg", "normal", "1"), ("x2.jpg", "pneumonia", "2"), ("x3.jpg", "covid", "3")]
+
+
+def test_manifest_missing_file_is_skipped_or_strict_error(tmp_path: Path) -> None:
+    for i in range(4):
+        write_image(tmp_path / f"{i}.png", seed=i)
+    csv = _manifest(tmp_path, [f"{i}.png,{'ab'[i % 2]},p{i}" for i in range(4)] + ["gone.png,a,p9"])
+    dataset = load_dataset(str(csv))
+    assert len(dataset.records) == 4
+    assert "gone.png: (" in str(dataset.problems[0]) and "does not exist" in str(dataset.problems[0])
+    with pytest.raises(DataError, match=r"gone.png: .*does not exist.*1 problems in all"):
+        load_dataset({"path": str(csv), "strict": True})
+
+
+def test_manifest_path_escaping_root_is_refused(tmp_path: Path) -> None:
+    write_image(tmp_path / "outside.png")
+    inner = tmp_path / "set"
+    for i in range(2):
+        write_image(inner / f"{i}.png", seed=i)
+    csv = inner / "m.csv"
+    csv.write_text("path,label\n0.png,a\n1.png,b\n../outside.png,a\n")
+    dataset = load_dataset(str(csv))
+    assert len(dataset.records) == 2
+    assert "escapes the data root" in dataset.problems[0].message
+    allowed = load_dataset({"path": str(csv), "allow_outside_root": True})
+    assert len(allowed.records) == 3
+
+
+def test_manifest_errors_name_the_column(tmp_path: Path) -> None:
+    csv = _manifest(tmp_path, ["a.png"], header="image")
+    with pytest.raises(DataError, match=r"has no path column \(looked for path, file, filename\)"):
+        load_dataset(str(csv))
+    csv = _manifest(tmp_path, ["a.png,x"], header="path,finding")
+    with pytest.raises(DataError, match=r"has no label column"):
+        load_dataset(str(csv))
+    with pytest.raises(DataError, match=r"has no column 'diagnosis' for label"):
+        load_dataset({"path": str(csv), "label_column": "diagnosis"})
+
+
+def test_unknown_label_names_the_file(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / f"{i}.png", seed=i)
+    csv = _manifest(tmp_path, ["0.png,normal,a", "1.png,pneumonia,b", "2.png,Effusion,c"])
+    with pytest.raises(DataError, match=r"2.png: label 'Effusion' is not one of normal, pneumonia"):
+        load_dataset(str(csv), expected_classes=("normal", "pneumonia"))
+    narrowed = load_dataset({"path": str(csv), "classes": ["normal", "pneumonia"]})
+    assert len(narrowed.records) == 2
+
+
+def test_split_lists_two_and_four_columns(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        for i in range(4):
+            write_image(tmp_path / "imgs" / f"{split}{i}.png", seed=i)
+    (tmp_path / "train.txt").write_text("\n".join(f"imgs/train{i}.png {'ab'[i % 2]}" for i in range(4)) + "\n")
+    (tmp_path / "test.txt").write_text("# comment\n" + "\n".join(f"imgs/test{i}.png {'ab'[i % 2]}" for i in range(4)))
+    dataset = load_dataset(str(tmp_path))
+    assert dataset.spec.layout == "split_lists"
+    assert len(dataset.split("test")) == 4 and len(dataset.split("val")) > 0
+
+    (tmp_path / "train.txt").write_text("\n".join(f"P{i} imgs/train{i}.png {'ab'[i % 2]} src" for i in range(4)))
+    (tmp_path / "test.txt").write_text("P9 imgs/test0.png a src\nbroken line\n")
+    covidx = load_dataset({"path": str(tmp_path), "columns": "patient_id path label source"})
+    assert {r.patient_id for r in covidx.records} >= {"P0", "P9"}
+    assert "expected 4 fields" in str(covidx.problems[0])
+
+
+def test_image_masks_with_manifest_and_problems(tmp_path: Path) -> None:
+    for i in range(4):
+        write_image(tmp_path / "images" / f"{i}.png", seed=i)
+        write_mask(tmp_path / "masks" / f"{i}.png", box=(5, 5, 20, 20) if i % 2 else None)
+    write_image(tmp_path / "images" / "lonely.png")
+    write_mask(tmp_path / "masks" / "orphan.png")
+    dataset = load_dataset(str(tmp_path))
+    assert dataset.spec.layout == "image_masks"
+    assert sorted(r.label for r in dataset.records) == ["normal", "normal", "pneumothorax", "pneumothorax"]
+    messages = sorted(str(p) for p in dataset.problems)
+    assert "lonely.png: no mask for this image" in messages[0]
+    assert "orphan.png: mask without an image" in messages[1]
+
+    (tmp_path / "manifest.csv").write_text("file,label,patient_id\n" + "".join(f"{i}.png,x{i % 2},p{i}\n"
+                                                                               for i in range(4)))
+    with_manifest = load_dataset(str(tmp_path))
+    assert sorted(r.patient_id for r in with_manifest.records) == ["p0", "p1", "p2", "p3"]
+    assert {r.label for r in with_manifest.records} == {"x0", "x1"}
+
+
+@pytest.mark.parametrize("rle_format", ["relative", "absolute"])
+def test_rle_round_trip(rle_format: str) -> None:
+    rng = np.random.default_rng(0)
+    mask = np.zeros((30, 20), np.uint8)
+    mask[rng.random(mask.shape) > 0.7] = 255
+    encoded = encode_rle(mask, rle_format)
+    assert np.array_equal(decode_rle(encoded, width=20, height=30, rle_format=rle_format), mask)
+    assert encode_rle(np.zeros((4, 4))) == "-1"
+
+
+def test_rle_known_values() -> None:
+    """SIIM's relative RLE runs down columns: '1 2 3 1' on a 3x3 image sets flat 1,2 and 6 (column-major)."""
+    decoded = decode_rle("1 2 3 1", width=3, height=3)
+    expected = np.zeros(9, np.uint8)
+    expected[[1, 2, 6]] = 255
+    assert np.array_equal(decoded, expected.reshape(3, 3).T)
+    with pytest.raises(DataError, match="odd number of values"):
+        decode_rle("1 2 3", 3, 3)
+    with pytest.raises(DataError, match="runs past a 3x3 image"):
+        decode_rle("5 20", 3, 3)
+
+
+def test_siim_rle_csv_decoded_by_the_cache(tmp_path: Path) -> None:
+    masks = {}
+    rows = ["ImageId, EncodedPixels"]
+    for i in range(4):
+        write_image(tmp_path / "png" / f"1.2.{i}.png", seed=i, size=(32, 32))
+        mask = np.zeros((32, 32), np.uint8)
+        if i % 2:
+            mask[4:12, 8:30] = 255
+            mask[20:28, 2:6] = 255
+            rows += [f"1.2.{i}, {encode_rle(mask[:16])}".replace(encode_rle(mask[:16]), encode_rle(
+                np.vstack([mask[:16], np.zeros((16, 32), np.uint8)]))),
+                     f"1.2.{i}, {encode_rle(np.vstack([np.zeros((16, 32), np.uint8), mask[16:]]))}"]
+        else:
+            rows.append(f"1.2.{i}, -1")
+        masks[f"1.2.{i}.png"] = mask
+    csv = tmp_path / "train-rle.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    dataset = load_dataset({"path": str(csv), "image_root": "png", "split": {"train": 1.0, "val": 0.0,
+                                                                             "test": 0.0}})
+    assert dataset.spec.layout == "siim_rle"
+    assert sorted(r.label for r in dataset.records) == ["normal", "normal", "pneumothorax", "pneumothorax"]
+    cached = prepare(dataset, image_size=32, progress=False)
+    for record, cached_mask in zip(cached.records("train"), cached.masks("train"), strict=True):
+        assert np.array_equal(cached_mask[..., 0], masks[Path(record.path).name])
+
+
+def test_spec_errors() -> None:
+    with pytest.raises(ConfigError, match=r"unknown data layout 'folders': choose one of class_folders, demo"):
+        parse_data_spec({"layout": "folders", "path": "."})
+    with pytest.raises(ConfigError, match=r"unknown data option 'label_col' for layout 'manifest'"):
+        parse_data_spec({"layout": "manifest", "path": "x.csv", "label_col": "y"})
+    with pytest.raises(DataError, match=r"data path /no/such/dir does not exist"):
+        load_dataset({"layout": "class_folders", "path": "/no/such/dir"})
+
+
+def test_spec_from_yaml_file(tmp_path: Path) -> None:
+    make_class_folders(tmp_path / "set", {"a": 3, "b": 3})
+    spec_file = tmp_path / "data.yaml"
+    spec_file.write_text("data:\n  layout: class_folders\n  path: set\n  split: {seed: 3}\n")
+    dataset = load_dataset(str(spec_file))
+    assert dataset.root == tmp_path / "set" and len(dataset.records) == 6
+
+
+def test_shared_real_images_load_by_folder_and_manifest(shared_data: Path) -> None:
+    by_manifest = load_dataset(str(shared_data / "kermany-subset"), expected_classes=("normal", "pneumonia"))
+    by_folder = load_dataset({"layout": "class_folders", "path": str(shared_data / "kermany-subset")})
+    assert len(by_manifest.records) == len(by_folder.records) == 1200
+    assert by_manifest.patient_ids_known and not by_folder.patient_ids_known
+    lungs = load_dataset(str(shared_data / "lungseg"))
+    lungs_manifest = load_dataset({"path": str(shared_data / "lungseg" / "manifest.csv"), "image_root": "images",
+                                   "mask_root": "masks"})
+    assert len(lungs.records) == len(lungs_manifest.records) == 240
+    assert all(r.mask_path for r in lungs_manifest.records)

@@ -1,0 +1,77 @@
+"""``runner data check``: the summary, the exit code, and the shortcut warnings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import make_class_folders, write_image
+
+from runner.cli import main
+from runner.data import Record
+from runner.data.check import metadata_shortcut_auc, source_shortcut
+
+
+def test_check_prints_counts_and_exits_zero(tmp_path: Path, capsys) -> None:
+    make_class_folders(tmp_path, {"normal": 12, "pneumonia": 12})
+    (tmp_path / "pneumonia" / "broken.png").write_text("nope")
+    assert main(["data", "check", str(tmp_path), "--task", "pneumonia"]) == 0
+    out = capsys.readouterr().out
+    assert "classes: normal, pneumonia" in out
+    assert "train     17 images" in out
+    assert "1 files skipped:" in out and "broken.png: not an image Pillow can read" in out
+    assert "warning: no patient ids" in out
+    assert main(["data", "check", str(tmp_path), "--task", "pneumonia", "--strict"]) == 1
+
+
+def test_check_errors_are_one_line(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"normal": 3, "effusion": 3})
+    result = subprocess.run([sys.executable, "-m", "runner", "data", "check", str(tmp_path), "--task", "pneumonia"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "label 'effusion' is not one of normal, pneumonia" in result.stderr
+    bad_task = subprocess.run([sys.executable, "-m", "runner", "data", "check", str(tmp_path), "--task", "tb"],
+                              capture_output=True, text=True)
+    assert bad_task.stderr.strip() == ("error: unknown task 'tb': choose one of anomaly, covid, pneumonia, "
+                                       "pneumothorax")
+
+
+def test_source_shortcut() -> None:
+    confounded = [Record(path=f"{i}", label=label, source=source) for i, (label, source) in
+                  enumerate([("covid", "cohen"), ("covid", "cohen"), ("normal", "kermany"), ("normal", "nih")])]
+    warning = source_shortcut(confounded)
+    assert warning and "each class comes from its own source (covid: cohen; normal: kermany, nih)" in warning
+    mixed = [*confounded, Record(path="x", label="normal", source="cohen")]
+    assert source_shortcut(mixed) is None
+
+
+def test_metadata_shortcut_fires_on_image_size(tmp_path: Path, capsys) -> None:
+    """Classes told apart by image size alone: the classic confound of merged COVID-19 data sets."""
+    for i in range(20):
+        write_image(tmp_path / "normal" / f"n{i}.png", seed=i, size=(64, 64))
+        write_image(tmp_path / "pneumonia" / f"p{i}.jpg", seed=100 + i, size=(96, 80))
+    assert main(["data", "check", str(tmp_path), "--task", "pneumonia"]) == 0
+    assert "image metadata alone (size, aspect, mean/std intensity, file type) separates the classes" in \
+        capsys.readouterr().out
+
+
+def test_metadata_auc_near_chance_without_a_confound() -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 5))
+    labels = ["ab"[i % 2] for i in range(200)]
+    auc = metadata_shortcut_auc(features, labels, [str(i) for i in range(200)])
+    assert auc is not None and auc < 0.7
+
+
+def test_check_passes_on_the_shared_real_images(shared_data: Path, capsys) -> None:
+    kermany = shared_data / "kermany-subset"
+    assert main(["data", "check", str(kermany), "--task", "pneumonia"]) == 0
+    assert main(["data", "check", str(kermany), "--task", "pneumonia", "--layout", "class_folders"]) == 0
+    assert main(["data", "check", str(shared_data / "lungseg"), "--task", "pneumothorax"]) == 0
+    assert main(["data", "check", str(shared_data / "lungseg" / "manifest.csv"), "--task", "pneumothorax",
+                 "--set", "image_root=images", "--set", "mask_root=masks"]) == 0
+    out = capsys.readouterr().out
+    assert "train    840 images" in out and "image sizes: 224x224 to 224x224 px (png)" in out
