@@ -1,14 +1,15 @@
 """``tf.data`` pipelines over cached uint8 arrays: shuffle, batch, augment, prefetch.
 
-Batches are gathered in numpy (one Python call per batch, not per image) and everything after that runs in
-TensorFlow's graph, so the GPU is fed without a Python loop per image. Images leave the pipeline as float32 in
-[0, 1]; models add their own preprocessing (ImageNet backbones repeat the channel and apply their
+A split is held in memory as one uint8 tensor (about 50 KB an image at 224 px: 100,000 images take 5 GB) and
+batches are gathered from it inside TensorFlow's graph: no Python runs per image or per batch, so the
+pipeline keeps up with a GPU and runs as fast as ``from_tensor_slices`` over the same arrays. Images leave
+the pipeline as float32 in [0, 1]; models add their own preprocessing (ImageNet backbones repeat the channel and apply their
 ``preprocess_input``), which keeps a saved model self-contained.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -87,15 +88,6 @@ def make_augmenter(config: AugmentConfig, seed: int, with_mask: bool):
     return augment
 
 
-def _batch_indices(n: int, batch_size: int, shuffle: bool, seed: int) -> Iterator[Iterator[np.ndarray]]:
-    """An endless series of epochs; each epoch a fresh, seeded order split into batches."""
-    epoch = 0
-    while True:
-        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-        yield (order[i:i + batch_size] for i in range(0, n, batch_size))
-        epoch += 1
-
-
 def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, target: Target = "label",
                  batch_size: int = 32, shuffle: bool = False, augment: AugmentConfig | None = None,
                  seed: int = 0) -> tf.data.Dataset:
@@ -104,27 +96,23 @@ def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, targe
     ``images``: (n, h, w, c) uint8. ``target``: ``label`` (``targets`` float32 per image: 0/1 or one-hot),
     ``mask`` (``targets`` uint8 masks (n, h, w, 1), 0/255, transformed with the image), or ``image`` (the
     autoencoder's own input, taken after augmentation). Each pass over the dataset is one epoch in a new
-    seeded order, so runs repeat exactly.
+    order drawn from ``seed``, so runs repeat exactly.
     """
     n = len(images)
     if n == 0:
         raise ConfigError("cannot build a pipeline over an empty split: add data or change the split ratios")
     if target != "image" and (targets is None or len(targets) != n):
         raise ConfigError(f"target '{target}' needs one target per image ({n})")
-    epochs = _batch_indices(n, batch_size, shuffle, seed)
-    image_spec = tf.TensorSpec((None, *images.shape[1:]), tf.uint8)
-    target_spec = tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype)) if targets is not None \
-        else tf.TensorSpec((None,), tf.uint8)
-
-    def batches():
-        for batch in next(epochs):
-            yield images[batch], targets[batch] if targets is not None else np.zeros(len(batch), np.uint8)
-
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=(image_spec, target_spec))
+    pixels = tf.constant(images)
+    answers = tf.constant(targets if targets is not None else np.zeros(n, np.uint8))
+    indices = tf.data.Dataset.range(n)
+    if shuffle:
+        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     augmenter = make_augmenter(augment, seed, with_mask=target == "mask") if augment else None
 
-    def to_float(x, y):
-        x = tf.cast(x, tf.float32) / 255.0
+    def gather(batch):
+        x = tf.cast(tf.gather(pixels, batch), tf.float32) / 255.0
+        y = tf.gather(answers, batch)
         if target == "mask":
             y = tf.cast(y, tf.float32) / 255.0
         if augmenter is not None:
@@ -135,5 +123,5 @@ def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, targe
             y = x
         return x, tf.cast(y, tf.float32)
 
-    return dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
         tf.data.AUTOTUNE)
