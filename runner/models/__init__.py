@@ -1,0 +1,108 @@
+"""Model zoo: every network an experiment can name, built from one call.
+
+``create_model(name, input_shape=..., **params)`` looks ``name`` up in ``MODELS``, checks the parameters
+against the builder's signature and the image size against the model's minimum, then builds a
+``keras.Model`` that takes float32 images in [0, 1] of ``input_shape`` (grayscale (H, W, 1) or RGB
+(H, W, 3)) and returns float32 outputs even under a ``mixed_float16`` policy.
+
+Registered models (see each builder's docstring for its parameters):
+
+* ``baseline``, ``small_cnn`` (``runner.models.simple``): small from-scratch CNNs.
+* ``vgg16``, ``vgg19``, ``inception_v3``, ``densenet121`` (``runner.models.applications``):
+  ``keras.applications`` backbones with a classification head.
+* ``conv_autoencoder`` (``runner.models.autoencoder``): image reconstruction.
+* ``vgg16_unet`` (``runner.models.unet``): segmentation masks.
+
+Layer names later code can rely on: the classifier's final activation is ``"output"`` (the pre-activation
+dense layer ``"logits"``), the autoencoder's code is ``"bottleneck"``, and ``last_conv_layer(model)`` names
+the last convolutional feature map for Grad-CAM (``block5_conv3`` for VGG16, ``relu`` for DenseNet121,
+``mixed10`` for InceptionV3, ``block4_conv`` for ``small_cnn``). Backbone layers keep their keras names and
+sit directly in the model (not nested in a sub-model), so ``model.get_layer("block5_conv3").output`` is
+connected to ``model.input`` and a Grad-CAM model is just
+``keras.Model(model.input, [model.get_layer(last_conv_layer(model)).output, model.output])``.
+
+Importing this package does not import TensorFlow: the builder modules (which do) are imported by the
+registry the first time a model is looked up, so the CLI and the Ray driver stay light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.models._spec import ModelSpec
+from runner.registry import Registry
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "backbone_layers",
+    "create_model",
+    "last_conv_layer",
+    "min_image_size",
+    "save_backbone_weights",
+]
+
+MODELS: Registry[ModelSpec] = Registry("model", package="runner.models")
+
+
+def create_model(
+    name: str,
+    *,
+    input_shape: tuple[int, int, int],
+    num_outputs: int = 1,
+    output_activation: str = "sigmoid",
+    **params: Any,
+) -> keras.Model:
+    """Build model ``name`` for images of ``input_shape``.
+
+    ``num_outputs`` units with ``output_activation`` form the classification output (ignored by the
+    autoencoder and the U-Net, whose outputs are images). ``params`` are the model's own parameters; an
+    unknown one, an unknown model or an image too small for the model is a ConfigError.
+    """
+    spec = MODELS.get(name)
+    bound = spec.bind(params)
+    shape = spec.check_input_shape(input_shape, bound)
+    return spec.build(shape, num_outputs=num_outputs, output_activation=output_activation, **bound)
+
+
+def min_image_size(name: str, **params: Any) -> int:
+    """The smallest image side model ``name`` accepts (with its default parameters unless ``params``)."""
+    spec = MODELS.get(name)
+    return spec.size_rule(spec.bind(params))[0]
+
+
+def last_conv_layer(model: keras.Model) -> str:
+    """Name of the last convolutional feature map of a classifier: the layer Grad-CAM differentiates.
+
+    Found from the graph, not from an attribute, so it also works on a model reloaded from disk: the last
+    layer with a 4-D output that is not pooling, dropout or padding.
+    """
+    from runner.models import _layers
+
+    return _layers.last_conv_layer(model)
+
+
+def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The ``keras.applications`` backbone's layers in the order ``frozen_layers`` counts them.
+
+    Index 0 is the model's input layer, so the list lines up with ``keras.applications.VGG16(...).layers``
+    and notebook habits such as ``base.layers[:15]`` carry over. A ConfigError for a model without one.
+    """
+    from runner.models import _backbone
+
+    return _backbone.backbone_layers(model)
+
+
+def save_backbone_weights(model: keras.Model, path: str | Path) -> Path:
+    """Save the backbone's weights to ``path`` (``*.weights.h5``) for a later ``weights: PATH``.
+
+    The file has the layout of ``keras.applications.<Family>(include_top=False).save_weights``, so it also
+    loads into a plain keras backbone and vice versa.
+    """
+    from runner.models import _backbone
+
+    return _backbone.save_backbone_weights(model, path)

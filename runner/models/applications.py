@@ -1,0 +1,184 @@
+"""Transfer-learning classifiers: a ``keras.applications`` backbone plus a small head.
+
+One generic builder, ``backbone_classifier``, and thin named variants whose signatures list the parameters
+(and defaults) a YAML config may set, the way ``keras.applications.DenseNet121`` wraps ``DenseNet``.
+
+Parameters shared by every variant:
+
+* ``weights``: ``"imagenet"`` (downloaded and cached by keras; offline this is a ConfigError suggesting the
+  alternatives), ``"none"`` (random init) or a path to a weights file of the backbone (see
+  ``runner.models.save_backbone_weights``).
+* ``frozen_layers``: leading backbone layers frozen, counted like ``keras.applications.<Family>().layers``
+  (index 0 is the input layer). An int is exact, ``"all"`` freezes the whole backbone, and a float in 0..1
+  is a fraction rounded to the nearest block boundary (after a ``blockN_pool`` for VGG, a dense or
+  transition block for DenseNet, a ``mixedN`` module for Inception).
+* ``pooling``: ``"avg"`` | ``"max"`` | ``"flatten"`` over the last feature map (layer ``head_pool``).
+* ``hidden``: units of a ReLU dense layer ``head_dense`` (0 for none); ``dropout`` before ``logits``.
+
+Layers: ``image`` (input) -> ``backbone_input`` (gray -> RGB 0..255 -> the family's ``preprocess_input``)
+-> the backbone's own layers -> ``head_pool`` -> [``head_dense``] -> [``head_dropout``] -> ``logits`` ->
+``output`` (float32).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from runner.models import _backbone
+from runner.models._backbone import FAMILIES
+from runner.models._layers import image_input, output_block
+from runner.models._spec import check_choice, check_fraction, check_int, register
+
+POOLING = ("avg", "max", "flatten")
+
+
+def head_block(
+    x: keras.KerasTensor, pooling: str, hidden: int, dropout: float, name: str = "head"
+) -> keras.KerasTensor:
+    """Feature map -> vector -> optional hidden layer -> dropout: the part trained from scratch."""
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name=f"{name}_pool")(x)
+    else:
+        x = keras.layers.Flatten(name=f"{name}_pool")(x)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name=f"{name}_dense")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return x
+
+
+def backbone_classifier(
+    family: str,
+    input_shape: tuple[int, int, int],
+    num_outputs: int,
+    output_activation: str,
+    *,
+    weights: Any,
+    frozen_layers: Any,
+    pooling: str,
+    hidden: int,
+    dropout: float,
+) -> keras.Model:
+    """The generic builder behind ``vgg16``, ``vgg19``, ``inception_v3`` and ``densenet121``.
+
+    Each is registered under its family's name, which is also the keras model's name.
+    """
+    name = family
+    pooling = check_choice(name, "pooling", pooling, POOLING)
+    hidden = check_int(name, "hidden", hidden)
+    dropout = check_fraction(name, "dropout", dropout)
+    inputs = image_input(input_shape)
+    x = _backbone.backbone(name, family, inputs, weights).output
+    x = head_block(x, pooling, hidden, dropout)
+    outputs = output_block(x, num_outputs, output_activation, name)
+    model = keras.Model(inputs, outputs, name=name)
+    _backbone.freeze(name, model, frozen_layers)
+    return model
+
+
+@register("vgg16", min_size=FAMILIES["vgg16"].min_size)
+def vgg16(
+    input_shape: tuple[int, int, int],
+    num_outputs: int,
+    output_activation: str,
+    *,
+    weights: str | None = "imagenet",
+    frozen_layers: int | float | str = 0,
+    pooling: str = "avg",
+    hidden: int = 256,
+    dropout: float = 0.5,
+) -> keras.Model:
+    """VGG16 backbone; the last conv feature map (Grad-CAM) is ``block5_conv3``."""
+    return backbone_classifier(
+        "vgg16",
+        input_shape,
+        num_outputs,
+        output_activation,
+        weights=weights,
+        frozen_layers=frozen_layers,
+        pooling=pooling,
+        hidden=hidden,
+        dropout=dropout,
+    )
+
+
+@register("vgg19", min_size=FAMILIES["vgg19"].min_size)
+def vgg19(
+    input_shape: tuple[int, int, int],
+    num_outputs: int,
+    output_activation: str,
+    *,
+    weights: str | None = "imagenet",
+    frozen_layers: int | float | str = 0,
+    pooling: str = "avg",
+    hidden: int = 256,
+    dropout: float = 0.5,
+) -> keras.Model:
+    """VGG19 backbone; the last conv feature map (Grad-CAM) is ``block5_conv4``."""
+    return backbone_classifier(
+        "vgg19",
+        input_shape,
+        num_outputs,
+        output_activation,
+        weights=weights,
+        frozen_layers=frozen_layers,
+        pooling=pooling,
+        hidden=hidden,
+        dropout=dropout,
+    )
+
+
+@register("inception_v3", min_size=FAMILIES["inception_v3"].min_size)
+def inception_v3(
+    input_shape: tuple[int, int, int],
+    num_outputs: int,
+    output_activation: str,
+    *,
+    weights: str | None = "imagenet",
+    frozen_layers: int | float | str = 0,
+    pooling: str = "avg",
+    hidden: int = 256,
+    dropout: float = 0.5,
+) -> keras.Model:
+    """InceptionV3 backbone (inputs of at least 75 px); the last feature map (Grad-CAM) is ``mixed10``."""
+    return backbone_classifier(
+        "inception_v3",
+        input_shape,
+        num_outputs,
+        output_activation,
+        weights=weights,
+        frozen_layers=frozen_layers,
+        pooling=pooling,
+        hidden=hidden,
+        dropout=dropout,
+    )
+
+
+@register("densenet121", min_size=FAMILIES["densenet121"].min_size)
+def densenet121(
+    input_shape: tuple[int, int, int],
+    num_outputs: int,
+    output_activation: str,
+    *,
+    weights: str | None = "imagenet",
+    frozen_layers: int | float | str = 0,
+    pooling: str = "avg",
+    hidden: int = 256,
+    dropout: float = 0.5,
+) -> keras.Model:
+    """DenseNet121 backbone (CheXNet's); the last feature map (Grad-CAM) is ``relu`` (after the final BN)."""
+    return backbone_classifier(
+        "densenet121",
+        input_shape,
+        num_outputs,
+        output_activation,
+        weights=weights,
+        frozen_layers=frozen_layers,
+        pooling=pooling,
+        hidden=hidden,
+        dropout=dropout,
+    )
