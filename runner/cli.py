@@ -56,7 +56,7 @@ def _data_check(args: argparse.Namespace) -> int:
     task = TASKS.get(args.task)
     spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
     dataset = load_dataset(spec, expected_classes=task.expected_classes,
-                           need_two_classes=task.kind != "segmentation", cache_dir=args.cache_dir)
+                           need_two_classes=task.need_two_classes, cache_dir=args.cache_dir)
     cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False)
     if task.needs_masks and not cached.has_masks:
         raise CxrError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or siim_rle layout")
@@ -65,10 +65,52 @@ def _data_check(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def _add_train_command(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train and evaluate one configuration (no Ray)",
+                                description="Train one model on one task and evaluate it on validation, test "
+                                            "and (optionally) an external test set. Writes a trial directory "
+                                            "under --out: config.yaml, model.keras, predictions.parquet, "
+                                            "result.json.")
+    train.add_argument("--task", help="pneumonia, covid, anomaly or pneumothorax")
+    train.add_argument("--model", help="baseline, small_cnn, vgg16, vgg19, inception_v3, densenet121, "
+                                       "conv_autoencoder, vgg16_unet")
+    train.add_argument("--data", help="data folder, CSV manifest, data spec .yaml, or 'demo' (default: the "
+                                      "task's demo data)")
+    train.add_argument("--test-data", help="an external test set (another hospital): metrics as external_test_*")
+    train.add_argument("--config", type=Path, help="YAML file of keys (the same keys --set takes)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="any config key, e.g. --set image_size=64 --set epochs=1 --set dropout=0.3 "
+                            "--set data.n=200")
+    train.add_argument("--out", type=Path, default=Path("results/trials"),
+                       help="folder the trial directory is created in (default results/trials)")
+    train.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from runner.config import load_config_file, normalise_data, resolve_config
+    from runner.overrides import parse_overrides
+    from runner.report import metrics_table
+
+    from_file = load_config_file(args.config) if args.config else {}
+    flags = {"task": args.task, "model": args.model, "data": normalise_data(args.data),
+             "test_data": normalise_data(args.test_data)}
+    config = resolve_config(from_file, flags, parse_overrides(args.overrides))
+
+    from runner.trial import run_trial
+
+    result = run_trial(config, args.out)
+    print(metrics_table(result.result))
+    print(f"trial directory: {result.directory}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m runner",
+                                     description="cxr-runner: chest X-ray experiments, from one trial to a "
+                                                 "Ray cluster sweep.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(commands)
+    _add_train_command(commands)
     return parser
 
 

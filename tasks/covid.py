@@ -1,9 +1,8 @@
 """COVID-19 / normal / pneumonia: the transfer-learning notebooks' task."""
 
-from runner.task import TASKS, Task
+from runner.task import TASKS, MulticlassTask
 
-TASKS.register("covid")(Task(
-    name="covid", kind="multiclass", classes=("covid", "normal", "pneumonia"),
+TASKS.register("covid")(MulticlassTask(
+    name="covid", classes=("covid", "normal", "pneumonia"),
     default_data={"layout": "demo", "classes": ["covid", "normal", "pneumonia"]},
-    monitor="val_f1_macro",
 ))

@@ -1,9 +1,8 @@
 """Pneumothorax segmentation from image + mask pairs."""
 
-from runner.task import TASKS, Task
+from runner.task import TASKS, SegmentationTask
 
-TASKS.register("pneumothorax")(Task(
-    name="pneumothorax", kind="segmentation", classes=("normal", "pneumothorax"),
+TASKS.register("pneumothorax")(SegmentationTask(
+    name="pneumothorax", classes=("normal", "pneumothorax"),
     default_data={"layout": "demo", "masks": True},
-    monitor="val_dice",
 ))

@@ -71,7 +71,7 @@ def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None
         if spec == "demo":
             spec = {"layout": "demo"}
         elif spec.endswith((".yaml", ".yml")):
-            spec = _read_spec_file(Path(spec))
+            spec = read_spec_file(Path(spec))
         else:
             spec = {"path": spec}
     options = dict(spec)
@@ -92,7 +92,7 @@ def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None
     return DataSpec(layout=chosen, path=None if path is None else str(path), options={**allowed, **options})
 
 
-def _read_spec_file(path: Path) -> dict[str, Any]:
+def read_spec_file(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text())
     except FileNotFoundError:

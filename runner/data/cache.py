@@ -195,18 +195,19 @@ class CachedData:
         self.skipped = [Problem(r.path, errors[i]) for r, i in zip(dataset.records, self._index, strict=True)
                         if not self._valid[i]]
 
-    def _rows(self, split: str) -> tuple[list[Record], np.ndarray]:
+    def _rows(self, split: str | None) -> tuple[list[Record], np.ndarray]:
+        """Valid records of one split (None: of all splits, e.g. an external test set) and their rows."""
         pairs = [(r, i) for r, i in zip(self.dataset.records, self._index, strict=True)
-                 if r.split == split and self._valid[i]]
+                 if (split is None or r.split == split) and self._valid[i]]
         return [p[0] for p in pairs], np.array([p[1] for p in pairs], dtype=np.int64)
 
-    def records(self, split: str) -> list[Record]:
+    def records(self, split: str | None) -> list[Record]:
         return self._rows(split)[0]
 
-    def labels(self, split: str) -> list[str]:
+    def labels(self, split: str | None) -> list[str]:
         return [r.label for r in self.records(split)]
 
-    def _read(self, name: str, split: str) -> np.ndarray:
+    def _read(self, name: str, split: str | None) -> np.ndarray:
         _, rows = self._rows(split)
         order = np.argsort(rows)
         with h5py.File(self.path, "r") as h5:
@@ -215,11 +216,11 @@ class CachedData:
         result[order] = data
         return result
 
-    def images(self, split: str) -> np.ndarray:
+    def images(self, split: str | None) -> np.ndarray:
         """(n, size, size, channels) uint8 in the order of ``records(split)``."""
         return self._read("images", split)
 
-    def masks(self, split: str) -> np.ndarray:
+    def masks(self, split: str | None) -> np.ndarray:
         if not self.has_masks:
             raise DataError(f"{self.dataset.root}: this data set has no masks: use an image_masks or siim_rle layout")
         return self._read("masks", split)

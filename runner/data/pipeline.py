@@ -3,8 +3,8 @@
 A split is held in memory as one uint8 tensor (about 50 KB an image at 224 px: 100,000 images take 5 GB) and
 batches are gathered from it inside TensorFlow's graph: no Python runs per image or per batch, so the
 pipeline keeps up with a GPU and runs as fast as ``from_tensor_slices`` over the same arrays. Images leave
-the pipeline as float32 in [0, 1]; models add their own preprocessing (ImageNet backbones repeat the channel and apply their
-``preprocess_input``), which keeps a saved model self-contained.
+the pipeline as float32 in [0, 1]; models add their own preprocessing (ImageNet backbones repeat the
+channel and apply their ``preprocess_input``), which keeps a saved model self-contained.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Benchmarks: each module measures one claim and records its figures in ``bench/results.json``."""

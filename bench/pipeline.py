@@ -1,0 +1,195 @@
+"""Input pipeline throughput: the notebooks' decode-every-epoch way against the HDF5 cache.
+
+Usage: ``python -m bench.pipeline [--n 300] [--size 224] [--out DIR]``. Generates full-size JPEGs (1024-2048
+px, like the public sets), then measures, each in a fresh process (so peak memory is its own):
+
+- ``decode``: ``keras.utils.image_dataset_from_directory`` (decode + resize every epoch), an epoch;
+- ``cache_first``: our pipeline's first epoch, which lists the files and builds the cache;
+- ``cache_next``: a later trial: list the files, open the built cache, read the split, run an epoch;
+- ``cache_epoch2``: epochs 2-21 within one trial (the steady state);
+- ``memory``: numpy arrays already in memory through ``tf.data.Dataset.from_tensor_slices`` (the ceiling),
+  epochs 2-21 too.
+
+It also runs ``decode`` / ``cache_next`` on the real images in ``../shared/data/kermany-subset``. Figures go to
+``bench/results.json``; the table printed at the end goes into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench._results import figure, machine, record
+
+BATCH = 32
+STEADY_EPOCHS = 20  # epochs 2..21: one epoch of a few hundred images is too short to time
+SHARED_KERMANY = Path(__file__).resolve().parents[2] / "shared" / "data" / "kermany-subset"
+
+
+def write_full_size_jpegs(out: Path, n: int, seed: int = 0) -> Path:
+    """Demo radiographs upscaled to 1024-2048 px with film grain, saved as JPEG like the public sets."""
+    from PIL import Image
+
+    from runner.data.synthetic import render_chest
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        label = ("normal", "pneumonia")[i % 2]
+        small, _ = render_chest(rng, label, 256)
+        side = int(rng.integers(1024, 2049))
+        big = np.asarray(Image.fromarray(small).resize((side, int(side * rng.uniform(0.8, 1.0))),
+                                                      Image.Resampling.BICUBIC), dtype=np.float32)
+        big = np.clip(big + rng.normal(0, 4, big.shape), 0, 255).astype(np.uint8)
+        (out / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(big).save(out / label / f"{i:04d}.jpeg", quality=90)
+    return out
+
+
+def _epoch(dataset) -> int:
+    return sum(int(x.shape[0]) for x, _ in dataset)
+
+
+def _timed_epoch(dataset, epochs: int = 1) -> tuple[int, float]:
+    start = time.perf_counter()
+    count = sum(_epoch(dataset) for _ in range(epochs))
+    return count, time.perf_counter() - start
+
+
+def _decode(data: Path, size: int, cache_dir: Path) -> dict:
+    import keras
+
+    dataset = keras.utils.image_dataset_from_directory(data, image_size=(size, size), color_mode="grayscale",
+                                                       batch_size=BATCH, shuffle=True, seed=0, verbose=False)
+    count, seconds = _timed_epoch(dataset)
+    return {"images": count, "seconds": seconds}
+
+
+def _cached(data: Path, size: int, cache_dir: Path):
+    from runner.data import load_dataset, prepare
+    from runner.data.pipeline import make_dataset
+
+    dataset = load_dataset({"path": str(data), "split": {"train": 1.0, "val": 0.0, "test": 0.0}})
+    cached = prepare(dataset, size, cache_dir=cache_dir, progress=False)
+    labels = np.array([dataset.classes.index(label) for label in cached.labels("train")], np.float32)
+    return make_dataset(cached.images("train"), labels, batch_size=BATCH, shuffle=True, seed=0)
+
+
+def _cache_trial(data: Path, size: int, cache_dir: Path) -> dict:
+    """A trial's first epoch: building the cache if it is missing (``cache_first``), else opening it."""
+    start = time.perf_counter()
+    count = _epoch(_cached(data, size, cache_dir))
+    return {"images": count, "seconds": time.perf_counter() - start}
+
+
+def _cache_epoch2(data: Path, size: int, cache_dir: Path) -> dict:
+    pipeline = _cached(data, size, cache_dir)
+    _epoch(pipeline)
+    count, seconds = _timed_epoch(pipeline, STEADY_EPOCHS)
+    return {"images": count, "seconds": seconds}
+
+
+def _memory(data: Path, size: int, cache_dir: Path) -> dict:
+    import tensorflow as tf
+
+    n = sum(1 for _ in data.rglob("*.jpeg")) or sum(1 for _ in data.rglob("*.png"))
+    images = np.random.default_rng(0).integers(0, 256, (n, size, size, 1), dtype=np.uint8)
+    labels = np.zeros(n, np.float32)
+    dataset = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(n, seed=0).batch(BATCH)
+               .map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+               .prefetch(tf.data.AUTOTUNE))
+    _epoch(dataset)  # the ceiling is the steady state, like cache_epoch2
+    count, seconds = _timed_epoch(dataset, STEADY_EPOCHS)
+    return {"images": count, "seconds": seconds}
+
+
+METHODS = {"decode": _decode, "cache_first": _cache_trial, "cache_next": _cache_trial, "cache_epoch2": _cache_epoch2,
+           "memory": _memory}
+
+
+def _run_one(method: str, data: Path, size: int, cache_dir: Path) -> dict:
+    """One method in a fresh process: its own peak memory, no warm caches from the others."""
+    command = [sys.executable, "-m", "bench.pipeline", "--child", method, "--data", str(data), "--size", str(size),
+               "--cache-dir", str(cache_dir)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    result["images_per_s"] = result["images"] / result["seconds"]
+    return result
+
+
+def _child(method: str, data: Path, size: int, cache_dir: Path) -> None:
+    import keras  # noqa: F401  imports are not what is measured: every method pays them before its clock starts
+
+    import runner.data.pipeline  # noqa: F401
+
+    result = METHODS[method](data, size, cache_dir)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _measure(data: Path, size: int, methods: list[str]) -> dict[str, dict]:
+    with tempfile.TemporaryDirectory() as cache_dir:
+        return {m: _run_one(m, data, size, Path(cache_dir)) for m in methods}
+
+
+def _table(title: str, results: dict[str, dict]) -> str:
+    lines = [f"**{title}**", "", "| method | images | seconds | images/s | peak RSS MiB |", "|---|---|---|---|---|"]
+    for method, r in results.items():
+        lines.append(f"| {method} | {r['images']} | {r['seconds']:.2f} | {r['images_per_s']:.0f} | "
+                     f"{r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--out", type=Path, help="folder for the generated JPEGs, reused when it exists "
+                                                 "(default: a temporary folder)")
+    parser.add_argument("--child", choices=sorted(METHODS), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.data, args.size, args.cache_dir)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.out or Path(scratch) / "jpegs"
+        if not data.is_dir():
+            write_full_size_jpegs(data, args.n)
+        synthetic = _measure(data, args.size, list(METHODS))
+    real = _measure(SHARED_KERMANY, args.size, ["decode", "cache_first", "cache_next", "memory"]) \
+        if SHARED_KERMANY.is_dir() else {}
+    steady = synthetic["cache_epoch2"]["images_per_s"]
+    figures = {
+        "pipeline_vs_decode_ratio": figure(steady / synthetic["decode"]["images_per_s"], 10, "x", "higher"),
+        "pipeline_vs_memory_ratio": figure(steady / synthetic["memory"]["images_per_s"], 0.8, "x", "higher"),
+        "pipeline_next_trial_vs_decode_ratio": figure(
+            synthetic["cache_next"]["images_per_s"] / synthetic["decode"]["images_per_s"], None, "x", "higher"),
+        "pipeline_cache_epoch2_images_per_s": figure(steady, None, "images/s", "higher"),
+        "pipeline_decode_images_per_s": figure(synthetic["decode"]["images_per_s"], None, "images/s", "higher"),
+        "pipeline_peak_rss_mib": figure(max(r["peak_rss_mib"] for r in synthetic.values()), None, "MiB", "lower"),
+    }
+    record(figures)
+    print(f"machine: {machine()}")
+    print(f"command: python -m bench.pipeline --n {args.n} --size {args.size}\n")
+    print(_table(f"{args.n} synthetic JPEGs, 1024-2048 px, to {args.size} px", synthetic))
+    if real:
+        print()
+        print(_table(f"{SHARED_KERMANY.name}: 1200 real PNGs (224 px), to {args.size} px", real))
+    print()
+    for name, value in figures.items():
+        print(f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""One trial's configuration: YAML or defaults, then ``--set`` overrides, then one frozen, typed object.
+
+Keys are flat, as users type them (``--set learning_rate=3e-4 --set dropout=0.3``): the training keys below
+are fields of ``TrialConfig``; any other key must be a parameter of the chosen model (``dropout``,
+``frozen_layers``, ``weights``...) or of the task (``score``, ``percentile``...), and goes to
+``model_params`` or ``task_params``. An unknown key is an error listing every valid one. The resolved
+config, defaults included, is written beside every trial's results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ConfigError
+from runner.overrides import deep_merge
+
+OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that decides one trial's result. ``data`` None means the task's default (demo) data."""
+
+    task: str
+    model: str
+    data: Any = None
+    test_data: Any = None
+    image_size: int = 128
+    batch_size: int = 32
+    epochs: int = 10
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    early_stopping: int = 5
+    reduce_lr: int = 0
+    augment: Any = False
+    seed: int = 0
+    mixed_precision: str = "auto"
+    bootstrap: int = 1000
+    cache_dir: str | None = None
+    model_params: Mapping[str, Any] = field(default_factory=dict)
+    task_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The flat key -> value view a user would type; the leaderboard's hyper-parameter columns."""
+        flat = {k: v for k, v in self.to_dict().items() if k not in ("model_params", "task_params")}
+        return {**flat, **self.model_params, **self.task_params}
+
+
+TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.name not in ("model_params",
+                                                                                        "task_params"))
+
+
+def _check_types(config: TrialConfig) -> None:
+    checks = [
+        ("image_size", isinstance(config.image_size, int) and config.image_size >= 16, "an integer >= 16"),
+        ("batch_size", isinstance(config.batch_size, int) and config.batch_size >= 1, "an integer >= 1"),
+        ("epochs", isinstance(config.epochs, int) and config.epochs >= 1, "an integer >= 1"),
+        ("learning_rate", isinstance(config.learning_rate, int | float) and config.learning_rate > 0,
+         "a number > 0"),
+        ("early_stopping", isinstance(config.early_stopping, int) and config.early_stopping >= 0,
+         "an integer >= 0 (0 turns it off)"),
+        ("reduce_lr", isinstance(config.reduce_lr, int) and config.reduce_lr >= 0, "an integer >= 0 (0 = off)"),
+        ("seed", isinstance(config.seed, int), "an integer"),
+        ("bootstrap", isinstance(config.bootstrap, int) and config.bootstrap >= 0, "an integer >= 0 (0 = off)"),
+        ("optimizer", config.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+        ("mixed_precision", config.mixed_precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    ]
+    for key, ok, what in checks:
+        if not ok:
+            raise ConfigError(f"{key}={getattr(config, key)!r} must be {what}")
+
+
+def normalise_data(value: Any, default: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """A data spec as a mapping with an absolute path (trials may run in another working directory).
+
+    A string is ``demo``, a path or a ``.yaml`` data spec; a mapping with neither ``path`` nor ``layout`` only
+    adjusts options of ``default`` (the task's demo data), e.g. ``--set data.n=200``.
+    """
+    if value is None or value == "":
+        return dict(default) if default is not None else None
+    if isinstance(value, str):
+        if value == "demo":
+            value = {"layout": "demo"}
+        elif value.endswith((".yaml", ".yml")):
+            from runner.data._dataset import read_spec_file
+
+            value = read_spec_file(Path(value))
+        else:
+            value = {"path": value}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"data must be a path, 'demo', a .yaml file or a mapping of data options, not {value!r}")
+    if "path" not in value and "layout" not in value and default is not None:
+        value = deep_merge(default, value)
+    value = dict(value)
+    if value.get("path"):
+        value["path"] = str(Path(value["path"]).expanduser().resolve())
+    return value
+
+
+def make_config(values: Mapping[str, Any]) -> TrialConfig:
+    """A validated config from flat keys (and optional explicit ``model_params`` / ``task_params``)."""
+    from runner.models import MODELS
+    from runner.task import TASKS
+
+    values = dict(values)
+    for required in ("task", "model"):
+        if not values.get(required):
+            raise ConfigError(f"no {required} given: set {required} (e.g. --{required} NAME)")
+    task = TASKS.get(values["task"])
+    model_defaults = MODELS.get(values["model"]).defaults()
+    model_params = dict(values.pop("model_params", {}) or {})
+    task_params = dict(values.pop("task_params", {}) or {})
+    training = {}
+    for key, value in values.items():
+        if key in TRAINING_KEYS:
+            training[key] = value
+        elif key in model_defaults:
+            model_params[key] = value
+        elif key in task.params:
+            task_params[key] = value
+        else:
+            valid = sorted({*TRAINING_KEYS, *model_defaults, *task.params})
+            raise ConfigError(f"unknown key '{key}' for task '{task.name}' and model '{values['model']}': "
+                              f"choose from {', '.join(valid)}")
+    weights = model_params.get("weights")
+    if isinstance(weights, str) and weights not in ("imagenet", "none"):
+        model_params["weights"] = str(Path(weights).expanduser().resolve())
+    training["data"] = normalise_data(training.get("data"), task.default_data)
+    training["test_data"] = normalise_data(training.get("test_data"))
+    spec = MODELS.get(values["model"])
+    config = TrialConfig(**training, model_params=spec.bind(model_params), task_params=task.bind_params(task_params))
+    _check_types(config)
+    spec.check_input_shape((config.image_size, config.image_size, 1), config.model_params)
+    return config
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys to values")
+    return loaded
+
+
+def resolve_config(*layers: Mapping[str, Any]) -> TrialConfig:
+    """Later layers win: defaults, then a config file, then command-line values, then ``--set``."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep_merge(merged, {k: v for k, v in layer.items() if v is not None})
+    return make_config(merged)
+
+
+def save_config(config: TrialConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,297 @@
+"""One trial: train one model on one task's data and evaluate it, with no Ray involved.
+
+``run_trial(config, out_dir)`` is the single function behind ``runner train``, every Ray Tune trial and the
+benchmarks. It writes a trial directory: ``config.yaml`` (resolved), ``model.keras`` (best epoch),
+``predictions.parquet`` (val, test and external-test scores per image, so any metric can be recomputed) and,
+last, ``result.json``, whose presence marks the trial complete (schema in ``results/README.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.config import TrialConfig, save_config
+from runner.data import CachedData, load_dataset, parse_data_spec, prepare
+from runner.task import TASKS, Split, Task
+
+RESULT_SCHEMA_VERSION = 1
+LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "h5py", "ray", "optuna", "pandas", "pyarrow",
+             "cxr-runner")
+
+
+@dataclass
+class TrialResult:
+    """What ``run_trial`` returns: the trial directory and the content of its ``result.json``."""
+
+    trial_id: str
+    directory: Path
+    result: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return self.result["metrics"]
+
+
+def new_trial_id(config: TrialConfig) -> str:
+    return f"{config.task}-{config.model}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The runner's own commit, for provenance; None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def setup_backend(config: TrialConfig) -> str:
+    """Fresh Keras state, seeds, determinism on CPU, mixed precision on GPU; returns the device used."""
+    import keras
+    import tensorflow as tf
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and bool(gpus))
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    if not gpus:
+        tf.config.experimental.enable_op_determinism()
+    return f"GPU x{len(gpus)}" if gpus else "CPU"
+
+
+def load_splits(config: TrialConfig, task: Task, printer: Callable[[str], None]) -> tuple[CachedData, dict]:
+    dataset = load_dataset(config.data, expected_classes=task.expected_classes,
+                           need_two_classes=task.need_two_classes, cache_dir=_cache_dir(config))
+    cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config))
+    skipped = len(dataset.problems) + len(cached.skipped)
+    if skipped:
+        printer(f"skipped {skipped} unusable files (run `python -m runner data check` for the list)")
+    return cached, {s: _split(cached, s, task) for s in ("train", "val", "test")}
+
+
+def _cache_dir(config: TrialConfig) -> Path | None:
+    return Path(config.cache_dir) if config.cache_dir else None
+
+
+def _split(cached: CachedData, name: str | None, task: Task) -> Split:
+    records = cached.records(name)
+    if not records:
+        raise_empty(name or "external test", cached)
+    masks = cached.masks(name) if task.needs_masks else None
+    return Split(name or "external_test", records, cached.images(name), masks)
+
+
+def raise_empty(name: str, cached: CachedData) -> None:
+    from runner.errors import DataError
+
+    raise DataError(f"{cached.dataset.root}: the {name} split has no usable images: add data or change split ratios")
+
+
+def build_model(config: TrialConfig, task: Task, jit: bool | str = "auto"):
+    """The model, compiled. ``jit`` False on CPU: XLA compilation costs more than it saves in short trials."""
+    import keras
+
+    from runner.models import create_model
+
+    units, activation = task.head()
+    model = create_model(config.model, input_shape=(config.image_size, config.image_size, 1), num_outputs=units,
+                         output_activation=activation, **config.model_params)
+    optimizer = (keras.optimizers.Adam(config.learning_rate) if config.optimizer == "adam"
+                 else keras.optimizers.SGD(config.learning_rate, momentum=config.momentum))
+    model.compile(optimizer=optimizer, loss=task.loss(config.task_params), jit_compile=jit)
+    return model
+
+
+def _callbacks(config: TrialConfig, task: Task, model, splits: dict, extra: Sequence[Any],
+               printer: Callable[[str], None], verbose: bool) -> list[Any]:
+    import keras
+
+    from runner.callbacks import EpochLine, ValidationMetrics
+
+    def validation() -> dict[str, Any]:
+        scores = task.predict(model, splits["val"], config.task_params, splits["train"])
+        return task.evaluate(splits["val"], scores, config.task_params)
+
+    chosen: list[Any] = [ValidationMetrics(validation)]
+    if config.early_stopping:
+        chosen.append(keras.callbacks.EarlyStopping(monitor=task.monitor, mode=task.mode,
+                                                    patience=config.early_stopping, restore_best_weights=True))
+    if config.reduce_lr:
+        chosen.append(keras.callbacks.ReduceLROnPlateau(monitor=task.monitor, mode=task.mode,
+                                                        patience=config.reduce_lr, factor=0.5))
+    if verbose:
+        chosen.append(EpochLine(config.epochs, task.monitor, printer))
+    return chosen + list(extra)
+
+
+def _datasets(config: TrialConfig, task: Task, splits: dict):
+    from runner.data.pipeline import AugmentConfig, make_dataset
+
+    images, targets, target = task.training_arrays(splits["train"], config.task_params)
+    train = make_dataset(images, targets, target=target, batch_size=config.batch_size, shuffle=True,
+                         augment=AugmentConfig.from_options(config.augment), seed=config.seed)
+    images, targets, target = task.training_arrays(splits["val"], config.task_params)
+    val = make_dataset(images, targets, target=target, batch_size=config.batch_size)
+    return train, val, len(images)
+
+
+def fit(config: TrialConfig, task: Task, model, splits: dict, extra_callbacks: Sequence[Any],
+        printer: Callable[[str], None], verbose: bool) -> dict[str, Any]:
+    """Train with early stopping on the task's validation metric; returns history and timing."""
+    train, val, _ = _datasets(config, task, splits)
+    class_weight = task.class_weights(splits["train"]) if config.task_params.get("class_weights") else None
+    callbacks = _callbacks(config, task, model, splits, extra_callbacks, printer, verbose)
+    start = time.perf_counter()
+    history = model.fit(train, validation_data=val, epochs=config.epochs, class_weight=class_weight,
+                        callbacks=callbacks, shuffle=False, verbose=0)
+    seconds = time.perf_counter() - start
+    epochs_run = len(history.history.get("loss", []))
+    monitored = history.history.get(task.monitor, [])
+    finite = [v if np.isfinite(v) else -np.inf for v in monitored]
+    best = int(np.argmax(finite) if task.mode == "max" else np.argmin(finite)) + 1 if monitored else epochs_run
+    trained_images = len(task.training_arrays(splits["train"], config.task_params)[0]) * epochs_run
+    return {"history": {k: [_json_float(v) for v in values] for k, values in history.history.items()},
+            "epochs_run": epochs_run, "best_epoch": best, "stopped_early": epochs_run < config.epochs,
+            "train_seconds": seconds, "images_per_second": trained_images / seconds if seconds else None}
+
+
+def _json_float(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def evaluate(config: TrialConfig, task: Task, model, splits: dict, external: Split | None
+             ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Validation and test (and external test) metrics of the restored best model, test headline metrics with
+    bootstrap confidence intervals, and the per-image prediction rows."""
+    from runner import metrics as m
+
+    params = config.task_params
+    val_scores = task.predict(model, splits["val"], params, splits["train"])
+    results = {"val": task.evaluate(splits["val"], val_scores, params)}
+    rows = _prediction_rows(task, splits["val"], val_scores)
+    targets = [splits["test"]] + ([external] if external is not None else [])
+    for split in targets:
+        scores = task.predict(model, split, params, splits["train"])
+        found = task.evaluate(split, scores, params, val=(splits["val"], val_scores))
+        if config.bootstrap:
+            intervals = {key: m.bootstrap_ci(fn, *arrays, n_resamples=config.bootstrap, seed=config.seed)
+                         for key, (fn, arrays) in task.bootstrap_inputs(split, scores, params).items()}
+            found = m.with_confidence_intervals(found, intervals)
+        results[split.name] = found
+        rows += _prediction_rows(task, split, scores)
+    return results, rows
+
+
+def _prediction_rows(task: Task, split: Split, scores: np.ndarray) -> list[dict[str, Any]]:
+    columns = task.prediction_columns(split, scores)
+    rows = []
+    for index, record in enumerate(split.records):
+        row = {"split": split.name, "file": record.path, "patient_id": record.patient_id, "label": record.label}
+        row.update({key: _scalar(values[index]) for key, values in columns.items()})
+        rows.append(row)
+    return rows
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def load_external(config: TrialConfig, task: Task) -> Split | None:
+    """The ``test_data`` set, every usable image of it, at the trial's image size."""
+    if not config.test_data:
+        return None
+    spec = parse_data_spec(config.test_data)
+    dataset = load_dataset(spec, expected_classes=task.expected_classes, need_two_classes=False,
+                           cache_dir=_cache_dir(config))
+    cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config))
+    return _split(cached, None, task)
+
+
+def parameter_counts(model) -> dict[str, int]:
+    import keras
+
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    del keras
+    return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    write(staging)
+    os.replace(staging, path)
+
+
+def _shortcut_warnings(cached: CachedData) -> list[str]:
+    from runner.data.check import shortcut_warnings
+
+    return shortcut_warnings(cached)
+
+
+def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None,
+              callbacks: Sequence[Any] = (), verbose: bool = True,
+              printer: Callable[[str], None] = print) -> TrialResult:
+    """Train and evaluate one configuration; write and return its results."""
+    import pandas as pd
+
+    task = TASKS.get(config.task)
+    trial_id = trial_id or new_trial_id(config)
+    directory = Path(out_dir) / trial_id
+    directory.mkdir(parents=True, exist_ok=True)
+    save_config(config, directory / "config.yaml")
+    started = datetime.now(timezone.utc)
+    device = setup_backend(config)
+    cached, splits = load_splits(config, task, printer)
+    external = load_external(config, task)
+    model = build_model(config, task, jit="auto" if device.startswith("GPU") else False)
+    training = fit(config, task, model, splits, callbacks, printer, verbose)
+    eval_start = time.perf_counter()
+    found, rows = evaluate(config, task, model, splits, external)
+    model.save(directory / "model.keras")
+    _write_atomic(directory / "predictions.parquet", lambda p: pd.DataFrame(rows).to_parquet(p, index=False))
+    result = {
+        "schema_version": RESULT_SCHEMA_VERSION, "trial_id": trial_id, "task": config.task, "model": config.model,
+        "config": config.to_dict(), "hyperparameters": config.hyperparameters(),
+        "data": {"root": str(cached.dataset.root), "layout": cached.dataset.spec.layout,
+                 "fingerprint": cached.dataset.fingerprint, "classes": list(cached.dataset.classes),
+                 "counts": {name: len(split.records) for name, split in splits.items()},
+                 "skipped": len(cached.dataset.problems) + len(cached.skipped),
+                 "shortcut_warnings": _shortcut_warnings(cached),
+                 "external_test": str(external.records[0].path) if external is not None else None},
+        "metrics": found, "monitor": task.monitor, "mode": task.mode,
+        "history": training.pop("history"), **training,
+        "eval_seconds": time.perf_counter() - eval_start,
+        "parameters": parameter_counts(model), "seed": config.seed, "device": device,
+        "host": socket.gethostname(), "versions": library_versions(), "git_commit": git_commit(),
+        "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
+    _write_atomic(directory / "result.json",
+                  lambda p: p.write_text(json.dumps(result, indent=2, allow_nan=False, default=_scalar)))
+    return TrialResult(trial_id, directory, result)
