@@ -104,6 +104,80 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser("sweep", help="run a search space as a Ray Tune sweep (the main command)",
+                                description="Run every trial of a search space (search_spaces/NAME.yaml or a "
+                                            "YAML path) on Ray: Optuna proposes, ASHA stops poor trials early, "
+                                            "each finished trial becomes a leaderboard row.")
+    sweep.add_argument("name", nargs="?", help="transfer, scratch, anomaly, segmentation, or a .yaml path")
+    sweep.add_argument("--list", action="store_true", help="show the sweeps and their spaces")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any search-space value, e.g. --set num_samples=4 --set fixed.epochs=2")
+    sweep.add_argument("--profile", help="a profile of the YAML (default: 'cpu' when Ray sees no GPU)")
+    sweep.add_argument("--quick", action="store_true", help="2 trials, 1 epoch, 64 px: a smoke run")
+    sweep.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results)")
+    sweep.add_argument("--storage", help="Ray Tune storage (default <results>/tune; s3://... on a cluster)")
+    sweep.add_argument("--address", help="Ray cluster address ('auto' to join the running cluster)")
+    sweep.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
+    sweep.add_argument("--resume", nargs="?", const="", metavar="SWEEP_ID",
+                       help="continue an interrupted sweep (default: the newest of that name)")
+    sweep.set_defaults(handler=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from runner.overrides import parse_overrides
+    from runner.sweep.space import SEARCH_SPACES, describe, load_sweep
+
+    if args.list or not args.name:
+        for name in SEARCH_SPACES.names():
+            print(describe(load_sweep(name)) + "\n")
+        return 0
+    from runner.sweep.run import SweepRun, find_sweep, init_ray, new_sweep_id, run_sweep
+
+    results = args.results.resolve()
+    if args.resume is not None:
+        run = find_sweep(results, Path(args.name).stem, args.resume or None)
+        print(f"resuming {run.sweep_id}")
+    else:
+        run = SweepRun(sweep_id=new_sweep_id(Path(args.name).stem), name=Path(args.name).stem, results=str(results),
+                       storage=args.storage or str(results / "tune"), source=args.name,
+                       overrides=parse_overrides(args.overrides), profile=args.profile)
+    load_sweep(run.source, run.overrides)  # fail on a bad file or key before Ray starts
+    init_ray(None if args.local else args.address, print)
+    spec = _final_spec(run, args.quick)
+    try:
+        rows = run_sweep(spec, run, address=None if args.local else args.address, resume=args.resume is not None)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished trials are in the leaderboard; resume with "
+              f"python -m runner sweep {run.name} --resume {run.sweep_id} --results {run.results}", file=sys.stderr)
+        return 130
+    from runner.leaderboard import load, render_table, top
+
+    board = load(run.results, sweep=run.sweep_id)
+    print(f"\n{rows} trials recorded; top of the leaderboard (ranked by validation metric):")
+    print(render_table(top(board, n=5)) if len(board) else "no trials finished")
+    print(f"python -m runner leaderboard --sweep {run.sweep_id} --results {run.results}")
+    return 0
+
+
+def _final_spec(run, quick: bool):
+    """The profile (explicit, or 'cpu' when the cluster has no GPU and the YAML has one), then ``--quick``."""
+    import ray
+
+    from runner.sweep import space
+    from runner.sweep.weights import resolve_auto_weights
+
+    base = space.load_sweep(run.source, run.overrides)
+    profile = run.profile
+    if profile is None and not ray.cluster_resources().get("GPU") and "cpu" in base.profiles:
+        profile = "cpu"
+        print("no GPU in the Ray cluster: using the search space's 'cpu' profile (--profile to choose another)")
+    spec = space.load_sweep(run.source, run.overrides, profile) if profile else base
+    if quick:
+        spec = space.quick(spec)
+    return space.with_overrides(spec, fixed=resolve_auto_weights(dict(spec.fixed), spec.models, print))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runner",
                                      description="cxr-runner: chest X-ray experiments, from one trial to a "
@@ -111,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(commands)
     _add_train_command(commands)
+    _add_sweep_command(commands)
+    from runner.leaderboard import add_leaderboard_command
+
+    add_leaderboard_command(commands)
     return parser
 
 

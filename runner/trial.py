@@ -113,8 +113,12 @@ def raise_empty(name: str, cached: CachedData) -> None:
     raise DataError(f"{cached.dataset.root}: the {name} split has no usable images: add data or change split ratios")
 
 
-def build_model(config: TrialConfig, task: Task, jit: bool | str = "auto"):
-    """The model, compiled. ``jit`` False on CPU: XLA compilation costs more than it saves in short trials."""
+def build_model(config: TrialConfig, task: Task, jit: bool | str = "auto", strategy=None):
+    """The model, compiled (inside ``strategy.scope()`` for data-parallel training). ``jit`` False on CPU:
+    XLA compilation costs more than it saves in short trials."""
+    if strategy is not None:
+        with strategy.scope():
+            return build_model(config, task, jit)
     import keras
 
     from runner.models import create_model
@@ -257,8 +261,9 @@ def _shortcut_warnings(cached: CachedData) -> list[str]:
 
 def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None,
               callbacks: Sequence[Any] = (), verbose: bool = True,
-              printer: Callable[[str], None] = print) -> TrialResult:
-    """Train and evaluate one configuration; write and return its results."""
+              printer: Callable[[str], None] = print, strategy=None) -> TrialResult:
+    """Train and evaluate one configuration; write and return its results. ``strategy``: a
+    ``tf.distribute`` strategy when Ray Train runs the trial on several workers."""
     import pandas as pd
 
     task = TASKS.get(config.task)
@@ -270,7 +275,7 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
     device = setup_backend(config)
     cached, splits = load_splits(config, task, printer)
     external = load_external(config, task)
-    model = build_model(config, task, jit="auto" if device.startswith("GPU") else False)
+    model = build_model(config, task, jit="auto" if device.startswith("GPU") else False, strategy=strategy)
     training = fit(config, task, model, splits, callbacks, printer, verbose)
     eval_start = time.perf_counter()
     found, rows = evaluate(config, task, model, splits, external)

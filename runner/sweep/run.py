@@ -1,0 +1,222 @@
+"""The sweep driver: Ray Tune + Optuna + ASHA over a search space, one leaderboard row per trial.
+
+The driver alone writes the leaderboard (a Tune callback, as each trial ends), so rows land as trials
+finish and a crash loses nothing finished. Resources are accounted for up front: the number of concurrent
+trials never exceeds what the cluster can hold, so no trial waits on resources another one still holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from runner import leaderboard
+from runner.errors import ConfigError
+from runner.sweep.space import SweepSpec, define_by_run
+from runner.sweep.trainable import RESULT_KEY, tune_trial
+
+#: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
+#: on a busy 2-core machine, and waiting is right, failing is not.
+WORKER_START_TIMEOUT_S = "600"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """Where one sweep lives: ``<results>/sweeps/<sweep_id>.json`` records how to resume it."""
+
+    sweep_id: str
+    name: str
+    results: str
+    storage: str
+    source: str
+    overrides: dict[str, Any]
+    profile: str | None
+
+    @property
+    def trials_dir(self) -> str:
+        return str(Path(self.results) / "trials" / self.sweep_id)
+
+    def save(self) -> None:
+        path = Path(self.results) / "sweeps" / f"{self.sweep_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+
+def new_sweep_id(name: str) -> str:
+    return f"{name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def find_sweep(results: Path, name: str, sweep_id: str | None) -> SweepRun:
+    """The sweep to resume: ``sweep_id``, or the newest sweep called ``name`` in ``results``."""
+    folder = results / "sweeps"
+    if sweep_id:
+        path = folder / f"{sweep_id}.json"
+        if not path.is_file():
+            raise ConfigError(f"no sweep '{sweep_id}' in {folder}: check --results and the id")
+    else:
+        found = sorted(folder.glob(f"{name}-*.json"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ConfigError(f"no sweep named '{name}' to resume in {folder}")
+        path = found[-1]
+    return SweepRun(**json.loads(path.read_text()))
+
+
+class LeaderboardWriter(Callback):
+    """A Tune callback that records every trial once it ends: completed, stopped by ASHA, or failed after its
+    retries. Rows are keyed by trial id, so a trial recorded again (after a resume) replaces its row."""
+
+    def __init__(self, run: SweepRun, spec: SweepSpec) -> None:
+        self.run = run
+        self.spec = spec
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        last = trial.last_result or {}
+        if RESULT_KEY in last:
+            result = json.loads(last[RESULT_KEY])
+            row = leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
+                                              node_id=last.get("node_ip"),
+                                              extra={"trial_dir": result.get("trial_dir")})
+        else:
+            row = self._stopped_row(trial, last)
+        leaderboard.write_row(self.run.results, row)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        values = self.spec.trial_values(trial.config)
+        error = str(trial.error_message or trial.status).strip().splitlines()
+        leaderboard.write_row(self.run.results, leaderboard.failed_row(
+            sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=trial.trial_id,
+            task=values.get("task", ""), model=values.get("model", ""), hyperparameters=values,
+            error=error[-1] if error else "failed", node_id=(trial.last_result or {}).get("node_ip")))
+
+    def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
+        """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
+        from runner.config import make_config
+        from runner.task import TASKS
+
+        config = make_config(self.spec.trial_values(trial.config))
+        task = TASKS.get(config.task)
+        result = {"trial_id": trial.trial_id, "task": config.task, "model": config.model,
+                  "config": config.to_dict(), "hyperparameters": config.hyperparameters(),
+                  "metrics": {"val": {k[4:]: v for k, v in last.items() if k.startswith("val_")}},
+                  "monitor": task.monitor, "mode": task.mode, "epochs_run": last.get("epoch", 0),
+                  "stopped_early": True, "train_seconds": last.get("time_total_s")}
+        return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
+                                           status="stopped", node_id=last.get("node_ip"))
+
+
+def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
+    """Join a cluster (``--address`` or ``RAY_ADDRESS``), or start Ray on this machine, dashboard on
+    localhost only."""
+    import ray
+
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": WORKER_START_TIMEOUT_S}
+    if "CXR_RUNNER_CACHE" in os.environ:
+        env["CXR_RUNNER_CACHE"] = os.environ["CXR_RUNNER_CACHE"]
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+    else:
+        ray.init(num_cpus=os.cpu_count(), dashboard_host="127.0.0.1", include_dashboard=False,
+                 runtime_env={"env_vars": env}, configure_logging=False)
+    resources = ray.cluster_resources()
+    printer(f"ray: {len(ray.nodes())} node(s), {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
+
+
+def trial_resources(spec: SweepSpec) -> dict[str, float]:
+    """Per trial: what the trial process holds. In local mode it trains, so it holds the CPUs/GPUs; with
+    Ray Train workers it only coordinates (the workers hold theirs)."""
+    if spec.resources.workers:
+        return {"cpu": 0.01, "gpu": 0}
+    return {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+
+
+def resolve_gpu(spec: SweepSpec, available_gpus: float) -> SweepSpec:
+    """Checks a GPU request against the cluster before any trial starts (a GPU-less cluster asked for GPUs
+    would otherwise leave every trial pending forever)."""
+    if spec.resources.gpu > available_gpus:
+        raise ConfigError(f"{spec.source}: resources.gpu={spec.resources.gpu:g} per trial but the cluster has "
+                          f"{available_gpus:g} GPUs: set resources.gpu=0 (--set resources.gpu=0) or add GPU nodes")
+    return spec
+
+
+def max_concurrent(spec: SweepSpec, cluster: dict[str, float]) -> int:
+    """How many trials fit at once: by CPUs and GPUs per trial (workers x per-worker in Train mode)."""
+    if spec.max_concurrent_trials:
+        return spec.max_concurrent_trials
+    per = max(spec.resources.workers, 1)
+    limits = [cluster.get("CPU", 1) // (spec.resources.cpu * per)]
+    if spec.resources.gpu:
+        limits.append(cluster.get("GPU", 0) // (spec.resources.gpu * per))
+    return max(1, int(min(limits)))
+
+
+def _searcher(spec: SweepSpec):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = (optuna.samplers.RandomSampler(seed=spec.seed) if spec.searcher == "random"
+               else optuna.samplers.TPESampler(seed=spec.seed))
+    return OptunaSearch(space=define_by_run(spec), metric="objective", mode=spec.mode, sampler=sampler)
+
+
+def _scheduler(spec: SweepSpec, epochs: int):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.type == "fifo":
+        return FIFOScheduler()
+    # One report per epoch plus the final evaluation: max_t leaves room for that last report.
+    return ASHAScheduler(time_attr="training_iteration", max_t=max(epochs, spec.scheduler.max_t) + 1,
+                         grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
+
+
+def _trainable(spec: SweepSpec, run: SweepRun):
+    from ray import tune
+
+    sweep = {"fixed": {**spec.fixed, **({"data": spec.data} if spec.data is not None else {})},
+             "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
+             "trials_dir": run.trials_dir, "train_storage": str(Path(run.storage) / run.sweep_id / "train")}
+    return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
+
+
+def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, resume: bool = False,
+              printer: Callable[[str], None] = print) -> int:
+    """Run (or resume) a sweep to the end; returns the number of leaderboard rows it has."""
+    import ray
+    from ray import tune
+
+    init_ray(address, printer)
+    resolve_gpu(spec, ray.cluster_resources().get("GPU", 0))
+    run.save()
+    trainable = _trainable(spec, run)
+    path = str(Path(run.storage) / run.sweep_id)
+    callback = LeaderboardWriter(run, spec)
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        epochs = int(spec.fixed.get("epochs", 10))
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=_searcher(spec), scheduler=_scheduler(spec, epochs),
+                                        num_samples=spec.num_samples, reuse_actors=True,
+                                        max_concurrent_trials=max_concurrent(spec, ray.cluster_resources())),
+            run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage, callbacks=[callback],
+                                      failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                      verbose=1),
+        )
+    printer(f"sweep {run.sweep_id}: {spec.num_samples} trials of {', '.join(spec.models)} on "
+            f"{', '.join(spec.tasks)}; leaderboard in {run.results}/leaderboard/{run.sweep_id}")
+    sys.stdout.flush()
+    tuner.fit()
+    return len(leaderboard.load(run.results, sweep=run.sweep_id))

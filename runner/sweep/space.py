@@ -1,0 +1,319 @@
+"""Search spaces: ``search_spaces/<name>.yaml``, validated on load, turned into Optuna's define-by-run space.
+
+A file names the tasks and models to cross, the data, fixed keys for every trial, and distributions in
+Optuna's own vocabulary (``{type: float, low, high, log}``, ``{type: int, ...}``,
+``{type: categorical, choices}``), built with Optuna's distribution classes so their checks apply. Keys
+under ``per_model`` / ``per_task`` are conditional: they exist only when that model or task is drawn, and
+Optuna sees them under a namespaced name (``vgg16.frozen_layers``) so each keeps its own distribution.
+Every key is checked against the trial config (training keys, model and task parameters) before a trial
+starts, so a typo fails in a second with the file and key named.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ConfigError
+from runner.overrides import deep_merge
+from runner.registry import Registry
+
+SEARCH_SPACE_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+SCHEDULERS = ("asha", "fifo")
+SEARCHERS = ("optuna", "random", "grid")
+TOP_KEYS = {
+    "description": str, "tasks": list, "models": list, "data": (str, dict, type(None)), "fixed": dict,
+    "space": dict, "per_model": dict, "per_task": dict, "metric": str, "mode": str, "num_samples": int,
+    "seed": int, "scheduler": dict, "searcher": str, "resources": dict, "max_concurrent_trials": (int, type(None)),
+    "max_failures": int, "profiles": dict,
+}
+SCHEDULER_KEYS = {"type": str, "max_t": int, "grace_period": int, "reduction_factor": (int, float)}
+RESOURCE_KEYS = {"cpu": (int, float), "gpu": (int, float), "workers": int}
+DISTRIBUTION_TYPES = ("float", "int", "categorical")
+
+
+class _YamlRegistry(Registry[Path]):
+    """The search-space registry: one YAML file per sweep name in ``search_spaces/``."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__("search space")
+        self._folder = folder
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for path in sorted(self._folder.glob("*.yaml")):
+            self.register(path.stem)(path)
+
+
+SEARCH_SPACES = _YamlRegistry(SEARCH_SPACE_DIR)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per trial: CPUs and GPUs, and Ray Train workers (0 = local mode: train inside the trial process)."""
+
+    cpu: float = 1
+    gpu: float = 0
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    type: str = "asha"
+    max_t: int = 10
+    grace_period: int = 1
+    reduction_factor: float = 3
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated search space file."""
+
+    name: str
+    source: str
+    tasks: tuple[str, ...]
+    models: tuple[str, ...]
+    description: str = ""
+    data: Any = None
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    space: Mapping[str, Any] = field(default_factory=dict)
+    per_model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    per_task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    metric: str = "objective"
+    mode: str = "max"
+    num_samples: int = 8
+    seed: int = 0
+    scheduler: Scheduler = Scheduler()
+    searcher: str = "optuna"
+    resources: Resources = Resources()
+    max_concurrent_trials: int | None = None
+    max_failures: int = 1
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def trial_values(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        """The flat config keys of one trial: fixed keys, then the sampled task, model and parameters
+        (conditional ones drop their ``owner.`` namespace)."""
+        values = {**self.fixed}
+        if self.data is not None:
+            values["data"] = self.data
+        for name, value in sampled.items():
+            values[name.split(".", 1)[-1]] = value
+        return values
+
+
+def _type_error(source: str, key: str, value: Any, expected: Any) -> ConfigError:
+    names = expected if isinstance(expected, tuple) else (expected,)
+    wanted = " or ".join("null" if t is type(None) else "a mapping" if t is dict else "a list" if t is list
+                         else t.__name__ for t in names)
+    return ConfigError(f"{source}: '{key}' must be {wanted}, not {value!r}")
+
+
+def _check_keys(source: str, where: str, given: Mapping[str, Any], allowed: Mapping[str, Any]) -> None:
+    for key, value in given.items():
+        if key not in allowed:
+            raise ConfigError(f"{source}: unknown key '{where}{key}': choose from {', '.join(sorted(allowed))}")
+        expected = allowed[key]
+        ok = isinstance(value, expected) and not (expected in (int, (int, float)) and isinstance(value, bool))
+        if not ok:
+            raise _type_error(source, f"{where}{key}", value, expected)
+
+
+def make_distribution(source: str, key: str, spec: Any):
+    """An Optuna distribution from ``{type: float|int|categorical, ...}``; Optuna's own checks apply."""
+    import optuna.distributions as d
+
+    if not isinstance(spec, Mapping) or spec.get("type") not in DISTRIBUTION_TYPES:
+        raise ConfigError(f"{source}: '{key}' must be a distribution {{type: float|int|categorical, ...}}, "
+                          f"not {spec!r}")
+    attributes = {k: v for k, v in spec.items() if k != "type"}
+    kind = spec["type"]
+    allowed = {"float": ("low", "high", "log", "step"), "int": ("low", "high", "log", "step"),
+               "categorical": ("choices",)}[kind]
+    unknown = sorted(set(attributes) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{source}: '{key}' ({kind}) has unknown field '{unknown[0]}': choose from "
+                          f"{', '.join(allowed)}")
+    try:
+        if kind == "categorical":
+            choices = attributes.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise ValueError("choices must be a non-empty list")
+            return d.CategoricalDistribution(choices)
+        cls = d.FloatDistribution if kind == "float" else d.IntDistribution
+        return cls(**attributes)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{source}: '{key}' is not a valid {kind} range ({error}): fix low/high/choices") from None
+
+
+def _distributions(source: str, where: str, block: Any) -> dict[str, Any]:
+    if not isinstance(block, Mapping):
+        raise _type_error(source, where.rstrip("."), block, dict)
+    return {key: make_distribution(source, f"{where}{key}", spec) for key, spec in block.items()}
+
+
+def _check_names(source: str, spec: SweepSpec) -> None:
+    from runner.models import MODELS
+    from runner.task import TASKS
+
+    for task in spec.tasks:
+        if task not in TASKS:
+            raise ConfigError(f"{source}: unknown task '{task}' in tasks: choose from {', '.join(TASKS.names())}")
+    for model in spec.models:
+        if model not in MODELS:
+            raise ConfigError(f"{source}: unknown model '{model}' in models: choose from {', '.join(MODELS.names())}")
+    for block, names in (("per_model", spec.models), ("per_task", spec.tasks)):
+        for name in getattr(spec, block):
+            if name not in names:
+                raise ConfigError(f"{source}: '{block}.{name}' is not one of this sweep's {block[4:]}s: "
+                                  f"{', '.join(names)}")
+    if spec.mode not in ("max", "min"):
+        raise ConfigError(f"{source}: mode must be max or min, not {spec.mode!r}")
+    if spec.searcher not in SEARCHERS:
+        raise ConfigError(f"{source}: searcher must be one of {', '.join(SEARCHERS)}, not {spec.searcher!r}")
+    if spec.scheduler.type not in SCHEDULERS:
+        raise ConfigError(f"{source}: scheduler.type must be one of {', '.join(SCHEDULERS)}")
+    if spec.num_samples < 1:
+        raise ConfigError(f"{source}: num_samples must be >= 1")
+
+
+def _check_trial_keys(source: str, spec: SweepSpec) -> None:
+    """Every fixed and searched key must be a key a trial of each (task, model) pair accepts."""
+    from runner.config import TRAINING_KEYS
+    from runner.models import MODELS
+    from runner.task import TASKS
+
+    for task_name in spec.tasks:
+        task = TASKS.get(task_name)
+        for model in spec.models:
+            valid = {*TRAINING_KEYS, *MODELS.get(model).defaults(), *task.params} - {"task", "model"}
+            keys = {*spec.fixed, *spec.space, *spec.per_model.get(model, {}), *spec.per_task.get(task_name, {})}
+            for key in sorted(keys):
+                if key not in valid:
+                    raise ConfigError(f"{source}: key '{key}' is not a setting of task '{task_name}' with model "
+                                      f"'{model}': choose from {', '.join(sorted(valid))}")
+
+
+def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
+    """Validate a loaded YAML mapping (after profile and ``--set`` overrides) into a ``SweepSpec``."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: a search space must be a mapping of keys (tasks, models, space, ...)")
+    _check_keys(source, "", raw, TOP_KEYS)
+    for required in ("tasks", "models"):
+        if not raw.get(required):
+            raise ConfigError(f"{source}: '{required}' must list at least one name")
+    _check_keys(source, "scheduler.", raw.get("scheduler", {}), SCHEDULER_KEYS)
+    _check_keys(source, "resources.", raw.get("resources", {}), RESOURCE_KEYS)
+    values = {k: v for k, v in raw.items() if k not in ("scheduler", "resources")}
+    spec = SweepSpec(name=name, source=source, **{**values, "tasks": tuple(raw["tasks"]),
+                                                 "models": tuple(raw["models"])},
+                     scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})))
+    _distributions(source, "space.", spec.space)
+    for block in ("per_model", "per_task"):
+        for owner, params in getattr(spec, block).items():
+            _distributions(source, f"{block}.{owner}.", params)
+    _check_names(source, spec)
+    _check_trial_keys(source, spec)
+    return spec
+
+
+def load_sweep(name_or_path: str, overrides: Mapping[str, Any] | None = None, profile: str | None = None
+               ) -> SweepSpec:
+    """A sweep by registered name or YAML path, with a profile and ``--set`` overrides applied, validated."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = SEARCH_SPACES.get(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    raw = copy.deepcopy(raw)
+    if profile:
+        profiles = raw.get("profiles", {}) if isinstance(raw, dict) else {}
+        if profile not in profiles:
+            raise ConfigError(f"{path}: unknown profile '{profile}': choose from {', '.join(profiles) or 'none'}")
+        raw = deep_merge(raw, profiles[profile])
+    raw = deep_merge(raw, overrides or {})
+    return parse_spec(raw, path.stem, str(path))
+
+
+def with_overrides(spec: SweepSpec, **changes: Any) -> SweepSpec:
+    return replace(spec, **changes)
+
+
+class _DefineByRun:
+    """Optuna's define-by-run function: draws task and model, then their own (conditional) parameters.
+    A class, not a closure, so Ray can pickle the searcher with the experiment state for ``--resume``."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.space = _distributions(spec.source, "space.", spec.space)
+        self.per_model = {m: _distributions(spec.source, f"per_model.{m}.", p) for m, p in spec.per_model.items()}
+        self.per_task = {t: _distributions(spec.source, f"per_task.{t}.", p) for t, p in spec.per_task.items()}
+
+    def __call__(self, trial) -> None:
+        task = trial.suggest_categorical("task", list(self.spec.tasks))
+        model = trial.suggest_categorical("model", list(self.spec.models))
+        chosen = {**self.space, **{f"{model}.{k}": v for k, v in self.per_model.get(model, {}).items()},
+                  **{f"{task}.{k}": v for k, v in self.per_task.get(task, {}).items()}}
+        for name, distribution in chosen.items():
+            _suggest(trial, name, distribution)
+
+
+def define_by_run(spec: SweepSpec) -> _DefineByRun:
+    return _DefineByRun(spec)
+
+
+def _suggest(trial, name: str, distribution) -> Any:
+    import optuna.distributions as d
+
+    if isinstance(distribution, d.CategoricalDistribution):
+        return trial.suggest_categorical(name, list(distribution.choices))
+    if isinstance(distribution, d.FloatDistribution):
+        return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log,
+                                   step=distribution.step)
+    return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log, step=distribution.step)
+
+
+def describe(spec: SweepSpec) -> str:
+    """The human-readable summary ``runner sweep --list`` prints."""
+    lines = [f"{spec.name}: {spec.description}".rstrip(": "),
+             f"  tasks: {', '.join(spec.tasks)}   models: {', '.join(spec.models)}",
+             f"  trials: {spec.num_samples}, searcher {spec.searcher}, scheduler {spec.scheduler.type}, "
+             f"metric {spec.metric} ({spec.mode})"]
+    for key, value in spec.space.items():
+        lines.append(f"  {key}: {_describe_distribution(value)}")
+    for block in ("per_model", "per_task"):
+        for owner, params in getattr(spec, block).items():
+            for key, value in params.items():
+                lines.append(f"  {key} [{owner}]: {_describe_distribution(value)}")
+    if spec.fixed:
+        lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in spec.fixed.items()))
+    if spec.profiles:
+        lines.append("  profiles: " + ", ".join(spec.profiles))
+    return "\n".join(lines)
+
+
+def _describe_distribution(spec: Mapping[str, Any]) -> str:
+    if spec["type"] == "categorical":
+        return "one of " + ", ".join(map(str, spec["choices"]))
+    scale = " (log)" if spec.get("log") else ""
+    return f"{spec['type']} {spec['low']} .. {spec['high']}{scale}"
+
+
+def quick(spec: SweepSpec) -> SweepSpec:
+    """``--quick``: any sweep as a 2-trial, 1-epoch smoke run at 64 px on a small demo set, no early stopping."""
+    fixed = {**spec.fixed, "epochs": 1, "early_stopping": 0, "image_size": 64, "bootstrap": 100}
+    if spec.data is None:
+        fixed["data"] = {"n": 120}
+    without_size = {k: v for k, v in spec.space.items() if k != "image_size"}
+    per_model = {m: {k: v for k, v in p.items() if k != "image_size"} for m, p in spec.per_model.items()}
+    return replace(spec, num_samples=2, fixed=fixed, space=without_size, per_model=per_model,
+                   scheduler=Scheduler(type="fifo"), resources=replace(spec.resources, gpu=min(spec.resources.gpu, 1)))

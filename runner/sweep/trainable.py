@@ -1,0 +1,118 @@
+"""What runs inside one Ray Tune trial: a Ray Train job around ``run_trial``.
+
+With ``resources.workers: 0`` (local mode, the default on one machine) the ``TensorflowTrainer`` runs the
+training function in the trial's own process: no worker actor to start per trial, and with Tune reusing
+trial actors TensorFlow is imported once per actor, not once per trial. Ray Train's callbacks do not fire in
+local mode and ``ray.train.report`` raises inside Tune, so epochs are reported with ``ray.tune.report``.
+With workers >= 1, each trial starts that many Ray Train workers (data-parallel through
+``MultiWorkerMirroredStrategy`` when more than one), which report with ``ray.train.report``; the
+``TuneReportCallback`` forwards rank 0's reports to Tune.
+
+Every epoch reports ``objective`` (the task's validation metric) and all ``val_*`` metrics, so ASHA stops
+poor trials on the numbers the leaderboard ranks by; the last report carries the whole ``result.json``
+(``result_json``) for the driver, which alone writes the leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+
+RESULT_KEY = "result_json"
+
+
+def epoch_metrics(logs: Mapping[str, Any], monitor: str, epoch: int) -> dict[str, Any]:
+    """The per-epoch report: finite floats only (Tune's schedulers compare them)."""
+    report = {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(float(v))}
+    value = logs.get(monitor)
+    report["objective"] = float(value) if value is not None and math.isfinite(float(value)) else 0.0
+    report["epoch"] = epoch + 1
+    return report
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Sends each epoch's metrics to Ray (Tune directly in local mode, else Ray Train)."""
+
+    def __init__(self, monitor: str, via_tune: bool) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.via_tune = via_tune
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        report(epoch_metrics(logs or {}, self.monitor, epoch), self.via_tune)
+
+
+def report(metrics: dict[str, Any], via_tune: bool) -> None:
+    if via_tune:
+        import ray.tune
+
+        ray.tune.report(metrics)
+    else:
+        import ray.train
+
+        ray.train.report(metrics)
+
+
+def train_loop(loop_config: dict[str, Any]) -> None:
+    """Ray Train's ``train_loop_per_worker``: one trial's training on this worker."""
+    import ray.train
+    import tensorflow as tf
+
+    from runner.config import make_config
+    from runner.task import TASKS
+    from runner.trial import run_trial
+
+    config = make_config(loop_config["values"])
+    via_tune = loop_config["workers"] == 0
+    world = 1 if via_tune else ray.train.get_context().get_world_size()
+    rank = 0 if via_tune else ray.train.get_context().get_world_rank()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if world > 1 else None
+    out_dir = Path(loop_config["out_dir"]) if rank == 0 else Path(tempfile.mkdtemp(prefix="cxr-rank"))
+    monitor = TASKS.get(config.task).monitor
+    result = run_trial(config, out_dir, trial_id=loop_config["trial_id"], verbose=False, strategy=strategy,
+                       callbacks=[EpochReporter(monitor, via_tune)])
+    final = epoch_metrics({**_flat_val(result.result), monitor: _monitored(result.result, monitor)}, monitor,
+                          result.result["epochs_run"])
+    final[RESULT_KEY] = json.dumps({**result.result, "trial_dir": str(result.directory)})
+    report(final, via_tune)
+
+
+def _flat_val(result: dict[str, Any]) -> dict[str, Any]:
+    return {f"val_{k}": v for k, v in result["metrics"]["val"].items()}
+
+
+def _monitored(result: dict[str, Any], monitor: str) -> Any:
+    return result["metrics"]["val"].get(monitor.removeprefix("val_"))
+
+
+def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
+    """The Tune trainable: sampled ``params`` plus the sweep's fixed keys, run as a Ray Train job."""
+    import ray.train
+    import ray.tune
+    import tensorflow as tf
+    from ray.train.tensorflow import TensorflowTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    threads = max(1, int(sweep["cpu"]))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # a reused trial actor: TensorFlow was configured by its first trial
+    context = ray.tune.get_context()
+    loop_config = {"values": {**sweep["fixed"], **params}, "workers": sweep["workers"],
+                   "trial_id": context.get_trial_id(), "out_dir": sweep["trials_dir"]}
+    workers = sweep["workers"]
+    scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=sweep["gpu"] > 0,
+                                      resources_per_worker={"CPU": sweep["cpu"], "GPU": sweep["gpu"]}
+                                      if workers else None)
+    run_config = ray.train.RunConfig(name=f"{context.get_trial_id()}-train", storage_path=sweep["train_storage"],
+                                     callbacks=[TuneReportCallback()] if workers else None)
+    TensorflowTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling,
+                      run_config=run_config).fit()
