@@ -47,7 +47,8 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path: Path, 
     assert a == b
     assert len(a) >= 13
     assert a != c
-    assert {k for k in a if k.endswith(".png")}.isdisjoint(k for k in c if a.get(k) == c[k])
+    images = [k for k in a if k.endswith(".png") and not k.startswith("masks")]
+    assert not any(a[k] == c.get(k) for k in images)  # empty masks may well coincide, images never
 
 
 def test_render_chest_is_deterministic_and_only_pneumothorax_has_a_mask() -> None:
@@ -61,16 +62,15 @@ def test_render_chest_is_deterministic_and_only_pneumothorax_has_a_mask() -> Non
     assert set(np.unique(mask)) == {0, 255}
 
 
-def test_one_patient_shares_its_anatomy() -> None:
-    """Two images of one patient are closer than two images of different patients, on average."""
-
-    def image(seed: int, anatomy: int) -> np.ndarray:
-        pixels, _ = render_chest(np.random.default_rng(seed), "normal", 64, anatomy_seed=anatomy)
-        return pixels.astype(np.float32)
-
-    same = [np.abs(image(2 * i, i) - image(2 * i + 1, i)).mean() for i in range(6)]
-    other = [np.abs(image(2 * i, i) - image(2 * i + 1, i + 100)).mean() for i in range(6)]
-    assert np.mean(same) < np.mean(other)
+def test_anatomy_seed_not_the_generator_sets_the_body() -> None:
+    """Images of one patient share anatomy_seed; the generator still varies pose, exposure and noise."""
+    base, _ = render_chest(np.random.default_rng(4), "normal", 64, anatomy_seed=7)
+    same, _ = render_chest(np.random.default_rng(4), "normal", 64, anatomy_seed=7)
+    other_body, _ = render_chest(np.random.default_rng(4), "normal", 64, anatomy_seed=8)
+    other_shot, _ = render_chest(np.random.default_rng(5), "normal", 64, anatomy_seed=7)
+    np.testing.assert_array_equal(base, same)
+    assert not np.array_equal(base, other_body)
+    assert not np.array_equal(base, other_shot)
 
 
 def test_classification_layout(tmp_path: Path) -> None:
@@ -135,9 +135,8 @@ def binary_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np
     """300 normal/pneumonia images at 32 px, downsampled to 16 px: (pixels, is_pneumonia, patient ids)."""
     root = tmp_path_factory.mktemp("demo")
     rows = _rows(write_demo(root, n=300, seed=11, size=32))
-    pixels = np.stack(
-        [np.asarray(Image.open(root / r["file"]).resize((16, 16), Image.BILINEAR), np.float32).ravel() for r in rows]
-    )
+    small = [Image.open(root / r["file"]).resize((16, 16), Image.BILINEAR) for r in rows]
+    pixels = np.stack([np.asarray(img, np.float32).ravel() for img in small])
     labels = np.array([r["label"] == "pneumonia" for r in rows])
     return pixels, labels, [r["patient_id"] for r in rows]
 

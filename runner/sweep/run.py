@@ -177,7 +177,8 @@ def _scheduler(spec: SweepSpec, epochs: int):
     if spec.scheduler.type == "fifo":
         return FIFOScheduler()
     # One report per epoch plus the final evaluation: max_t leaves room for that last report.
-    return ASHAScheduler(time_attr="training_iteration", max_t=max(epochs, spec.scheduler.max_t) + 1,
+    return ASHAScheduler(time_attr="training_iteration", metric="objective", mode=spec.mode,
+                         max_t=max(epochs, spec.scheduler.max_t) + 1,
                          grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
 
 
