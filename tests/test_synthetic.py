@@ -169,6 +169,7 @@ def test_global_intensity_alone_does_not_separate_classes(
         ({"n": 1, "masks": True}, "demo set of n=1 images cannot cover its 2 classes: pass n >= 2"),
         ({"size": 16}, "demo image size 16 is too small: pass a size of at least 32"),
         ({"classes": ()}, "no demo classes given: choose from covid, normal, pneumonia"),
+        ({"seed": -1}, "demo seed -1 is negative: pass a seed of 0 or more"),
         (
             {"classes": ("normal", "normal")},
             "demo classes normal, normal name a class twice: list each class once",

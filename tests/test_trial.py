@@ -17,8 +17,8 @@ from runner.trial import run_trial
 
 # (task, model, settings, headline metric, value the model must beat: chance is 0.5 for every one of them)
 END_TO_END = [
-    ("pneumonia", "small_cnn", ["epochs=3", "data.n=300"], "roc_auc", 0.75),
-    ("covid", "small_cnn", ["epochs=4", "data.n=300"], "roc_auc_ovr", 0.65),
+    ("pneumonia", "small_cnn", ["epochs=5", "batch_size=16", "data.n=300"], "roc_auc", 0.75),
+    ("covid", "small_cnn", ["epochs=5", "batch_size=16", "data.n=300"], "roc_auc_ovr", 0.65),
     ("anomaly", "conv_autoencoder", ["epochs=2", "data.n=240"], "roc_auc", 0.55),
     ("pneumothorax", "vgg16_unet", ["epochs=2", "data.n=100", "weights=none", "decoder_filters=[32,16,16,8]"],
      "pixel_roc_auc", 0.6),

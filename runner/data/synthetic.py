@@ -358,7 +358,7 @@ def _expose(image: np.ndarray, look: _Look, noise: np.ndarray) -> np.ndarray:
     return np.rint(noisy * 255.0).astype(np.uint8)
 
 
-def _check_args(n: int, size: int, classes: Sequence[str], masks: bool) -> None:
+def _check_args(n: int, seed: int, size: int, classes: Sequence[str], masks: bool) -> None:
     for c in classes:
         if c not in DEMO_CLASSES:
             raise DataError(f"unknown demo class '{c}': choose from {', '.join(DEMO_CLASSES)}")
@@ -371,6 +371,8 @@ def _check_args(n: int, size: int, classes: Sequence[str], masks: bool) -> None:
         raise DataError(f"demo set of n={n} images cannot cover its {n_groups} classes: pass n >= {n_groups}")
     if size < _MIN_SIZE:
         raise DataError(f"demo image size {size} is too small: pass a size of at least {_MIN_SIZE}")
+    if seed < 0:
+        raise DataError(f"demo seed {seed} is negative: pass a seed of 0 or more")
 
 
 def _patients(rng: np.random.Generator, counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -414,7 +416,7 @@ def write_demo(
     is then only validated.
     """
     classes = tuple(classes)
-    _check_args(n, size, classes, masks)
+    _check_args(n, seed, size, classes, masks)
     out_dir = Path(out_dir)
     labels = (_PNEUMOTHORAX, "normal") if masks else classes
     patients = _patients(np.random.default_rng(seed), _balanced_counts(n, labels))
