@@ -90,14 +90,9 @@ def normalise_data(value: Any, default: Mapping[str, Any] | None = None) -> dict
     if value is None or value == "":
         return dict(default) if default is not None else None
     if isinstance(value, str):
-        if value == "demo":
-            value = {"layout": "demo"}
-        elif value.endswith((".yaml", ".yml")):
-            from runner.data._dataset import read_spec_file
+        from runner.data._dataset import spec_from_string
 
-            value = read_spec_file(Path(value))
-        else:
-            value = {"path": value}
+        value = spec_from_string(value)
     if not isinstance(value, Mapping):
         raise ConfigError(f"data must be a path, 'demo', a .yaml file or a mapping of data options, not {value!r}")
     if "path" not in value and "layout" not in value and default is not None:

@@ -61,6 +61,15 @@ def _detect_layout(path: Path) -> str:
     raise DataError(f"cannot tell the layout of {path}: pass a layout, one of {', '.join(ADAPTERS.names())}")
 
 
+def spec_from_string(text: str) -> dict[str, Any]:
+    """``demo``, a ``.yaml`` data-spec file, or a data path, as a mapping of data options."""
+    if text == "demo":
+        return {"layout": "demo"}
+    if text.endswith((".yaml", ".yml")):
+        return read_spec_file(Path(text))
+    return {"path": text}
+
+
 def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None = None,
                     overrides: Mapping[str, Any] | None = None) -> DataSpec:
     """Accept ``demo``, a data path, a ``.yaml`` file holding a data block, or a mapping with ``layout``,
@@ -68,12 +77,7 @@ def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None
     if isinstance(spec, DataSpec):
         spec = {"layout": spec.layout, "path": spec.path, **spec.options}
     if isinstance(spec, str):
-        if spec == "demo":
-            spec = {"layout": "demo"}
-        elif spec.endswith((".yaml", ".yml")):
-            spec = read_spec_file(Path(spec))
-        else:
-            spec = {"path": spec}
+        spec = spec_from_string(spec)
     options = dict(spec)
     options.update(overrides or {})
     path = options.pop("path", None)
