@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from runner.errors import CxrError
@@ -141,27 +142,36 @@ def _sweep(args: argparse.Namespace) -> int:
     else:
         run = SweepRun(sweep_id=new_sweep_id(Path(args.name).stem), name=Path(args.name).stem, results=str(results),
                        storage=args.storage or str(results / "tune"), source=args.name,
-                       overrides=parse_overrides(args.overrides), profile=args.profile)
+                       overrides=parse_overrides(args.overrides), profile=args.profile, quick=args.quick)
     load_sweep(run.source, run.overrides)  # fail on a bad file or key before Ray starts
     init_ray(None if args.local else args.address, print)
-    spec = _final_spec(run, args.quick)
+    run, spec = _final_spec(run)
     try:
-        rows = run_sweep(spec, run, address=None if args.local else args.address, resume=args.resume is not None)
+        outcome = run_sweep(spec, run, address=None if args.local else args.address,
+                            resume=args.resume is not None)
     except KeyboardInterrupt:
+        outcome = None
+    if outcome is None or outcome.interrupted:
         print(f"interrupted: finished trials are in the leaderboard; resume with "
               f"python -m runner sweep {run.name} --resume {run.sweep_id} --results {run.results}", file=sys.stderr)
         return 130
     from runner.leaderboard import load, render_table, top
 
     board = load(run.results, sweep=run.sweep_id)
-    print(f"\n{rows} trials recorded; top of the leaderboard (ranked by validation metric):")
-    print(render_table(top(board, n=5)) if len(board) else "no trials finished")
+    failed = board[board["status"] == "failed"] if len(board) else board
+    print(f"\n{outcome.rows} trials recorded ({len(failed)} failed); best by each task's validation metric:")
+    for task, rows in board.groupby("task", sort=True):
+        print(f"\n{task}:\n{render_table(top(rows, n=5))}")
+    for error, count in (failed["error"].value_counts().items() if len(failed) else ()):
+        print(f"{count} trial(s) failed: {error}", file=sys.stderr)
     print(f"python -m runner leaderboard --sweep {run.sweep_id} --results {run.results}")
     return 0
 
 
-def _final_spec(run, quick: bool):
-    """The profile (explicit, or 'cpu' when the cluster has no GPU and the YAML has one), then ``--quick``."""
+def _final_spec(run):
+    """The profile (explicit, or 'cpu' when the cluster has no GPU and the YAML has one), then ``--quick``.
+    The run records the profile chosen, so a resume on another machine rebuilds the same trials."""
+
     import ray
 
     from runner.sweep import space
@@ -173,9 +183,10 @@ def _final_spec(run, quick: bool):
         profile = "cpu"
         print("no GPU in the Ray cluster: using the search space's 'cpu' profile (--profile to choose another)")
     spec = space.load_sweep(run.source, run.overrides, profile) if profile else base
-    if quick:
+    if run.quick:
         spec = space.quick(spec)
-    return space.with_overrides(spec, fixed=resolve_auto_weights(dict(spec.fixed), spec.models, print))
+    fixed = resolve_auto_weights(dict(spec.fixed), spec.models, print)
+    return replace(run, profile=profile), space.with_overrides(spec, fixed=fixed)
 
 
 def build_parser() -> argparse.ArgumentParser:

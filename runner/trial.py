@@ -247,6 +247,16 @@ def parameter_counts(model) -> dict[str, int]:
     return {"total": total, "trainable": trainable, "frozen": total - trainable}
 
 
+def resident_mb() -> float | None:
+    """This process's resident memory now: in a sweep, trial actors are reused, so the figure across a
+    sweep's rows shows whether memory grows from trial to trial."""
+    try:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     staging = path.with_name(f".{path.name}.tmp")
     write(staging)
@@ -293,7 +303,7 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
         "metrics": found, "monitor": task.monitor, "mode": task.mode,
         "history": training.pop("history"), **training,
         "eval_seconds": time.perf_counter() - eval_start,
-        "parameters": parameter_counts(model), "seed": config.seed, "device": device,
+        "parameters": parameter_counts(model), "rss_mb": resident_mb(), "seed": config.seed, "device": device,
         "host": socket.gethostname(), "versions": library_versions(), "git_commit": git_commit(),
         "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
     }

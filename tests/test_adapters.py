@@ -153,6 +153,12 @@ def test_unknown_label_names_the_file(tmp_path: Path) -> None:
     assert len(narrowed.records) == 2
 
 
+def test_kaggle_upper_case_folders_match_the_task_classes(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"NORMAL": 3, "PNEUMONIA": 2})
+    dataset = load_dataset(str(tmp_path), expected_classes=("normal", "pneumonia"))
+    assert dataset.classes == ("normal", "pneumonia") and _labels(dataset) == {"normal": 3, "pneumonia": 2}
+
+
 def test_split_lists_two_and_four_columns(tmp_path: Path) -> None:
     for split in ("train", "test"):
         for i in range(4):

@@ -131,6 +131,7 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any],
             mapped.append(replace(record, label=str(label)))
     wanted = options["classes"] or expected
     if wanted:
+        mapped = _match_case(mapped, wanted)
         unknown = [r for r in mapped if r.label not in wanted]
         if unknown and not options["classes"]:
             first = unknown[0]
@@ -140,6 +141,14 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any],
         mapped = [r for r in mapped if r.label in wanted]
     classes = tuple(wanted) if wanted else tuple(sorted({r.label for r in mapped}))
     return mapped, classes
+
+
+def _match_case(records: list[Record], wanted: Sequence[str]) -> list[Record]:
+    """Kaggle's folders are NORMAL/PNEUMONIA, the tasks' classes normal/pneumonia: a label that matches a
+    class name but for case is that class (an exact label_map entry still wins, being applied first)."""
+    by_folded = {name.casefold(): name for name in wanted}
+    return [r if r.label in wanted or r.label.casefold() not in by_folded
+            else replace(r, label=by_folded[r.label.casefold()]) for r in records]
 
 
 def _check_classes(records: list[Record], classes: tuple[str, ...], root: Path, need_two: bool) -> None:

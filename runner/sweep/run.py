@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable
@@ -27,6 +28,10 @@ from runner.sweep.trainable import RESULT_KEY, tune_trial
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
 #: on a busy 2-core machine, and waiting is right, failing is not.
 WORKER_START_TIMEOUT_S = "600"
+#: Tune saves its experiment state (trials + Optuna study) at most every 10 s by default. A trial that
+#: finishes and writes its leaderboard row inside that window would be unknown to a resume after a killed
+#: driver and be sampled again; saving at every controller step closes the window (the state is small).
+EXPERIMENT_STATE_PERIOD_S = "0"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class SweepRun:
     source: str
     overrides: dict[str, Any]
     profile: str | None
+    quick: bool = False
 
     @property
     def trials_dir(self) -> str:
@@ -91,11 +97,10 @@ class LeaderboardWriter(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         values = self.spec.trial_values(trial.config)
-        error = str(trial.error_message or trial.status).strip().splitlines()
         leaderboard.write_row(self.run.results, leaderboard.failed_row(
             sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=trial.trial_id,
             task=values.get("task", ""), model=values.get("model", ""), hyperparameters=values,
-            error=error[-1] if error else "failed", node_id=(trial.last_result or {}).get("node_ip")))
+            error=error_line(trial), node_id=(trial.last_result or {}).get("node_ip")))
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
@@ -111,6 +116,13 @@ class LeaderboardWriter(Callback):
                   "stopped_early": True, "train_seconds": last.get("time_total_s")}
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
                                            status="stopped", node_id=last.get("node_ip"))
+
+
+def error_line(trial) -> str:
+    """The exception line of a failed trial's traceback (``ConfigError: unknown key ...``), the part a user
+    acts on; the whole traceback stays in the trial's Tune folder."""
+    lines = [line.strip() for line in str(trial.get_error() or "").splitlines() if line.strip()]
+    return re.sub(r"^[\w.]+\.(\w+):", r"\1:", lines[-1]) if lines else f"trial {trial.trial_id} failed"
 
 
 def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
@@ -185,26 +197,33 @@ def _scheduler(spec: SweepSpec, epochs: int):
 def _trainable(spec: SweepSpec, run: SweepRun):
     from ray import tune
 
-    sweep = {"fixed": {**spec.fixed, **({"data": spec.data} if spec.data is not None else {})},
-             "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
+    sweep = {"spec": spec, "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
              "trials_dir": run.trials_dir, "train_storage": str(Path(run.storage) / run.sweep_id / "train")}
     return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    rows: int
+    interrupted: bool
+
+
 def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, resume: bool = False,
-              printer: Callable[[str], None] = print) -> int:
-    """Run (or resume) a sweep to the end; returns the number of leaderboard rows it has."""
+              printer: Callable[[str], None] = print) -> SweepOutcome:
+    """Run (or resume) a sweep. Ctrl-C does not raise: Tune catches it, saves its state one last time and
+    returns, so the outcome says whether every trial ended (completed, stopped or failed)."""
     import ray
     from ray import tune
 
     init_ray(address, printer)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     resolve_gpu(spec, ray.cluster_resources().get("GPU", 0))
     run.save()
     trainable = _trainable(spec, run)
     path = str(Path(run.storage) / run.sweep_id)
     callback = LeaderboardWriter(run, spec)
     if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
         epochs = int(spec.fixed.get("epochs", 10))
         tuner = tune.Tuner(
@@ -219,5 +238,7 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     printer(f"sweep {run.sweep_id}: {spec.num_samples} trials of {', '.join(spec.models)} on "
             f"{', '.join(spec.tasks)}; leaderboard in {run.results}/leaderboard/{run.sweep_id}")
     sys.stdout.flush()
-    tuner.fit()
-    return len(leaderboard.load(run.results, sweep=run.sweep_id))
+    grid = tuner.fit()
+    ended = grid.num_terminated + grid.num_errors
+    return SweepOutcome(rows=len(leaderboard.load(run.results, sweep=run.sweep_id)),
+                        interrupted=ended < spec.num_samples)

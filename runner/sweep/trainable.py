@@ -92,7 +92,8 @@ def _monitored(result: dict[str, Any], monitor: str) -> Any:
 
 
 def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
-    """The Tune trainable: sampled ``params`` plus the sweep's fixed keys, run as a Ray Train job."""
+    """The Tune trainable: sampled ``params`` (namespaced conditional ones included) plus the sweep's fixed
+    keys, run as a Ray Train job."""
     import ray.train
     import ray.tune
     import tensorflow as tf
@@ -106,7 +107,7 @@ def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     except RuntimeError:
         pass  # a reused trial actor: TensorFlow was configured by its first trial
     context = ray.tune.get_context()
-    loop_config = {"values": {**sweep["fixed"], **params}, "workers": sweep["workers"],
+    loop_config = {"values": sweep["spec"].trial_values(params), "workers": sweep["workers"],
                    "trial_id": context.get_trial_id(), "out_dir": sweep["trials_dir"]}
     workers = sweep["workers"]
     scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=sweep["gpu"] > 0,
