@@ -1,6 +1,6 @@
 """Sweep overhead: what Ray Tune + Ray Train + the leaderboard cost on top of the trials themselves.
 
-Usage: ``python -m bench.sweep_overhead [--trials 8] [--epochs 6] [--modes serial parallel] [--out DIR]``.
+Usage: ``python -m bench.sweep_overhead [--trials 8] [--epochs 8] [--modes serial parallel] [--out DIR]``.
 
 The same N trial configurations run twice, each side timed from process start to exit:
 
@@ -37,7 +37,7 @@ import yaml
 
 from bench._results import figure, machine, record
 
-IMAGE_SIZE = 64
+IMAGE_SIZE = 128
 DEMO_IMAGES = 240
 
 
@@ -141,7 +141,7 @@ def measure(mode: str, trials: int, epochs: int, work: Path, env: dict[str, str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--modes", nargs="+", choices=["serial", "parallel"], default=["serial", "parallel"])
     parser.add_argument("--out", type=Path, help="keep the work folder here (default: a temporary one)")
     parser.add_argument("--loop", type=Path, help=argparse.SUPPRESS)

@@ -4,11 +4,13 @@ need them, so ``--help`` and the light commands start fast."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from runner import storage
 from runner.errors import CxrError
 
 
@@ -116,8 +118,10 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
                        help="override any search-space value, e.g. --set num_samples=4 --set fixed.epochs=2")
     sweep.add_argument("--profile", help="a profile of the YAML (default: 'cpu' when Ray sees no GPU)")
     sweep.add_argument("--quick", action="store_true", help="2 trials, 1 epoch, 64 px: a smoke run")
-    sweep.add_argument("--results", type=Path, default=Path("results"), help="results folder (default results)")
-    sweep.add_argument("--storage", help="Ray Tune storage (default <results>/tune; s3://... on a cluster)")
+    sweep.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"),
+                       help="results: a folder, or on a cluster shared storage every node reaches (a shared mount "
+                            "or s3://bucket/path); default $CXR_RUNNER_RESULTS or ./results")
+    sweep.add_argument("--storage", help="Ray Tune's state (default <results>/tune)")
     sweep.add_argument("--address", help="Ray cluster address ('auto' to join the running cluster)")
     sweep.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
     sweep.add_argument("--resume", nargs="?", const="", metavar="SWEEP_ID",
@@ -135,13 +139,14 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     from runner.sweep.run import SweepRun, find_sweep, init_ray, new_sweep_id, run_sweep
 
-    results = args.results.resolve()
+    results = storage.resolve(args.results)
     if args.resume is not None:
         run = find_sweep(results, Path(args.name).stem, args.resume or None)
         print(f"resuming {run.sweep_id}")
     else:
-        run = SweepRun(sweep_id=new_sweep_id(Path(args.name).stem), name=Path(args.name).stem, results=str(results),
-                       storage=args.storage or str(results / "tune"), source=args.name,
+        run = SweepRun(sweep_id=new_sweep_id(Path(args.name).stem), name=Path(args.name).stem, results=results,
+                       storage=storage.resolve(args.storage) if args.storage else storage.join(results, "tune"),
+                       source=args.name,
                        overrides=parse_overrides(args.overrides), profile=args.profile, quick=args.quick)
     load_sweep(run.source, run.overrides)  # fail on a bad file or key before Ray starts
     init_ray(None if args.local else args.address, print)
@@ -197,9 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_train_command(commands)
     _add_sweep_command(commands)
+    from runner.cluster import add_cluster_command
     from runner.leaderboard import add_leaderboard_command
 
     add_leaderboard_command(commands)
+    add_cluster_command(commands)
     return parser
 
 

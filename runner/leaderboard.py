@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from runner import storage
 from runner.errors import ConfigError
 
 __all__ = [
@@ -326,18 +327,6 @@ def failed_row(*, sweep_id: str, sweep_name: str, trial_id: str, task: str, mode
 # -------------------------------------------------------------------------------------------- storage
 
 
-def _filesystem(results: str | os.PathLike[str]) -> tuple[Any, str]:
-    """(pyarrow filesystem or None for the local one, base path). Only strings with ``://`` are URIs."""
-    if isinstance(results, str) and "://" in results:
-        from pyarrow import fs as pafs
-
-        filesystem, path = pafs.FileSystem.from_uri(results)
-        if isinstance(filesystem, pafs.LocalFileSystem):
-            return None, path
-        return filesystem, path.rstrip("/")
-    return None, os.fspath(results)
-
-
 def _file_name(identifier: str, what: str) -> str:
     """``identifier`` as one safe, reversible path component (``%``-quoted); never hidden (a leading ``.``
     would make ``load`` take the row for a temporary)."""
@@ -415,7 +404,7 @@ def write_row(results: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
     _check_status(row["status"])
     relative = (_file_name(str(row["sweep_id"]), "sweep_id"), f"{_file_name(str(row['trial_id']), 'trial_id')}.parquet")
     table = _row_table(row)
-    filesystem, base = _filesystem(results)
+    filesystem, base = storage.filesystem(results)
     if filesystem is None:
         path = Path(base, "leaderboard", *relative)
         _write_local(path, table)
@@ -510,7 +499,7 @@ def load(results: str | os.PathLike[str] = "results", task: str | None = None,
     identity columns (nothing has run yet is not an error); an unreadable file is skipped with a warning.
     Should the same trial be recorded twice (files copied between folders), the latest ``finished_at`` wins.
     """
-    filesystem, base = _filesystem(results)
+    filesystem, base = storage.filesystem(results)
     files = _row_files(filesystem, base)
     if not files:
         return _empty_frame()
@@ -612,8 +601,8 @@ def add_leaderboard_command(commands: argparse._SubParsersAction) -> None:
         description="Reads RESULTS/leaderboard/<sweep_id>/<trial_id>.parquet (one row per trial) and prints the "
                     "best trials by a validation metric, with the matching test metric beside it (never used to "
                     "rank). Columns are documented in results/README.md.")
-    board.add_argument("--results", default="results",
-                       help="results folder or pyarrow URI such as s3://bucket/prefix (default results)")
+    board.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"),
+                       help="results folder or URI such as s3://bucket/prefix (default $CXR_RUNNER_RESULTS or results)")
     board.add_argument("--task", help="only trials of this task")
     board.add_argument("--sweep", help="only trials of this sweep (name or id)")
     board.add_argument("--by", metavar="METRIC",

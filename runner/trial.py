@@ -154,21 +154,28 @@ def _callbacks(config: TrialConfig, task: Task, model, splits: dict, extra: Sequ
     return chosen + list(extra)
 
 
-def _datasets(config: TrialConfig, task: Task, splits: dict):
+def _datasets(config: TrialConfig, task: Task, splits: dict, replicas: int = 1):
+    """Batches are global batches split across ``replicas``. With more than one, partial last batches are
+    dropped: a batch that does not split evenly fails inside Keras' cross-replica reduction. That touches
+    Keras' own ``val_loss`` only; the task's validation metrics (``ValidationMetrics``) use every image."""
     from runner.data.pipeline import AugmentConfig, make_dataset
 
+    even = replicas > 1
     images, targets, target = task.training_arrays(splits["train"], config.task_params)
     train = make_dataset(images, targets, target=target, batch_size=config.batch_size, shuffle=True,
-                         augment=AugmentConfig.from_options(config.augment), seed=config.seed)
+                         augment=AugmentConfig.from_options(config.augment), seed=config.seed, drop_remainder=even)
     images, targets, target = task.training_arrays(splits["val"], config.task_params)
-    val = make_dataset(images, targets, target=target, batch_size=config.batch_size)
+    val_batch = min(config.batch_size, len(images) - len(images) % replicas)
+    val = make_dataset(images, targets, target=target, batch_size=val_batch, drop_remainder=even) if val_batch \
+        else None
     return train, val, len(images)
 
 
 def fit(config: TrialConfig, task: Task, model, splits: dict, extra_callbacks: Sequence[Any],
         printer: Callable[[str], None], verbose: bool) -> dict[str, Any]:
     """Train with early stopping on the task's validation metric; returns history and timing."""
-    train, val, _ = _datasets(config, task, splits)
+    strategy = getattr(model, "distribute_strategy", None)
+    train, val, _ = _datasets(config, task, splits, strategy.num_replicas_in_sync if strategy else 1)
     class_weight = task.class_weights(splits["train"]) if config.task_params.get("class_weights") else None
     callbacks = _callbacks(config, task, model, splits, extra_callbacks, printer, verbose)
     start = time.perf_counter()

@@ -162,3 +162,94 @@ def test_a_trial_that_keeps_failing_is_recorded_with_its_error(tmp_path: Path) -
     board = load(results)
     assert len(board) == 2 and (board["status"] == "failed").all()
     assert board["error"].str.contains("broken.png").all(), board["error"].tolist()
+
+
+def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -> None:
+    """Three trials in a row, each a Ray Train job of one 2-CPU worker on this 2-core machine: each must get
+    its worker once the previous trial's is released (the trial process itself holds no CPU), reporting
+    through TuneReportCallback."""
+    spec = {**TINY, "num_samples": 3, "scheduler": {"type": "fifo"}, "resources": {"cpu": 2, "gpu": 0, "workers": 1}}
+    path, results = _write(tmp_path, spec), tmp_path / "results"
+    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from runner.leaderboard import load
+
+    board = load(results)
+    assert len(board) == 3 and (board["status"] == "completed").all(), board[["status", "error"]]
+    assert board["val_f1"].notna().all() and (board["epochs_run"] == 2).all()
+
+
+def test_several_workers_per_trial_are_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"resources.workers=2: .* Keras 3 does not support \(keras-team/keras#"):
+        load_sweep(str(_write(tmp_path, {**TINY, "resources": {"cpu": 1, "gpu": 0, "workers": 2}})))
+
+
+def test_a_multi_device_trial_trains_data_parallel_with_mirrored_strategy(tmp_path: Path) -> None:
+    """What a trial with several GPUs does (MirroredStrategy, global batches split evenly), on two logical
+    CPU devices: a subprocess, since devices must be configured before TensorFlow starts."""
+    code = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from runner.config import make_config
+from runner.trial import run_trial
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+config = make_config({{"task": "pneumonia", "model": "baseline", "image_size": 32, "epochs": 2, "data": {{"n": 60}},
+                      "bootstrap": 20, "batch_size": 16, "early_stopping": 0}})
+result = run_trial(config, Path({str(tmp_path)!r}), strategy=strategy, verbose=False)
+print("replicas", strategy.num_replicas_in_sync, "epochs", result.result["epochs_run"])
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "replicas 2 epochs 2" in run.stdout
+
+
+def _spec_with(tmp_path: Path, **changes) -> object:
+    return load_sweep(str(_write(tmp_path, {**TINY, **changes})))
+
+
+def test_concurrency_follows_per_trial_resources(tmp_path: Path) -> None:
+    from runner.sweep.run import max_concurrent, trial_resources
+
+    two_cores = {"CPU": 2.0}
+    local = _spec_with(tmp_path, resources={"cpu": 1, "gpu": 0, "workers": 0})
+    assert max_concurrent(local, two_cores) == 2 and trial_resources(local) == {"cpu": 1, "gpu": 0}
+    on_workers = _spec_with(tmp_path, resources={"cpu": 2, "gpu": 0, "workers": 1})
+    assert max_concurrent(on_workers, two_cores) == 1
+    assert trial_resources(on_workers)["cpu"] == 0, "a coordinating trial must not hold a CPU its worker needs"
+    gpus = _spec_with(tmp_path, resources={"cpu": 4, "gpu": 1, "workers": 0})
+    assert max_concurrent(gpus, {"CPU": 64.0, "GPU": 3.0}) == 3
+    capped = _spec_with(tmp_path, max_concurrent_trials=5)
+    assert max_concurrent(capped, {"CPU": 1.0}) == 5
+
+
+def test_gpu_request_without_gpus_is_an_error_here_and_a_warning_on_a_cluster(tmp_path: Path) -> None:
+    from runner.sweep.run import check_gpu
+
+    spec = _spec_with(tmp_path, resources={"cpu": 1, "gpu": 1, "workers": 0})
+    with pytest.raises(ConfigError, match=r"resources.gpu=1 per trial but the cluster has 0 GPUs: set "
+                                          r"resources.gpu=0"):
+        check_gpu(spec, 0, cluster=False, printer=print)
+    said: list[str] = []
+    check_gpu(spec, 0, cluster=True, printer=said.append)
+    assert said and "autoscaler" in said[0]
+
+
+def test_results_at_a_uri_get_uploaded_trial_folders(tmp_path: Path) -> None:
+    """A cluster's results are a URI every node reaches: trials are built on local disk and uploaded whole
+    (``file://`` takes the same pyarrow upload path as ``s3://``)."""
+    shared = f"file://{tmp_path}/shared"
+    path = _write(tmp_path, {**TINY, "num_samples": 1, "scheduler": {"type": "fifo"}})
+    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", shared],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from runner.leaderboard import load
+
+    board = load(shared)
+    assert len(board) == 1 and board["trial_dir"][0].startswith(f"{shared}/trials/tiny-")
+    uploaded = Path(board["trial_dir"][0].removeprefix("file://"))
+    assert {"result.json", "model.keras", "predictions.parquet", "config.yaml"} <= {p.name for p in uploaded.iterdir()}
+    assert list((tmp_path / "shared" / "sweeps").glob("tiny-*.json")) and (tmp_path / "shared" / "tune").is_dir()
+    assert isinstance(board["node_id"][0], str) and len(board["node_id"][0]) > 20

@@ -90,7 +90,7 @@ def make_augmenter(config: AugmentConfig, seed: int, with_mask: bool):
 
 def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, target: Target = "label",
                  batch_size: int = 32, shuffle: bool = False, augment: AugmentConfig | None = None,
-                 seed: int = 0) -> tf.data.Dataset:
+                 seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
     """A batched, prefetched dataset of ``(image, target)`` pairs.
 
     ``images``: (n, h, w, c) uint8. ``target``: ``label`` (``targets`` float32 per image: 0/1 or one-hot),
@@ -123,5 +123,5 @@ def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, targe
             y = x
         return x, tf.cast(y, tf.float32)
 
-    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE)
+    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

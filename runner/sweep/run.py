@@ -15,15 +15,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from runner import leaderboard
+from runner import leaderboard, storage
 from runner.errors import ConfigError
 from runner.sweep.space import SweepSpec, define_by_run
-from runner.sweep.trainable import RESULT_KEY, tune_trial
+from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
 #: on a busy 2-core machine, and waiting is right, failing is not.
@@ -49,31 +48,31 @@ class SweepRun:
 
     @property
     def trials_dir(self) -> str:
-        return str(Path(self.results) / "trials" / self.sweep_id)
+        return storage.join(self.results, "trials", self.sweep_id)
 
     def save(self) -> None:
-        path = Path(self.results) / "sweeps" / f"{self.sweep_id}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2))
+        storage.write_text(storage.join(self.results, "sweeps", f"{self.sweep_id}.json"),
+                           json.dumps(asdict(self), indent=2))
 
 
 def new_sweep_id(name: str) -> str:
     return f"{name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def find_sweep(results: Path, name: str, sweep_id: str | None) -> SweepRun:
+def find_sweep(results: str, name: str, sweep_id: str | None) -> SweepRun:
     """The sweep to resume: ``sweep_id``, or the newest sweep called ``name`` in ``results``."""
-    folder = results / "sweeps"
+    folder = storage.join(results, "sweeps")
     if sweep_id:
-        path = folder / f"{sweep_id}.json"
-        if not path.is_file():
+        text = storage.read_text(storage.join(folder, f"{sweep_id}.json"))
+        if text is None:
             raise ConfigError(f"no sweep '{sweep_id}' in {folder}: check --results and the id")
     else:
-        found = sorted(folder.glob(f"{name}-*.json"), key=lambda p: p.stat().st_mtime)
+        found = sorted((mtime, path) for path, mtime in storage.list_files(folder, ".json")
+                       if path.rsplit("/", 1)[-1].startswith(f"{name}-"))
         if not found:
             raise ConfigError(f"no sweep named '{name}' to resume in {folder}")
-        path = found[-1]
-    return SweepRun(**json.loads(path.read_text()))
+        text = storage.read_text(found[-1][1])
+    return SweepRun(**json.loads(text))
 
 
 class LeaderboardWriter(Callback):
@@ -89,7 +88,7 @@ class LeaderboardWriter(Callback):
         if RESULT_KEY in last:
             result = json.loads(last[RESULT_KEY])
             row = leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
-                                              node_id=last.get("node_ip"),
+                                              node_id=last.get(NODE_KEY),
                                               extra={"trial_dir": result.get("trial_dir")})
         else:
             row = self._stopped_row(trial, last)
@@ -100,7 +99,7 @@ class LeaderboardWriter(Callback):
         leaderboard.write_row(self.run.results, leaderboard.failed_row(
             sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=trial.trial_id,
             task=values.get("task", ""), model=values.get("model", ""), hyperparameters=values,
-            error=error_line(trial), node_id=(trial.last_result or {}).get("node_ip")))
+            error=error_line(trial), node_id=(trial.last_result or {}).get(NODE_KEY)))
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
@@ -115,7 +114,7 @@ class LeaderboardWriter(Callback):
                   "monitor": task.monitor, "mode": task.mode, "epochs_run": last.get("epoch", 0),
                   "stopped_early": True, "train_seconds": last.get("time_total_s")}
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
-                                           status="stopped", node_id=last.get("node_ip"))
+                                           status="stopped", node_id=last.get(NODE_KEY))
 
 
 def error_line(trial) -> str:
@@ -146,32 +145,43 @@ def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
     printer(f"ray: {len(ray.nodes())} node(s), {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
 
 
+#: What a trial process that only coordinates Ray Train workers reserves: memory, not a CPU. A fraction of a
+#: CPU looks harmless but on a 2-core machine 0.01 + 2 workers x 1 CPU never fits, and the sweep would wait
+#: forever; Tune refuses a trial that asks for nothing at all.
+COORDINATOR_MEMORY = 256 * 2**20
+
+
 def trial_resources(spec: SweepSpec) -> dict[str, float]:
     """Per trial: what the trial process holds. In local mode it trains, so it holds the CPUs/GPUs; with
     Ray Train workers it only coordinates (the workers hold theirs)."""
     if spec.resources.workers:
-        return {"cpu": 0.01, "gpu": 0}
+        return {"cpu": 0, "gpu": 0, "memory": COORDINATOR_MEMORY}
     return {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
 
 
-def resolve_gpu(spec: SweepSpec, available_gpus: float) -> SweepSpec:
-    """Checks a GPU request against the cluster before any trial starts (a GPU-less cluster asked for GPUs
-    would otherwise leave every trial pending forever)."""
-    if spec.resources.gpu > available_gpus:
-        raise ConfigError(f"{spec.source}: resources.gpu={spec.resources.gpu:g} per trial but the cluster has "
-                          f"{available_gpus:g} GPUs: set resources.gpu=0 (--set resources.gpu=0) or add GPU nodes")
-    return spec
+def check_gpu(spec: SweepSpec, available_gpus: float, cluster: bool, printer: Callable[[str], None]) -> None:
+    """Checks a GPU request before any trial starts. On this machine a GPU-less Ray asked for GPUs would
+    leave every trial pending forever: an error. A cluster may still grow GPU nodes (the autoscaler starts
+    them for pending trials): a warning."""
+    if spec.resources.gpu <= available_gpus:
+        return
+    message = f"resources.gpu={spec.resources.gpu:g} per trial but the cluster has {available_gpus:g} GPUs"
+    if not cluster:
+        raise ConfigError(f"{spec.source}: {message}: set resources.gpu=0 (--set resources.gpu=0) or add GPU "
+                          "nodes")
+    printer(f"warning: {message} now; trials wait until the autoscaler adds GPU nodes")
 
 
 def max_concurrent(spec: SweepSpec, cluster: dict[str, float]) -> int:
-    """How many trials fit at once: by CPUs and GPUs per trial (workers x per-worker in Train mode)."""
+    """How many trials fit at once: by CPUs and GPUs per trial (workers x per-worker in Train mode), or the
+    search space's ``max_concurrent_trials`` (set it on an autoscaling cluster, which starts small)."""
     if spec.max_concurrent_trials:
         return spec.max_concurrent_trials
     per = max(spec.resources.workers, 1)
-    limits = [cluster.get("CPU", 1) // (spec.resources.cpu * per)]
+    limits = [cluster.get("CPU", 0) // (spec.resources.cpu * per)] if spec.resources.cpu else []
     if spec.resources.gpu:
         limits.append(cluster.get("GPU", 0) // (spec.resources.gpu * per))
-    return max(1, int(min(limits)))
+    return max(1, int(min(limits))) if limits else 1
 
 
 def _searcher(spec: SweepSpec):
@@ -198,7 +208,7 @@ def _trainable(spec: SweepSpec, run: SweepRun):
     from ray import tune
 
     sweep = {"spec": spec, "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
-             "trials_dir": run.trials_dir, "train_storage": str(Path(run.storage) / run.sweep_id / "train")}
+             "trials_dir": run.trials_dir, "train_storage": storage.join(run.storage, run.sweep_id, "train")}
     return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
 
 
@@ -217,10 +227,11 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
 
     init_ray(address, printer)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
-    resolve_gpu(spec, ray.cluster_resources().get("GPU", 0))
+    check_gpu(spec, ray.cluster_resources().get("GPU", 0), cluster=bool(address or os.environ.get("RAY_ADDRESS")),
+              printer=printer)
     run.save()
     trainable = _trainable(spec, run)
-    path = str(Path(run.storage) / run.sweep_id)
+    path = storage.join(run.storage, run.sweep_id)
     callback = LeaderboardWriter(run, spec)
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)

@@ -215,6 +215,7 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     spec = SweepSpec(name=name, source=source, **{**values, "tasks": tuple(raw["tasks"]),
                                                  "models": tuple(raw["models"])},
                      scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})))
+    _check_resources(source, spec.resources)
     _distributions(source, "space.", spec.space)
     for block in ("per_model", "per_task"):
         for owner, params in getattr(spec, block).items():
@@ -222,6 +223,19 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     _check_names(source, spec)
     _check_trial_keys(source, spec)
     return spec
+
+
+def _check_resources(source: str, resources: Resources) -> None:
+    """Data parallelism across Ray Train workers would need MultiWorkerMirroredStrategy, and Keras 3's
+    ``fit`` fails under it (keras-team/keras#20585, reproduced here with TF 2.21 / Keras 3.15): refuse it up
+    front rather than let every trial fail. Several GPUs in one trial train with MirroredStrategy."""
+    if resources.workers > 1:
+        raise ConfigError(f"{source}: resources.workers={resources.workers}: training one trial on several Ray "
+                          "Train workers needs MultiWorkerMirroredStrategy, which Keras 3 does not support "
+                          "(keras-team/keras#20585): use workers 0 or 1, and resources.gpu > 1 for data-parallel "
+                          "training on one node's GPUs")
+    if resources.workers < 0 or resources.cpu < 0 or resources.gpu < 0:
+        raise ConfigError(f"{source}: resources: cpu, gpu and workers must not be negative")
 
 
 def load_sweep(name_or_path: str, overrides: Mapping[str, Any] | None = None, profile: str | None = None

@@ -4,9 +4,10 @@ With ``resources.workers: 0`` (local mode, the default on one machine) the ``Ten
 training function in the trial's own process: no worker actor to start per trial, and with Tune reusing
 trial actors TensorFlow is imported once per actor, not once per trial. Ray Train's callbacks do not fire in
 local mode and ``ray.train.report`` raises inside Tune, so epochs are reported with ``ray.tune.report``.
-With workers >= 1, each trial starts that many Ray Train workers (data-parallel through
-``MultiWorkerMirroredStrategy`` when more than one), which report with ``ray.train.report``; the
-``TuneReportCallback`` forwards rank 0's reports to Tune.
+With ``workers: 1`` the trial starts one Ray Train worker (placed by Ray Train, e.g. on a GPU node) that
+reports with ``ray.train.report``; the ``TuneReportCallback`` forwards its reports to Tune. Several GPUs in
+one trial train data-parallel with ``MirroredStrategy``; several workers per trial are refused when the
+sweep loads (Keras 3 cannot train under MultiWorkerMirroredStrategy).
 
 Every epoch reports ``objective`` (the task's validation metric) and all ``val_*`` metrics, so ASHA stops
 poor trials on the numbers the leaderboard ranks by; the last report carries the whole ``result.json``
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +26,10 @@ from typing import Any
 
 import keras
 
+from runner import storage
+
 RESULT_KEY = "result_json"
+NODE_KEY = "node_id"
 
 
 def epoch_metrics(logs: Mapping[str, Any], monitor: str, epoch: int) -> dict[str, Any]:
@@ -49,6 +54,11 @@ class EpochReporter(keras.callbacks.Callback):
 
 
 def report(metrics: dict[str, Any], via_tune: bool) -> None:
+    """Every report names the Ray node that trained (the leaderboard's ``node_id``; node IPs are not unique
+    when several nodes share a machine)."""
+    import ray
+
+    metrics = {**metrics, NODE_KEY: ray.get_runtime_context().get_node_id()}
     if via_tune:
         import ray.tune
 
@@ -60,27 +70,46 @@ def report(metrics: dict[str, Any], via_tune: bool) -> None:
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:
-    """Ray Train's ``train_loop_per_worker``: one trial's training on this worker."""
-    import ray.train
+    """Ray Train's ``train_loop_per_worker``: one trial's training, in the trial process (local mode) or on
+    its one Ray Train worker."""
     import tensorflow as tf
 
     from runner.config import make_config
     from runner.task import TASKS
     from runner.trial import run_trial
 
+    use_threads(tf, loop_config["threads"])
     config = make_config(loop_config["values"])
     via_tune = loop_config["workers"] == 0
-    world = 1 if via_tune else ray.train.get_context().get_world_size()
-    rank = 0 if via_tune else ray.train.get_context().get_world_rank()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy() if world > 1 else None
-    out_dir = Path(loop_config["out_dir"]) if rank == 0 else Path(tempfile.mkdtemp(prefix="cxr-rank"))
+    gpus = tf.config.list_logical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else None  # a multi-GPU trial: data parallel
+    shared = loop_config["out_dir"]
+    out_dir = Path(tempfile.mkdtemp(prefix="cxr-trial-")) if storage.is_uri(shared) else Path(shared)
     monitor = TASKS.get(config.task).monitor
-    result = run_trial(config, out_dir, trial_id=loop_config["trial_id"], verbose=False, strategy=strategy,
-                       callbacks=[EpochReporter(monitor, via_tune)])
+    try:
+        result = run_trial(config, out_dir, trial_id=loop_config["trial_id"], verbose=False, strategy=strategy,
+                           callbacks=[EpochReporter(monitor, via_tune)])
+        trial_dir = str(result.directory)
+        if storage.is_uri(shared):  # built on local disk, uploaded whole to the shared results
+            trial_dir = storage.join(shared, result.trial_id)
+            storage.upload_folder(result.directory, trial_dir)
+    finally:
+        if storage.is_uri(shared):
+            shutil.rmtree(out_dir, ignore_errors=True)
     final = epoch_metrics({**_flat_val(result.result), monitor: _monitored(result.result, monitor)}, monitor,
                           result.result["epochs_run"])
-    final[RESULT_KEY] = json.dumps({**result.result, "trial_dir": str(result.directory)})
+    final[RESULT_KEY] = json.dumps({**result.result, "trial_dir": trial_dir})
     report(final, via_tune)
+
+
+def use_threads(tf, threads: int) -> None:
+    """TensorFlow on as many threads as the CPUs Ray gave this trial (else every concurrent trial would
+    spawn a thread per core and they would fight)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # a reused process: TensorFlow was configured by its first trial
 
 
 def _flat_val(result: dict[str, Any]) -> dict[str, Any]:
@@ -96,19 +125,13 @@ def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     keys, run as a Ray Train job."""
     import ray.train
     import ray.tune
-    import tensorflow as tf
     from ray.train.tensorflow import TensorflowTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    threads = max(1, int(sweep["cpu"]))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # a reused trial actor: TensorFlow was configured by its first trial
     context = ray.tune.get_context()
     loop_config = {"values": sweep["spec"].trial_values(params), "workers": sweep["workers"],
-                   "trial_id": context.get_trial_id(), "out_dir": sweep["trials_dir"]}
+                   "threads": max(1, int(sweep["cpu"])), "trial_id": context.get_trial_id(),
+                   "out_dir": sweep["trials_dir"]}
     workers = sweep["workers"]
     scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=sweep["gpu"] > 0,
                                       resources_per_worker={"CPU": sweep["cpu"], "GPU": sweep["gpu"]}

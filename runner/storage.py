@@ -1,0 +1,82 @@
+"""Where results live: a local folder, a shared mount, or a URI (``s3://``, ``gs://``, ``file://``) that every
+node of a cluster can reach. Small files (sweep records) are read and written here; the leaderboard has its
+own atomic writer on top of ``filesystem``; trial folders are built on local disk and uploaded whole.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    return isinstance(location, str) and "://" in location
+
+
+def filesystem(location: str | os.PathLike[str]) -> tuple[Any, str]:
+    """(pyarrow filesystem, or None for the local one, and the base path). ``file://`` is local."""
+    if is_uri(location):
+        from pyarrow import fs as pafs
+
+        found, path = pafs.FileSystem.from_uri(location)
+        if isinstance(found, pafs.LocalFileSystem):
+            return None, path
+        return found, path.rstrip("/")
+    return None, os.fspath(location)
+
+
+def resolve(location: str) -> str:
+    """A URI as given; a local path made absolute (trial processes run in other working directories)."""
+    return location if is_uri(location) else str(Path(location).expanduser().resolve())
+
+
+def join(location: str, *parts: str) -> str:
+    return "/".join([location.rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
+
+
+def write_text(location: str, text: str) -> None:
+    found, path = filesystem(location)
+    if found is None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+        return
+    found.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with found.open_output_stream(path) as stream:
+        stream.write(text.encode())
+
+
+def read_text(location: str) -> str | None:
+    """The file's text, or None when it does not exist."""
+    found, path = filesystem(location)
+    if found is None:
+        return Path(path).read_text() if Path(path).is_file() else None
+    from pyarrow import fs as pafs
+
+    if found.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with found.open_input_stream(path) as stream:
+        return stream.read().decode()
+
+
+def list_files(folder: str, suffix: str) -> list[tuple[str, float]]:
+    """(location, modification time) of the files in ``folder`` whose names end with ``suffix``."""
+    found, path = filesystem(folder)
+    if found is None:
+        root = Path(path)
+        return [(str(p), p.stat().st_mtime) for p in root.glob(f"*{suffix}")] if root.is_dir() else []
+    from pyarrow import fs as pafs
+
+    infos = found.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    scheme = folder.split("://", 1)[0]
+    return [(f"{scheme}://{info.path}", info.mtime.timestamp() if info.mtime else 0.0) for info in infos
+            if info.type == pafs.FileType.File and info.base_name.endswith(suffix)]
+
+
+def upload_folder(local: Path, destination: str) -> None:
+    """Copies a finished trial folder to shared storage (any pyarrow URI, ``file://`` included)."""
+    from pyarrow import fs as pafs
+
+    target, path = pafs.FileSystem.from_uri(destination)
+    target.create_dir(path, recursive=True)
+    pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=target)
