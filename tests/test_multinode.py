@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,9 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         while _cluster_pids(port) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not _cluster_pids(port), "cluster processes outlived the test"
+        current = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")  # `ray start --head` leaves this
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def _sweep(tmp_path: Path, address: str, env: dict[str, str]) -> subprocess.Popen:

@@ -139,7 +139,7 @@ def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
     if address:
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
     else:
-        ray.init(num_cpus=os.cpu_count(), dashboard_host="127.0.0.1", include_dashboard=False,
+        ray.init(address="local", num_cpus=os.cpu_count(), dashboard_host="127.0.0.1", include_dashboard=False,
                  runtime_env={"env_vars": env}, configure_logging=False)
     resources = ray.cluster_resources()
     printer(f"ray: {len(ray.nodes())} node(s), {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
