@@ -36,3 +36,10 @@ def record(figures: dict[str, dict], path: Path = RESULTS) -> None:
 
 def figure(value: float, target: float | None, unit: str, better: Literal["higher", "lower"]) -> dict:
     return {"value": round(float(value), 4), "target": target, "unit": unit, "better": better}
+
+
+def work_folder(out: Path | None, prefix: str) -> Path:
+    """Where a benchmark writes: ``--out`` when given (kept for inspection), else a new temporary folder."""
+    folder = out or Path(tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

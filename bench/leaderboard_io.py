@@ -14,11 +14,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench._results import figure, machine, record
+from bench._results import figure, machine, record, work_folder
 
 
 def real_result(work: Path) -> dict:
@@ -35,8 +34,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--out", type=Path, help="keep the work folder here (default: a temporary one)")
     args = parser.parse_args()
-    work = args.out or Path(tempfile.mkdtemp(prefix="leaderboard-io-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args.out, "leaderboard-io-")
     import duckdb
 
     from runner import leaderboard

@@ -14,14 +14,13 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from bench._results import figure, machine, record
+from bench._results import figure, machine, record, work_folder
 
 WARM_UP = 5  # the first trials of a process build caches and trace graphs: growth there is expected
 
@@ -72,8 +71,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--out", type=Path, help="keep the work folder here (default: a temporary one)")
     args = parser.parse_args()
-    work = args.out or Path(tempfile.mkdtemp(prefix="sweep-memory-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args.out, "sweep-memory-")
     trace = run_memory_sweep(work, args.trials)
     print(f"\n{machine()}; {trace.trials} trials, 2 reused trial processes\n")
     print("| trials | RSS after first 5 (median MiB) | RSS at last 5 (median MiB) | growth per trial after warm-up |")

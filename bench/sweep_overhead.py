@@ -28,14 +28,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import yaml
 
-from bench._results import figure, machine, record
+from bench._results import figure, machine, record, work_folder
 
 IMAGE_SIZE = 128
 DEMO_IMAGES = 240
@@ -150,8 +149,7 @@ def main() -> None:
     if args.loop:
         run_loop(json.loads(args.loop.read_text()), args.threads, args.out)
         return
-    work = args.out or Path(tempfile.mkdtemp(prefix="sweep-overhead-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args.out, "sweep-overhead-")
     env = {**os.environ, "CXR_RUNNER_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     warm_cache(env)

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from runner.config import load_config_file
 from runner.errors import ConfigError
 
 #: AWS instance families with GPUs (p: training, g: graphics/inference, both fine for our trials).
@@ -38,18 +37,6 @@ def ray_schema() -> dict[str, Any]:
     import ray.autoscaler
 
     return json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
-
-
-def load_cluster_file(path: Path) -> dict[str, Any]:
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"cluster file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path} must hold a mapping (a Ray cluster-launcher config)")
-    return config
 
 
 def check_schema(config: Mapping[str, Any], source: str) -> None:
@@ -136,7 +123,7 @@ def describe(config: Mapping[str, Any], types: list[NodeType]) -> str:
 
 def check_cluster(path: Path) -> str:
     """Validates a cluster file; returns what ``ray up`` would launch."""
-    config = load_cluster_file(path)
+    config = load_config_file(path, "cluster file")
     check_schema(config, str(path))
     return describe(config, check_rules(config, str(path)))
 

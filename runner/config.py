@@ -140,11 +140,12 @@ def make_config(values: Mapping[str, Any]) -> TrialConfig:
     return config
 
 
-def load_config_file(path: Path) -> dict[str, Any]:
+def load_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file holding one mapping; ``what`` names the file in errors (``cluster file``, ...)."""
     try:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(loaded, dict):

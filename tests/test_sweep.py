@@ -253,3 +253,23 @@ def test_results_at_a_uri_get_uploaded_trial_folders(tmp_path: Path) -> None:
     assert {"result.json", "model.keras", "predictions.parquet", "config.yaml"} <= {p.name for p in uploaded.iterdir()}
     assert list((tmp_path / "shared" / "sweeps").glob("tiny-*.json")) and (tmp_path / "shared" / "tune").is_dir()
     assert isinstance(board["node_id"][0], str) and len(board["node_id"][0]) > 20
+
+
+def test_asha_stops_a_poor_trial_early(tmp_path: Path) -> None:
+    """Trials one at a time (so the order is fixed), half of them with a learning rate too small to learn
+    anything: ASHA compares each trial at 1 epoch with those before it and stops the poor ones."""
+    spec = {**TINY, "num_samples": 4, "max_concurrent_trials": 1, "searcher": "random",
+            "fixed": {**TINY["fixed"], "epochs": 4, "data": {"n": 120}, "batch_size": 16},
+            "space": {"learning_rate": {"type": "categorical", "choices": [0.003, 1.0e-9]}},
+            "scheduler": {"type": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2}}
+    path, results = _write(tmp_path, spec), tmp_path / "results"
+    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from runner.leaderboard import load
+
+    board = load(results)
+    stopped = board[board["status"] == "stopped"]
+    assert len(board) == 4 and len(stopped) >= 1, board[["status", "hp_learning_rate", "val_f1", "epochs_run"]]
+    assert (stopped["epochs_run"] < 4).all() and stopped["stopped_early"].all()
+    assert stopped["test_f1"].isna().all(), "a stopped trial is never evaluated on the test set"
