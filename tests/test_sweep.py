@@ -353,3 +353,12 @@ def test_restored_searcher_takes_over_a_trial_asked_after_the_last_save(tmp_path
 
     trials = load_study(study_path, "s").trials
     assert [(t.user_attrs[TRIAL_ID_ATTR], t.value) for t in trials] == [("a", 0.5), ("c", 0.7), ("d", 0.6)]
+
+
+def test_mlflow_file_store_is_refused_with_what_to_use_instead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    from runner.sweep.tracking import open_experiment
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(ConfigError, match=r"--mlflow file://.*maintenance mode.*: use sqlite:///PATH/mlflow.db"):
+        open_experiment(f"file://{tmp_path}/mlruns", "tiny")

@@ -38,8 +38,9 @@ def open_experiment(uri: str, name: str) -> str:
     """The id of MLflow experiment ``name`` at ``uri`` (created if new), or a ConfigError saying what is wrong
     before any trial runs. A ``sqlite:///`` store keeps artifacts beside its database file (MLflow's default,
     ``./mlruns``, would depend on the folder the sweep was started from)."""
-    client = _client(uri)
+    client_class = _client_class()
     try:
+        client = client_class(tracking_uri=uri)
         found = client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
@@ -49,12 +50,12 @@ def open_experiment(uri: str, name: str) -> str:
                           "server http://HOST:PORT") from None
 
 
-def _client(uri: str):
+def _client_class():
     try:
         from mlflow import MlflowClient
     except ImportError:
         raise ConfigError('--mlflow needs MLflow: pip install "cxr-runner[mlflow]"') from None
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -64,7 +65,9 @@ def _artifact_location(uri: str) -> str | None:
 
 
 def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """The error's first sentence: MLflow's messages run to a paragraph."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line.split(". ", 1)[0]
 
 
 class MLflowLogger(Callback):
@@ -115,7 +118,7 @@ class MLflowLogger(Callback):
 
         if self._mlflow is None:
             self._experiment_id = open_experiment(self.uri, self.experiment)
-            self._mlflow = _client(self.uri)
+            self._mlflow = _client_class()(tracking_uri=self.uri)
         client = self._mlflow
         self._delete_earlier_runs(client, row["trial_id"])
         run = client.create_run(self._experiment_id, run_name=row["trial_id"], tags=_tags(row))
