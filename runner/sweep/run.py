@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, CLIReporter
 
 from runner import leaderboard, storage
 from runner.errors import ConfigError
@@ -199,7 +199,7 @@ def _searcher(spec: SweepSpec, run: SweepRun):
     """Optuna over the sweep's study file (named after the sweep id), which ``optuna-dashboard`` opens."""
     import optuna
 
-    from runner.sweep.study import StoredOptunaSearch, journal_storage, study_file
+    from runner.sweep.study import StoredOptunaSearch, journal_storage
 
     sampler = (optuna.samplers.RandomSampler(seed=spec.seed) if spec.searcher == "random"
                else optuna.samplers.TPESampler(seed=spec.seed))
@@ -211,13 +211,11 @@ def _searcher(spec: SweepSpec, run: SweepRun):
 PROGRESS_EVERY_S = 30
 
 
-def progress_reporter(spec: SweepSpec):
+def progress_reporter(spec: SweepSpec) -> CLIReporter:
     """Tune's trial table trimmed to what a user watches: status, the sampled parameters (short names), the
     epoch and the validation metric being optimised. Tune's default output engine prints a 20-line result
     box per finished trial and ignores a ``progress_reporter``; ``run_sweep`` selects the engine that uses it
     (``RAY_AIR_NEW_OUTPUT=0``)."""
-    from ray.tune import CLIReporter
-
     names = [*spec.space, *(f"{owner}.{key}" for block in (spec.per_model, spec.per_task)
                             for owner, params in block.items() for key in params)]
     shown = [name for name, values in (("task", spec.tasks), ("model", spec.models)) if len(values) > 1]
@@ -248,7 +246,8 @@ def _trainable(spec: SweepSpec, run: SweepRun):
 
 def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -> list[Callback]:
     """The leaderboard writer, then (``--mlflow``) the MLflow logger, which logs the same rows. The MLflow
-    experiment is checked here, before any trial runs."""
+    experiment is checked here, before any trial runs. A restored sweep gets the callbacks (and the progress
+    reporter) it was started with from Tune's ``tuner.pkl``."""
     writer = LeaderboardWriter(run, spec)
     if not run.mlflow:
         return [writer]
@@ -280,7 +279,6 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     trainable = _trainable(spec, run)
     path = storage.join(run.storage, run.sweep_id)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the output engine that honours progress_reporter
-    callbacks = _callbacks(run, spec, printer)
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
@@ -290,7 +288,8 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
             tune_config=tune.TuneConfig(search_alg=_searcher(spec, run), scheduler=_scheduler(spec, epochs),
                                         num_samples=spec.num_samples, reuse_actors=True,
                                         max_concurrent_trials=max_concurrent(spec, ray.cluster_resources())),
-            run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage, callbacks=callbacks,
+            run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage,
+                                      callbacks=_callbacks(run, spec, printer),
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                       progress_reporter=progress_reporter(spec), verbose=1),
         )
