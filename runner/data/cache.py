@@ -29,7 +29,7 @@ from runner.data.images import ImageError, load_image, load_mask
 from runner.data.masks import decode_rle
 from runner.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images shrunk before conversion (bounded memory), 100 MP limit
 WRITE_BLOCK = 64
 
 
