@@ -246,5 +246,5 @@ def prepare(dataset: DataSet, image_size: int, channels: int = 1, cache_dir: Pat
     cached = CachedData(dataset, path)
     strict = bool(dataset.spec.options.get("strict")) if strict is None else strict
     if strict and cached.skipped:
-        raise DataError(f"{cached.skipped[0].message} ({len(cached.skipped)} unreadable images in all)")
+        raise DataError(f"{cached.skipped[0]} ({len(cached.skipped)} unreadable images in all)")
     return cached

@@ -69,19 +69,22 @@ def _open(path: str, what: str) -> Image.Image:
     except UnidentifiedImageError:
         kind = _signature(path)
         if kind:
-            raise ImageError(f"{path}: {what} starts like a {kind} but its header is corrupt: replace or remove "
-                             "it") from None
+            raise ImageError(f"{path}: {what} starts like a {kind} but is corrupt or truncated (its header cannot "
+                             "be read): replace or remove it") from None
         raise ImageError(f"{path}: not an image Pillow can read (wrong extension or not an image): "
                          "replace or remove it") from None
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"{path}: {what} is above the limit of {MAX_PIXELS:,} pixels ({error}): downscale it "
-                         "or remove it") from None
+    except Image.DecompressionBombError:
+        raise _too_large(path, what, f"over {2 * MAX_PIXELS:,} pixels") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: {what} is corrupt or truncated ({error}): replace or remove it") from None
     if image.width * image.height > MAX_PIXELS:
-        raise ImageError(f"{path}: {what} is {image.width}x{image.height}, above the limit of {MAX_PIXELS:,} pixels "
-                         "(10,000 x 10,000; larger files are not decoded): downscale it or remove it")
+        raise _too_large(path, what, f"{image.width}x{image.height}")
     return image
+
+
+def _too_large(path: str, what: str, size: str) -> ImageError:
+    return ImageError(f"{path}: {what} is {size}, above the limit of {MAX_PIXELS:,} pixels (10,000 x 10,000), so it "
+                      "is not decoded: downscale it or remove it")
 
 
 def _shrink(image: Image.Image, size: int) -> Image.Image:
