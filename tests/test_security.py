@@ -32,12 +32,11 @@ def test_local_ray_has_no_dashboard_and_refuses_a_wrong_token() -> None:
     ray.shutdown()  # a fresh local Ray, started the way a sweep starts it
     init_ray(None, print)
     try:
-        ray_processes = tree(os.getpid())
-        listening = listening_addresses(ray_processes)
-        assert not [a for a in listening if a.endswith(f":{DASHBOARD_PORT}")], listening
-        commands = [Path(f"/proc/{pid}/cmdline").read_text() for pid in ray_processes
-                    if Path(f"/proc/{pid}/cmdline").exists()]
-        assert not [c for c in commands if "dashboard" in c.replace("include_dashboard", "")]
+        listening = listening_addresses(tree(os.getpid()))
+        owners = {address: _command(pid) for address, pid in listening.items()}
+        assert not [a for a in listening if a.endswith(f":{DASHBOARD_PORT}")], owners
+        # Ray keeps a minimal dashboard process (usage stats, --disable-frontend): it must serve nothing
+        assert not [a for a, command in owners.items() if "dashboard" in command.split("\0")[1]], owners
         assert is_token_auth_enabled()
         assert (Path.home() / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600
         address = ray.get_runtime_context().gcs_address  # the node's network address, not loopback
@@ -48,6 +47,14 @@ def test_local_ray_has_no_dashboard_and_refuses_a_wrong_token() -> None:
         assert "InvalidAuthToken: Authentication token is missing or incorrect" in probe.stderr
     finally:
         ray.shutdown()
+
+
+def _command(pid: int) -> str:
+    """The process's command line (NUL-separated), or '' if it ended."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text() + "\0"
+    except OSError:
+        return "\0"
 
 
 def _keys_with_values(node: object, path: str = "") -> list[tuple[str, object]]:
