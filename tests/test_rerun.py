@@ -4,6 +4,7 @@ exactly (CPU); trials that cannot be rerun are one clear error each."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,19 +27,23 @@ SWEEP = {
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A one-trial sweep through the real command (real Ray, real Parquet row)."""
+    """A one-trial sweep through the real command (real Ray, real Parquet row), its cache in the work folder."""
     work = tmp_path_factory.mktemp("rerun")
     (work / "tiny.yaml").write_text(yaml.safe_dump(SWEEP))
     run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(work / "tiny.yaml"), "--results",
-                          str(work / "results")], capture_output=True, text=True, timeout=600)
+                          str(work / "results")], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "CXR_RUNNER_CACHE": str(work / "cache")})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     row = leaderboard.load(work / "results").iloc[0].to_dict()
     assert row["status"] == "completed"
     return work / "results", row
 
 
-def test_rerun_of_a_sweep_trial_is_identical(swept: tuple[Path, dict], capsys) -> None:
+def test_rerun_of_a_sweep_trial_is_identical(swept: tuple[Path, dict], capsys,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same data files (the sweep's demo set, same cache), same config: every metric equal."""
     results, row = swept
+    monkeypatch.setenv("CXR_RUNNER_CACHE", str(results.parent / "cache"))
     assert main(["rerun", row["sweep_id"], row["trial_id"], "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert "metric" in out and "recorded" in out and "difference" in out and "val_roc_auc" in out
