@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_leaderboard_command(commands)
     add_cluster_command(commands)
+    __import__("runner.html_report").html_report.add_report_command(commands)
     return parser
 
 
