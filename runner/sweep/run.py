@@ -250,7 +250,8 @@ def _trainable(spec: SweepSpec, run: SweepRun):
     from ray import tune
 
     sweep = {"spec": spec, "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
-             "trials_dir": run.trials_dir, "train_storage": storage.join(run.storage, run.sweep_id, "train")}
+             "checkpoint_every": spec.checkpoint_every, "trials_dir": run.trials_dir,
+             "train_storage": storage.join(run.storage, run.sweep_id, "train")}
     return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
 
 
@@ -301,6 +302,7 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
             run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage,
                                       callbacks=_callbacks(run, spec, printer),
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       progress_reporter=progress_reporter(spec), verbose=1),
         )
     printer(f"sweep {run.sweep_id}: {spec.num_samples} trials of {', '.join(spec.models)} on "
