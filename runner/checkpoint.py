@@ -111,12 +111,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return
         folder = Path(tempfile.mkdtemp(prefix="cxr-checkpoint-"))
         try:
-            self._write(folder, done)
+            self.write(folder, done)
             self.policy.publish(folder, epoch, logs)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _write(self, folder: Path, done: int) -> None:
+    def write(self, folder: Path, done: int) -> None:
+        """The checkpoint of ``done`` trained epochs, into an existing empty ``folder``."""
         self.model.save_weights(folder / WEIGHTS_FILE)
         callbacks: dict[str, dict[str, Any]] = {}
         for callback in self.stateful:
