@@ -49,21 +49,24 @@ def write_error(location: str | os.PathLike[str], error: OSError) -> StorageErro
 def check_writable(location: str) -> None:
     """Writes and deletes a probe file, so a read-only, full or forbidden results folder is refused before
     any trial starts rather than after the first one trained."""
-    probe = join(location, f".write-probe-{os.getpid()}")
+    name = f".write-probe-{os.getpid()}"
+    found, path = filesystem(location)
     try:
-        found, path = filesystem(location)
         if found is None:
             Path(path).mkdir(parents=True, exist_ok=True)
+            probe = Path(path, name)
             try:
                 with open(probe, "wb") as handle:
                     handle.write(b"\0" * PROBE_BYTES)
                     handle.flush()
                     os.fsync(handle.fileno())
             finally:
-                Path(probe).unlink(missing_ok=True)
+                probe.unlink(missing_ok=True)
         else:
-            write_text(probe, "probe")
-            found.delete_file(filesystem(probe)[1])
+            found.create_dir(path, recursive=True)
+            with found.open_output_stream(f"{path}/{name}") as stream:
+                stream.write(b"\0" * PROBE_BYTES)
+            found.delete_file(f"{path}/{name}")
     except OSError as error:
         raise write_error(location, error) from None
 
