@@ -18,19 +18,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from test_sweep import TINY as SWEEP_TINY
 
 from runner import leaderboard
 
-TINY = {
-    "description": "fault test sweep",
-    "tasks": ["pneumonia"],
-    "models": ["baseline"],
-    "fixed": {"epochs": 2, "image_size": 32, "bootstrap": 20, "early_stopping": 0, "data": {"n": 60}},
-    "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
-    "num_samples": 1,
-    "scheduler": {"type": "fifo"},
-    "resources": {"cpu": 1, "gpu": 0, "workers": 0},
-}
+# the sweep tests' tiny sweep, one trial at a time in submission order
+TINY = {**SWEEP_TINY, "num_samples": 1, "scheduler": {"type": "fifo"}}
 
 
 def _write(folder: Path, spec: dict, name: str = "tiny") -> Path:
