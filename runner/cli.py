@@ -154,7 +154,8 @@ def _sweep(args: argparse.Namespace) -> int:
                        source=args.name,
                        overrides=parse_overrides(args.overrides), profile=args.profile, quick=args.quick,
                        mlflow=args.mlflow)
-    load_sweep(run.source, run.overrides)  # fail on a bad file or key before Ray starts
+    load_sweep(run.source, run.overrides)  # fail on a bad file or key, or unwritable results, before Ray starts
+    storage.check_writable(run.results)
     init_ray(None if args.local else args.address, print)
     run, spec = _final_spec(run)
     try:

@@ -18,3 +18,7 @@ class ConfigError(CxrError):
 
 class DataError(CxrError):
     """A bad file, label, split or layout in a data set."""
+
+
+class StorageError(CxrError):
+    """The results folder cannot be written: read-only, full, or not permitted."""

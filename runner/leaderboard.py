@@ -89,7 +89,8 @@ CORE_TYPES: dict[str, pa.DataType] = {
     "data_fingerprint": _STRING, "data_root": _STRING, "data_layout": _STRING, "data_classes": _STRING,
     "data_external_test": _STRING, "data_skipped": _INT, "n_train": _INT, "n_val": _INT, "n_test": _INT,
     "shortcut_warnings": _STRING,
-    "epochs_run": _INT, "best_epoch": _INT, "stopped_early": _BOOL, "train_seconds": _FLOAT,
+    "epochs_run": _INT, "best_epoch": _INT, "stopped_early": _BOOL, "resumed_from_epoch": _INT,
+    "train_seconds": _FLOAT,
     "eval_seconds": _FLOAT, "images_per_second": _FLOAT, "params_total": _INT, "params_trainable": _INT,
     "rss_mb": _FLOAT,
     "device": _STRING, "host": _STRING, "node_id": _STRING, "checkpoint_path": _STRING, "trial_dir": _STRING,
@@ -285,6 +286,7 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         "shortcut_warnings": _to_json(list(data.get("shortcut_warnings") or [])),
         "epochs_run": _int_or_none(result.get("epochs_run")), "best_epoch": _int_or_none(result.get("best_epoch")),
         "stopped_early": bool(result.get("stopped_early")) or status == "stopped",
+        "resumed_from_epoch": _int_or_none(result.get("resumed_from_epoch")),
         "train_seconds": _float(result.get("train_seconds")), "eval_seconds": _float(result.get("eval_seconds")),
         "images_per_second": _float(result.get("images_per_second")),
         "params_total": _int_or_none(parameters.get("total")),
@@ -407,7 +409,10 @@ def write_row(results: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
     filesystem, base = storage.filesystem(results)
     if filesystem is None:
         path = Path(base, "leaderboard", *relative)
-        _write_local(path, table)
+        try:
+            _write_local(path, table)
+        except OSError as error:
+            raise storage.write_error(path, error) from None
         return str(path)
     folder = f"{base}/leaderboard/{relative[0]}"
     filesystem.create_dir(folder, recursive=True)

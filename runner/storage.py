@@ -9,6 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runner.errors import StorageError
+
+#: What a writability probe writes: a full disk refuses it, as it would refuse a leaderboard row.
+PROBE_BYTES = 4096
+
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
     return isinstance(location, str) and "://" in location
@@ -33,6 +38,37 @@ def resolve(location: str) -> str:
 
 def join(location: str, *parts: str) -> str:
     return "/".join([location.rstrip("/"), *parts]) if is_uri(location) else str(Path(location, *parts))
+
+
+def write_error(location: str | os.PathLike[str], error: OSError) -> StorageError:
+    """One line for a failed write under the results folder: which file, why, and what to do."""
+    return StorageError(f"cannot write {location}: {error.strerror or error}: free space on that disk or make it "
+                        "writable (or choose another --results)")
+
+
+def check_writable(location: str) -> None:
+    """Writes and deletes a probe file, so a read-only, full or forbidden results folder is refused before
+    any trial starts rather than after the first one trained."""
+    name = f".write-probe-{os.getpid()}"
+    found, path = filesystem(location)
+    try:
+        if found is None:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            probe = Path(path, name)
+            try:
+                with open(probe, "wb") as handle:
+                    handle.write(b"\0" * PROBE_BYTES)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            finally:
+                probe.unlink(missing_ok=True)
+        else:
+            found.create_dir(path, recursive=True)
+            with found.open_output_stream(f"{path}/{name}") as stream:
+                stream.write(b"\0" * PROBE_BYTES)
+            found.delete_file(f"{path}/{name}")
+    except OSError as error:
+        raise write_error(location, error) from None
 
 
 def write_text(location: str, text: str) -> None:
@@ -86,3 +122,17 @@ def upload_folder(local: Path, destination: str) -> None:
     target, path = pafs.FileSystem.from_uri(destination)
     target.create_dir(path, recursive=True)
     pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=target)
+
+
+def remove_folder(location: str) -> None:
+    """Deletes a folder and everything in it, if it exists (local or any pyarrow URI)."""
+    found, path = filesystem(location)
+    if found is None:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    from pyarrow import fs as pafs
+
+    if found.get_file_info(path).type == pafs.FileType.Directory:
+        found.delete_dir(path)

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runner.config import TrialConfig, save_config
 from runner.data import CachedData, load_dataset, parse_data_spec, prepare
 from runner.task import TASKS, Split, Task
+
+if TYPE_CHECKING:
+    from runner.checkpoint import Checkpointing
 
 RESULT_SCHEMA_VERSION = 1
 LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "h5py", "ray", "optuna", "pandas", "pyarrow",
@@ -186,27 +189,44 @@ def _datasets(config: TrialConfig, task: Task, splits: dict, replicas: int = 1):
 
 
 def fit(config: TrialConfig, task: Task, model, splits: dict, extra_callbacks: Sequence[Any],
-        printer: Callable[[str], None], verbose: bool) -> dict[str, Any]:
-    """Train with early stopping on the task's validation metric; returns history and timing."""
+        printer: Callable[[str], None], verbose: bool, checkpointing: Checkpointing | None = None
+        ) -> dict[str, Any]:
+    """Train with early stopping on the task's validation metric; returns history and timing. With
+    ``checkpointing``, each epoch is checkpointed and training continues from ``checkpointing.resume``."""
+    from runner.checkpoint import EpochCheckpoint
+
     strategy = getattr(model, "distribute_strategy", None)
     train, val, _ = _datasets(config, task, splits, strategy.num_replicas_in_sync if strategy else 1)
     class_weight = task.class_weights(splits["train"]) if config.task_params.get("class_weights") else None
     callbacks = _callbacks(config, task, model, splits, extra_callbacks, printer, verbose)
+    resume = checkpointing.resume if checkpointing else None
+    if checkpointing:
+        callbacks.append(EpochCheckpoint(checkpointing, callbacks, config.epochs))
     start = time.perf_counter()
     history = model.fit(train, validation_data=val, epochs=config.epochs, class_weight=class_weight,
-                        callbacks=callbacks, shuffle=False, verbose=0)
+                        callbacks=callbacks, shuffle=False, verbose=0, initial_epoch=resume.epoch if resume else 0)
     seconds = time.perf_counter() - start
-    epochs_run = len(history.history.get("loss", []))
-    monitored = history.history.get(task.monitor, [])
-    finite = [v if np.isfinite(v) else -np.inf for v in monitored]
+    whole = _joined(resume.history if resume else {}, history.history)
+    epochs_run = len(whole.get("loss", []))
+    monitored = whole.get(task.monitor, [])
+    finite = [v if v is not None and np.isfinite(v) else -np.inf for v in monitored]
     best = int(np.argmax(finite) if task.mode == "max" else np.argmin(finite)) + 1 if monitored else epochs_run
-    trained_images = len(task.training_arrays(splits["train"], config.task_params)[0]) * epochs_run
-    return {"history": {k: [_json_float(v) for v in values] for k, values in history.history.items()},
+    trained_images = len(task.training_arrays(splits["train"], config.task_params)[0]) * len(history.epoch)
+    return {"history": {k: [_json_float(v) for v in values] for k, values in whole.items()},
             "epochs_run": epochs_run, "best_epoch": best, "stopped_early": epochs_run < config.epochs,
-            "train_seconds": seconds, "images_per_second": trained_images / seconds if seconds else None}
+            "train_seconds": seconds + (resume.train_seconds if resume else 0.0),
+            "images_per_second": trained_images / seconds if seconds else None,
+            "resumed_from_epoch": resume.epoch if resume else None}
+
+
+def _joined(earlier: dict[str, list], later: dict[str, list]) -> dict[str, list]:
+    """The history of the epochs trained before a resume followed by those trained after it."""
+    return {k: list(earlier.get(k, [])) + list(later.get(k, [])) for k in dict.fromkeys([*earlier, *later])}
 
 
 def _json_float(value: Any) -> float | None:
+    if value is None:
+        return None
     value = float(value)
     return value if np.isfinite(value) else None
 
@@ -325,9 +345,11 @@ def _draw_plots(config: TrialConfig, task: Task, directory: Path, result: dict[s
 
 def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None,
               callbacks: Sequence[Any] = (), verbose: bool = True,
-              printer: Callable[[str], None] = print, strategy=None) -> TrialResult:
+              printer: Callable[[str], None] = print, strategy=None,
+              checkpointing: Checkpointing | None = None) -> TrialResult:
     """Train and evaluate one configuration; write and return its results. ``strategy``: a
-    ``tf.distribute`` strategy when Ray Train runs the trial on several workers."""
+    ``tf.distribute`` strategy when Ray Train runs the trial on several workers; ``checkpointing``: per-epoch
+    checkpoints and the state to resume from, when a scheduler may restart the trial."""
     import pandas as pd
 
     task = TASKS.get(config.task)
@@ -340,7 +362,10 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
     cached, splits = load_splits(config, task, printer)
     external = load_external(config, task)
     model = build_model(config, task, jit="auto" if device.startswith("GPU") else False, strategy=strategy)
-    training = fit(config, task, model, splits, [*callbacks, *_tensorboard(config, directory)], printer, verbose)
+    if checkpointing and checkpointing.resume:
+        checkpointing.resume.restore_weights(model)
+    training = fit(config, task, model, splits, [*callbacks, *_tensorboard(config, directory)], printer, verbose,
+                   checkpointing)
     eval_start = time.perf_counter()
     found, rows = evaluate(config, task, model, splits, external)
     model.save(directory / "model.keras")

@@ -7,6 +7,7 @@ trials never exceeds what the cluster can hold, so no trial waits on resources a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from typing import Any
 from ray.tune import Callback, CLIReporter
 
 from runner import leaderboard, storage
-from runner.errors import ConfigError
+from runner.errors import ConfigError, StorageError
 from runner.sweep.space import SweepSpec, define_by_run
 from runner.sweep.study import study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
@@ -93,10 +94,10 @@ class LeaderboardWriter(Callback):
         self.spec = spec
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        leaderboard.write_row(self.run.results, self.row(trial, failed=False))
+        self._record(trial, self.row(trial, failed=False))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        leaderboard.write_row(self.run.results, self.row(trial, failed=True))
+        self._record(trial, self.row(trial, failed=True))
 
     def row(self, trial, failed: bool) -> dict[str, Any]:
         """The trial's leaderboard row (also what ``--mlflow`` logs)."""
@@ -112,6 +113,17 @@ class LeaderboardWriter(Callback):
         result = json.loads(last[RESULT_KEY])
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
                                            node_id=last.get(NODE_KEY), extra={"trial_dir": result.get("trial_dir")})
+
+    def _record(self, trial, row: dict[str, Any]) -> None:
+        """Writes the ended trial's row, then drops its checkpoints: it is never resumed and its best model is
+        in its trial folder, while its checkpoints (Tune's, and in Ray Train mode its Train run's) would keep
+        a model and optimizer state per trial. A row that cannot be written (read-only or full disk) raises
+        ``StorageError``, which stops the sweep."""
+        leaderboard.write_row(self.run.results, row)
+        if trial.checkpoint is not None:
+            with contextlib.suppress(FileNotFoundError):
+                trial.checkpoint.filesystem.delete_dir(trial.checkpoint.path)
+        storage.remove_folder(storage.join(self.run.storage, self.run.sweep_id, "train", f"{trial.trial_id}-train"))
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
@@ -250,7 +262,8 @@ def _trainable(spec: SweepSpec, run: SweepRun):
     from ray import tune
 
     sweep = {"spec": spec, "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
-             "trials_dir": run.trials_dir, "train_storage": storage.join(run.storage, run.sweep_id, "train")}
+             "checkpoint_every": spec.checkpoint_every, "trials_dir": run.trials_dir,
+             "train_storage": storage.join(run.storage, run.sweep_id, "train")}
     return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
 
 
@@ -266,6 +279,17 @@ def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -
     open_experiment(run.mlflow, run.name)
     printer(f"mlflow: one run per trial in experiment '{run.name}' at {run.mlflow}")
     return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.row)]
+
+
+def storage_failure(error: BaseException | None) -> StorageError | None:
+    """A leaderboard row that could not be written, inside the ``TuneError`` Tune raises for an exception in
+    a callback (Tune keeps it as the context of its own): the driver shows that one line, not Tune's
+    traceback."""
+    while error is not None:
+        if isinstance(error, StorageError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -301,13 +325,20 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
             run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage,
                                       callbacks=_callbacks(run, spec, printer),
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       progress_reporter=progress_reporter(spec), verbose=1),
         )
     printer(f"sweep {run.sweep_id}: {spec.num_samples} trials of {', '.join(spec.models)} on "
             f"{', '.join(spec.tasks)}; leaderboard in {run.results}/leaderboard/{run.sweep_id}")
     printer(f"optuna study: optuna-dashboard {study_file(run)}")
     sys.stdout.flush()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except Exception as error:
+        failure = storage_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
     ended = grid.num_terminated + grid.num_errors
     return SweepOutcome(rows=len(leaderboard.load(run.results, sweep=run.sweep_id)),
                         interrupted=ended < spec.num_samples)

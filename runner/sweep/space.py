@@ -30,7 +30,7 @@ TOP_KEYS = {
     "description": str, "tasks": list, "models": list, "data": (str, dict, type(None)), "fixed": dict,
     "space": dict, "per_model": dict, "per_task": dict, "metric": str, "mode": str, "num_samples": int,
     "seed": int, "scheduler": dict, "searcher": str, "resources": dict, "max_concurrent_trials": (int, type(None)),
-    "max_failures": int, "profiles": dict,
+    "max_failures": int, "checkpoint_every": int, "profiles": dict,
 }
 SCHEDULER_KEYS = {"type": str, "max_t": int, "grace_period": int, "reduction_factor": (int, float)}
 RESOURCE_KEYS = {"cpu": (int, float), "gpu": (int, float), "workers": int}
@@ -96,6 +96,7 @@ class SweepSpec:
     resources: Resources = Resources()
     max_concurrent_trials: int | None = None
     max_failures: int = 1
+    checkpoint_every: int = 1
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def trial_values(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,6 +245,8 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
                                                  "models": tuple(raw["models"])},
                      scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})))
     _check_resources(source, spec.resources)
+    if spec.checkpoint_every < 0:
+        raise ConfigError(f"{source}: checkpoint_every must be >= 0 (epochs between checkpoints; 0 = none)")
     _distributions(source, "space.", spec.space)
     for block in ("per_model", "per_task"):
         for owner, params in getattr(spec, block).items():

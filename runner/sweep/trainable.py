@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import keras
-
 from runner import storage
+from runner.checkpoint import Checkpointing, TrainingState
 
 RESULT_KEY = "result_json"
 NODE_KEY = "node_id"
@@ -41,32 +42,44 @@ def epoch_metrics(logs: Mapping[str, Any], monitor: str, epoch: int) -> dict[str
     return report
 
 
-class EpochReporter(keras.callbacks.Callback):
-    """Sends each epoch's metrics to Ray (Tune directly in local mode, else Ray Train)."""
-
-    def __init__(self, monitor: str, via_tune: bool) -> None:
-        super().__init__()
-        self.monitor = monitor
-        self.via_tune = via_tune
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        report(epoch_metrics(logs or {}, self.monitor, epoch), self.via_tune)
-
-
-def report(metrics: dict[str, Any], via_tune: bool) -> None:
+def report(metrics: dict[str, Any], via_tune: bool, checkpoint: Path | None = None) -> None:
     """Every report names the Ray node that trained (the leaderboard's ``node_id``; node IPs are not unique
-    when several nodes share a machine)."""
+    when several nodes share a machine) and the process training (``train_pid``: what to watch, or kill to
+    test recovery). ``checkpoint``: a folder Ray copies into its storage before this returns."""
     import ray
 
-    metrics = {**metrics, NODE_KEY: ray.get_runtime_context().get_node_id()}
+    metrics = {**metrics, NODE_KEY: ray.get_runtime_context().get_node_id(), "train_pid": os.getpid()}
     if via_tune:
         import ray.tune
 
-        ray.tune.report(metrics)
+        ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
     else:
         import ray.train
 
-        ray.train.report(metrics)
+        ray.train.report(metrics,
+                         checkpoint=ray.train.Checkpoint.from_directory(checkpoint) if checkpoint else None)
+
+
+@contextmanager
+def restored_state(via_tune: bool) -> Iterator[TrainingState | None]:
+    """The state of this trial's last checkpoint, when Ray restarts it after a failure: Tune's checkpoint in
+    local mode; in Ray Train mode the Train run's (a rerun with the same run name and storage finds it).
+    Copied to local disk, since Ray may delete its copy once a newer one is reported."""
+    import ray.train
+    import ray.tune
+
+    from runner.checkpoint import load_state
+
+    checkpoint = ray.tune.get_checkpoint() if via_tune else ray.train.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cxr-resume-"))
+    try:
+        checkpoint.to_directory(str(folder))
+        yield load_state(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:
@@ -86,9 +99,14 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     shared = loop_config["out_dir"]
     out_dir = Path(tempfile.mkdtemp(prefix="cxr-trial-")) if storage.is_uri(shared) else Path(shared)
     monitor = TASKS.get(config.task).monitor
+
+    def publish(checkpoint: Path | None, epoch: int, logs: dict[str, Any]) -> None:
+        report(epoch_metrics(logs, monitor, epoch), via_tune, checkpoint)
+
     try:
-        result = run_trial(config, out_dir, trial_id=loop_config["trial_id"], verbose=False, strategy=strategy,
-                           callbacks=[EpochReporter(monitor, via_tune)])
+        with restored_state(via_tune) as resume:
+            result = run_trial(config, out_dir, trial_id=loop_config["trial_id"], verbose=False, strategy=strategy,
+                               checkpointing=Checkpointing(publish, resume, loop_config["checkpoint_every"]))
         trial_dir = str(result.directory)
         if storage.is_uri(shared):  # built on local disk, uploaded whole to the shared results
             trial_dir = storage.join(shared, result.trial_id)
@@ -131,12 +149,13 @@ def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     context = ray.tune.get_context()
     loop_config = {"values": sweep["spec"].trial_values(params), "workers": sweep["workers"],
                    "threads": max(1, int(sweep["cpu"])), "trial_id": context.get_trial_id(),
-                   "out_dir": sweep["trials_dir"]}
+                   "out_dir": sweep["trials_dir"], "checkpoint_every": sweep["checkpoint_every"]}
     workers = sweep["workers"]
     scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=sweep["gpu"] > 0,
                                       resources_per_worker={"CPU": sweep["cpu"], "GPU": sweep["gpu"]}
                                       if workers else None)
     run_config = ray.train.RunConfig(name=f"{context.get_trial_id()}-train", storage_path=sweep["train_storage"],
+                                     checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
                                      callbacks=[TuneReportCallback()] if workers else None)
     TensorflowTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling,
                       run_config=run_config).fit()

@@ -1,0 +1,82 @@
+"""What the per-epoch checkpoint of a sweep trial costs: write (weights with optimizer state, history, callback
+state) plus the copy Ray makes into its storage on report, the folder's size, the restore a retried trial
+does, and for scale one training epoch of 256 images on the same model.
+
+    python -m bench.checkpoint_cost            # ~7 min on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench._results import figure, machine, record
+
+MODELS = (("baseline", 32, {}), ("small_cnn", 128, {}), ("vgg16", 128, {"weights": "none"}))
+IMAGES = 256
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
+def measure(model_name: str, size: int, params: dict) -> dict[str, float]:
+    import keras
+
+    from runner.checkpoint import Checkpointing, EpochCheckpoint, load_state
+    from runner.config import make_config
+    from runner.task import TASKS
+    from runner.trial import build_model, setup_backend
+
+    config = make_config({"task": "pneumonia", "model": model_name, "image_size": size, **params})
+    task = TASKS.get("pneumonia")
+    setup_backend(config)
+    model = build_model(config, task, jit=False)
+    rng = np.random.default_rng(0)
+    x = rng.random((IMAGES, size, size, 1), dtype=np.float32)
+    y = rng.integers(0, 2, (IMAGES, 1)).astype(np.float32)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # builds the optimizer, as a trial's first epoch does
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    epoch = time.perf_counter() - start
+    stop = keras.callbacks.EarlyStopping(monitor="val_f1", mode="max", restore_best_weights=True)
+    stop.on_train_begin()
+    stop.best_weights = model.get_weights()
+    callback = EpochCheckpoint(Checkpointing(lambda *_: None), [stop], epochs=10)
+    callback.set_model(model)
+    work = Path(tempfile.mkdtemp(prefix="checkpoint-cost-"))
+    try:
+        (work / "written").mkdir()
+        start = time.perf_counter()
+        callback.write(work / "written", 3)
+        shutil.copytree(work / "written", work / "stored")  # what ray.tune.report does with a local storage
+        write = time.perf_counter() - start
+        start = time.perf_counter()
+        load_state(work / "stored").restore_weights(build_model(config, task, jit=False))
+        restore = time.perf_counter() - start
+        return {"write": write, "restore": restore, "mb": _folder_mb(work / "stored"), "epoch": epoch}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    figures = {}
+    for name, size, params in MODELS:
+        found = measure(name, size, params)
+        print(f"{name} {size}px: checkpoint {found['write']:.2f} s ({found['mb']:.1f} MiB), restore "
+              f"{found['restore']:.2f} s, one epoch of {IMAGES} images {found['epoch']:.2f} s")
+        key = f"checkpoint_{name}_{size}px"
+        figures[f"{key}_write_s"] = figure(found["write"], None, "s", "lower")
+        figures[f"{key}_mib"] = figure(found["mb"], None, "MiB", "lower")
+        figures[f"{key}_restore_s"] = figure(found["restore"], None, "s", "lower")
+        figures[f"{key}_epoch_{IMAGES}_images_s"] = figure(found["epoch"], None, "s", "lower")
+    print(machine())
+    record(figures)
+
+
+if __name__ == "__main__":
+    main()
