@@ -21,7 +21,7 @@ from ray.tune import Callback
 
 from runner import leaderboard, storage
 from runner.errors import ConfigError
-from runner.sweep.space import SweepSpec, define_by_run
+from runner.sweep.space import SweepSpec, define_by_run, grid_points
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
@@ -194,8 +194,10 @@ def _searcher(spec: SweepSpec):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    sampler = (optuna.samplers.RandomSampler(seed=spec.seed) if spec.searcher == "random"
-               else optuna.samplers.TPESampler(seed=spec.seed))
+    samplers = {"random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
+                "grid": lambda: optuna.samplers.GridSampler(grid_points(spec), seed=spec.seed),
+                "optuna": lambda: optuna.samplers.TPESampler(seed=spec.seed)}
+    sampler = samplers[spec.searcher]()
     return OptunaSearch(space=define_by_run(spec), metric="objective", mode=spec.mode, sampler=sampler)
 
 
