@@ -273,3 +273,4 @@ def test_asha_stops_a_poor_trial_early(tmp_path: Path) -> None:
     assert len(board) == 4 and len(stopped) >= 1, board[["status", "hp_learning_rate", "val_f1", "epochs_run"]]
     assert (stopped["epochs_run"] < 4).all() and stopped["stopped_early"].all()
     assert stopped["test_f1"].isna().all(), "a stopped trial is never evaluated on the test set"
+    assert (stopped["finished_at"] > stopped["started_at"]).all(), "stopped rows carry their run times"
