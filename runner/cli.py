@@ -126,6 +126,8 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
     sweep.add_argument("--resume", nargs="?", const="", metavar="SWEEP_ID",
                        help="continue an interrupted sweep (default: the newest of that name)")
+    sweep.add_argument("--mlflow", metavar="URI", help="also log each trial as an MLflow run (sqlite:///PATH/mlflow.db "
+                                                       "or http://HOST:PORT; needs the [mlflow] extra)")
     sweep.set_defaults(handler=_sweep)
 
 
@@ -142,12 +144,16 @@ def _sweep(args: argparse.Namespace) -> int:
     results = storage.resolve(args.results)
     if args.resume is not None:
         run = find_sweep(results, Path(args.name).stem, args.resume or None)
+        if args.mlflow:
+            raise CxrError(f"--mlflow is chosen when a sweep starts: --resume logs where {run.sweep_id} started "
+                           f"({run.mlflow or 'not to MLflow'}); leave --mlflow out")
         print(f"resuming {run.sweep_id}")
     else:
         run = SweepRun(sweep_id=new_sweep_id(Path(args.name).stem), name=Path(args.name).stem, results=results,
                        storage=storage.resolve(args.storage) if args.storage else storage.join(results, "tune"),
                        source=args.name,
-                       overrides=parse_overrides(args.overrides), profile=args.profile, quick=args.quick)
+                       overrides=parse_overrides(args.overrides), profile=args.profile, quick=args.quick,
+                       mlflow=args.mlflow)
     load_sweep(run.source, run.overrides)  # fail on a bad file or key before Ray starts
     init_ray(None if args.local else args.address, print)
     run, spec = _final_spec(run)

@@ -163,3 +163,19 @@ def test_masks_cached_and_mismatched_mask_skipped(tmp_path: Path) -> None:
     assert masks.shape == (4, 20, 20, 1)
     assert set(np.unique(masks)) == {0, 255}
     assert masks[:, :, :10].min() == 255 and masks[:, :, 10:].max() == 0
+
+
+def test_progress_bar_counts_every_image_of_a_sizeable_build_and_stays_quiet_for_a_small_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """stderr is not a terminal here (as in a Ray trial's log): a build of PROGRESS_MIN_IMAGES images or more
+    leaves one bar line with the full count, a smaller one prints nothing."""
+    from runner.data.cache import PROGRESS_MIN_IMAGES
+
+    make_class_folders(tmp_path / "big", {"a": PROGRESS_MIN_IMAGES // 2 + 1, "b": PROGRESS_MIN_IMAGES // 2})
+    make_class_folders(tmp_path / "small", {"a": 4, "b": 4})
+    total = PROGRESS_MIN_IMAGES + 1
+    build_cache(load_dataset(str(tmp_path / "big")).records, 16)
+    shown = capsys.readouterr().err
+    assert "caching 16px images: 100%" in shown and f"{total}/{total}" in shown, shown
+    build_cache(load_dataset(str(tmp_path / "small")).records, 16)
+    assert "caching" not in capsys.readouterr().err

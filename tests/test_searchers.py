@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from runner.errors import ConfigError
-from runner.sweep.run import _searcher
+from runner.sweep.run import SweepRun, _searcher
 from runner.sweep.space import load_sweep
 
 
@@ -22,7 +22,9 @@ def _space(tmp_path: Path, **changes) -> Path:
 
 
 def _suggestions(path: Path, n: int) -> list[tuple]:
-    searcher = _searcher(load_sweep(str(path)))
+    run = SweepRun(sweep_id="s", name="s", results=str(path.parent / "results"), storage=str(path.parent / "tune"),
+                   source=str(path), overrides={}, profile=None)
+    searcher = _searcher(load_sweep(str(path)), run)
     seen = []
     for index in range(n):
         seen.append(tuple(sorted(searcher.suggest(f"trial-{index}").items())))

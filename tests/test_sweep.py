@@ -4,6 +4,7 @@ Ray records one typed leaderboard row per trial."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,11 +73,15 @@ def test_set_overrides_and_unknown_sweep(tmp_path: Path) -> None:
 
 
 def test_sweep_on_real_ray_writes_one_row_per_trial(tmp_path: Path) -> None:
+    """The sweep also logs to MLflow (``--mlflow``): one run per trial with the row's parameters and metrics;
+    and its terminal output is Tune's trimmed trial table, not a result box per trial."""
     path = _write(tmp_path, TINY)
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
     run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results),
-                          "--set", "num_samples=3"], capture_output=True, text=True, env=env, timeout=600)
+                          "--set", "num_samples=3", "--mlflow", tracking],
+                         capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "3 trials recorded" in run.stdout
     from runner.leaderboard import load
@@ -94,6 +99,31 @@ def test_sweep_on_real_ray_writes_one_row_per_trial(tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "runner", "leaderboard", "--results", str(results),
                              "--format", "csv"], capture_output=True, text=True, env=env)
     assert listed.returncode == 0 and listed.stdout.count("\n") >= 4
+    _assert_mlflow_runs_match(tracking, board)
+    table = run.stdout[run.stdout.rindex("Number of trials: 3/3"):]
+    assert re.search(r"\| status +\|.*\| +epoch \| +objective \|", table) and "TERMINATED" in table, table
+    assert "result_json" not in run.stdout, "Tune's per-trial result boxes are back"
+
+
+def _assert_mlflow_runs_match(tracking: str, board: pd.DataFrame) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking)
+    runs = mlflow.search_runs(experiment_names=["tiny"]).set_index("tags.trial_id")
+    assert sorted(runs.index) == sorted(board["trial_id"]), runs.index
+    for _, row in board.iterrows():
+        logged = runs.loc[row["trial_id"]]
+        assert logged["tags.sweep_id"] == row["sweep_id"] and logged["tags.status"] == row["status"]
+        assert float(logged["params.learning_rate"]) == pytest.approx(row["hp_learning_rate"])
+        assert logged["params.filters"] == row["hp_filters"]
+        assert logged["metrics.val_f1"] == pytest.approx(row["val_f1"])
+        assert logged["metrics.epochs_run"] == row["epochs_run"]
+        if row["status"] == "completed":
+            assert logged["metrics.test_f1"] == pytest.approx(row["test_f1"])
+            artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(logged["run_id"])]
+            assert "result.json" in artifacts and "config.yaml" in artifacts, artifacts
+        history = mlflow.MlflowClient().get_metric_history(logged["run_id"], "epoch/val_f1")
+        assert sorted(m.step for m in history) == list(range(1, int(row["epochs_run"]) + 1))
 
 
 def _start_sweep(path: Path, results: Path, *extra: str) -> subprocess.Popen:
@@ -130,6 +160,23 @@ def test_resume_after_killed_driver_gives_exactly_one_row_per_trial(tmp_path: Pa
     board = load(results)
     assert len(board) == 4 and board["trial_id"].is_unique and board["sweep_id"].nunique() == 1
     assert (board["status"] == "completed").all()
+    assert not board.duplicated(["hp_learning_rate", "hp_filters"]).any(), "a finished config was proposed again"
+    _assert_study_matches(results, board)
+
+
+def _assert_study_matches(results: Path, board: pd.DataFrame) -> None:
+    """The Optuna study file holds one finished trial per row, each with the row's value and trial id."""
+    import optuna
+
+    from runner.sweep.study import TRIAL_ID_ATTR, load_study
+
+    sweep_id = board["sweep_id"].iloc[0]
+    study = load_study(results / "sweeps" / f"{sweep_id}.optuna.log", sweep_id)
+    trials = study.trials
+    assert len(trials) == len(board), [(t.number, t.state, t.user_attrs) for t in trials]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    values = {t.user_attrs[TRIAL_ID_ATTR]: t.value for t in trials}
+    assert values == pytest.approx(dict(zip(board["trial_id"], board["val_f1"], strict=True)))
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
@@ -274,3 +321,45 @@ def test_asha_stops_a_poor_trial_early(tmp_path: Path) -> None:
     assert (stopped["epochs_run"] < 4).all() and stopped["stopped_early"].all()
     assert stopped["test_f1"].isna().all(), "a stopped trial is never evaluated on the test set"
     assert (stopped["finished_at"] > stopped["started_at"]).all(), "stopped rows carry their run times"
+
+
+def test_restored_searcher_takes_over_a_trial_asked_after_the_last_save(tmp_path: Path) -> None:
+    """A driver killed between Optuna's ``ask`` and Tune's state save leaves a RUNNING trial in the study that
+    the restored searcher never saw: the next Tune trial gets it (no orphan, no extra trial), and the sampler,
+    restored as old as the save, does not draw that trial's parameters again for the one after."""
+    import pickle
+
+    import optuna
+
+    from runner.sweep.space import define_by_run
+    from runner.sweep.study import TRIAL_ID_ATTR, StoredOptunaSearch, journal_storage, load_study
+
+    spec = load_sweep(str(_write(tmp_path, TINY)))
+    study_path = tmp_path / "study.optuna.log"
+    searcher = StoredOptunaSearch(space=define_by_run(spec), metric="objective", mode="max",
+                                  sampler=optuna.samplers.TPESampler(seed=0), study_name="s",
+                                  storage=journal_storage(study_path))
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", {"objective": 0.5})
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    orphan = searcher.suggest("b")  # the driver dies before Tune records trial b
+
+    restored = pickle.loads(pickle.dumps(searcher))  # as Tune unpickles tuner.pkl, then restores the save
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("c") == orphan
+    after = restored.suggest("d")
+    assert after != orphan
+    restored.on_trial_complete("c", {"objective": 0.7})
+    restored.on_trial_complete("d", {"objective": 0.6})
+
+    trials = load_study(study_path, "s").trials
+    assert [(t.user_attrs[TRIAL_ID_ATTR], t.value) for t in trials] == [("a", 0.5), ("c", 0.7), ("d", 0.6)]
+
+
+def test_mlflow_file_store_is_refused_with_what_to_use_instead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    from runner.sweep.tracking import open_experiment
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(ConfigError, match=r"--mlflow file://.*maintenance mode.*: use sqlite:///PATH/mlflow.db"):
+        open_experiment(f"file://{tmp_path}/mlruns", "tiny")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,9 @@ from runner.errors import DataError
 
 CACHE_VERSION = 1
 WRITE_BLOCK = 64
+#: Builds at least this large show a progress bar even when stderr is not a terminal (a Ray trial's log):
+#: one line at the end, which says where the minutes went. Smaller builds take seconds and stay quiet there.
+PROGRESS_MIN_IMAGES = 200
 
 
 def default_cache_dir() -> Path:
@@ -130,7 +134,17 @@ def _blocks(items: Iterator[_Decoded], size: int) -> Iterator[list[_Decoded]]:
         yield block
 
 
-def _build(path: Path, records: Sequence[Record], size: int, channels: int, progress: bool, workers: int) -> None:
+def _progress_bar(total: int, size: int, progress: bool | None) -> tqdm:
+    """The build's progress bar: shown when asked, or (``progress=None``) in a terminal or for a sizeable build.
+    In a terminal it clears itself when done; in a log it leaves its last state as one line."""
+    terminal = sys.stderr.isatty()
+    show = progress if progress is not None else terminal or total >= PROGRESS_MIN_IMAGES
+    return tqdm(total=total, desc=f"caching {size}px images", unit="img", disable=not show, mininterval=1.0,
+                leave=not terminal, file=sys.stderr)
+
+
+def _build(path: Path, records: Sequence[Record], size: int, channels: int, progress: bool | None,
+           workers: int) -> None:
     with_masks = any(r.mask_path or r.mask_rle is not None for r in records)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
@@ -140,8 +154,7 @@ def _build(path: Path, records: Sequence[Record], size: int, channels: int, prog
             h5.attrs.update(version=CACHE_VERSION, image_size=size, channels=channels,
                             builder=f"{socket.gethostname()}:{os.getpid()}")
             decoded = pool.map(lambda r: _decode(r, size, channels, with_masks), records)
-            bar = tqdm(total=len(records), desc=f"caching {size}px images", unit="img", disable=not progress,
-                       mininterval=1.0, leave=False)
+            bar = _progress_bar(len(records), size, progress)
             for number, block in enumerate(_blocks(decoded, WRITE_BLOCK)):
                 _write_block(h5, number * WRITE_BLOCK, block, size, channels)
                 bar.update(len(block))
@@ -158,8 +171,9 @@ def _remove_stale_staging(path: Path) -> None:
 
 
 def build_cache(records: Sequence[Record], image_size: int, channels: int = 1, cache_dir: Path | None = None,
-                progress: bool = True, workers: int | None = None) -> Path:
-    """The cache file for these records, decoding them first unless another run already did."""
+                progress: bool | None = None, workers: int | None = None) -> Path:
+    """The cache file for these records, decoding them first unless another run already did; ``progress``:
+    True/False shows or hides the progress bar, None decides (see ``_progress_bar``)."""
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
     folder = (cache_dir or default_cache_dir()) / "images"
@@ -239,7 +253,7 @@ class CachedData:
 
 
 def prepare(dataset: DataSet, image_size: int, channels: int = 1, cache_dir: Path | None = None,
-            strict: bool | None = None, progress: bool = True) -> CachedData:
+            strict: bool | None = None, progress: bool | None = None) -> CachedData:
     """Decode (once) and open a data set at one image size. Undecodable images are skipped with a count, or
     raise under ``strict`` (default: the data spec's ``strict`` option)."""
     path = build_cache(dataset.records, image_size, channels, cache_dir, progress)

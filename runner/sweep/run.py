@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, CLIReporter
 
 from runner import leaderboard, storage
 from runner.errors import ConfigError
 from runner.sweep.space import SweepSpec, define_by_run, grid_points
+from runner.sweep.study import study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
@@ -56,6 +57,7 @@ class SweepRun:
     overrides: dict[str, Any]
     profile: str | None
     quick: bool = False
+    mlflow: str | None = None
 
     @property
     def trials_dir(self) -> str:
@@ -95,22 +97,25 @@ class LeaderboardWriter(Callback):
         self.spec = spec
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        last = trial.last_result or {}
-        if RESULT_KEY in last:
-            result = json.loads(last[RESULT_KEY])
-            row = leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
-                                              node_id=last.get(NODE_KEY),
-                                              extra={"trial_dir": result.get("trial_dir")})
-        else:
-            row = self._stopped_row(trial, last)
-        leaderboard.write_row(self.run.results, row)
+        leaderboard.write_row(self.run.results, self.row(trial, failed=False))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        values = self.spec.trial_values(trial.config)
-        leaderboard.write_row(self.run.results, leaderboard.failed_row(
-            sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=trial.trial_id,
-            task=values.get("task", ""), model=values.get("model", ""), hyperparameters=values,
-            error=error_line(trial), node_id=(trial.last_result or {}).get(NODE_KEY)))
+        leaderboard.write_row(self.run.results, self.row(trial, failed=True))
+
+    def row(self, trial, failed: bool) -> dict[str, Any]:
+        """The trial's leaderboard row (also what ``--mlflow`` logs)."""
+        last = trial.last_result or {}
+        if failed:
+            values = self.spec.trial_values(trial.config)
+            return leaderboard.failed_row(
+                sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=trial.trial_id,
+                task=values.get("task", ""), model=values.get("model", ""), hyperparameters=values,
+                error=error_line(trial), node_id=last.get(NODE_KEY))
+        if RESULT_KEY not in last:
+            return self._stopped_row(trial, last)
+        result = json.loads(last[RESULT_KEY])
+        return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
+                                           node_id=last.get(NODE_KEY), extra={"trial_dir": result.get("trial_dir")})
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
@@ -207,15 +212,36 @@ def max_concurrent(spec: SweepSpec, cluster: dict[str, float]) -> int:
     return max(1, int(min(limits))) if limits else 1
 
 
-def _searcher(spec: SweepSpec):
+def _searcher(spec: SweepSpec, run: SweepRun):
+    """Optuna over the sweep's study file (named after the sweep id), which ``optuna-dashboard`` opens."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from runner.sweep.study import StoredOptunaSearch, journal_storage
 
     samplers = {"random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
                 "grid": lambda: optuna.samplers.GridSampler(grid_points(spec), seed=spec.seed),
                 "optuna": lambda: optuna.samplers.TPESampler(seed=spec.seed)}
     sampler = samplers[spec.searcher]()
-    return OptunaSearch(space=define_by_run(spec), metric="objective", mode=spec.mode, sampler=sampler)
+    return StoredOptunaSearch(space=define_by_run(spec), metric="objective", mode=spec.mode, sampler=sampler,
+                              study_name=run.sweep_id, storage=journal_storage(study_file(run)))
+
+
+#: How often the trial table is printed while nothing ends (it is also printed when the sweep ends).
+PROGRESS_EVERY_S = 30
+
+
+def progress_reporter(spec: SweepSpec) -> CLIReporter:
+    """Tune's trial table trimmed to what a user watches: status, the sampled parameters (short names), the
+    epoch and the validation metric being optimised. Tune's default output engine prints a 20-line result
+    box per finished trial and ignores a ``progress_reporter``; ``run_sweep`` selects the engine that uses it
+    (``RAY_AIR_NEW_OUTPUT=0``)."""
+    names = [*spec.space, *(f"{owner}.{key}" for block in (spec.per_model, spec.per_task)
+                            for owner, params in block.items() for key in params)]
+    shown = [name for name, values in (("task", spec.tasks), ("model", spec.models)) if len(values) > 1]
+    return CLIReporter(parameter_columns={name: name.rsplit(".", 1)[-1] for name in [*shown, *names]},
+                       metric_columns={"epoch": "epoch", "objective": "objective"},
+                       max_report_frequency=PROGRESS_EVERY_S, metric="objective", mode=spec.mode,
+                       sort_by_metric=True)
 
 
 def _scheduler(spec: SweepSpec, epochs: int):
@@ -235,6 +261,20 @@ def _trainable(spec: SweepSpec, run: SweepRun):
     sweep = {"spec": spec, "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
              "trials_dir": run.trials_dir, "train_storage": storage.join(run.storage, run.sweep_id, "train")}
     return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
+
+
+def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -> list[Callback]:
+    """The leaderboard writer, then (``--mlflow``) the MLflow logger, which logs the same rows. The MLflow
+    experiment is checked here, before any trial runs. A restored sweep gets the callbacks (and the progress
+    reporter) it was started with from Tune's ``tuner.pkl``."""
+    writer = LeaderboardWriter(run, spec)
+    if not run.mlflow:
+        return [writer]
+    from runner.sweep.tracking import MLflowLogger, open_experiment
+
+    open_experiment(run.mlflow, run.name)
+    printer(f"mlflow: one run per trial in experiment '{run.name}' at {run.mlflow}")
+    return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.row)]
 
 
 @dataclass(frozen=True)
@@ -257,22 +297,24 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     run.save()
     trainable = _trainable(spec, run)
     path = storage.join(run.storage, run.sweep_id)
-    callback = LeaderboardWriter(run, spec)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the output engine that honours progress_reporter
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
         epochs = int(spec.fixed.get("epochs", 10))
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=_searcher(spec), scheduler=_scheduler(spec, epochs),
+            tune_config=tune.TuneConfig(search_alg=_searcher(spec, run), scheduler=_scheduler(spec, epochs),
                                         num_samples=spec.num_samples, reuse_actors=True,
                                         max_concurrent_trials=max_concurrent(spec, ray.cluster_resources())),
-            run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage, callbacks=[callback],
+            run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage,
+                                      callbacks=_callbacks(run, spec, printer),
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                                      verbose=1),
+                                      progress_reporter=progress_reporter(spec), verbose=1),
         )
     printer(f"sweep {run.sweep_id}: {spec.num_samples} trials of {', '.join(spec.models)} on "
             f"{', '.join(spec.tasks)}; leaderboard in {run.results}/leaderboard/{run.sweep_id}")
+    printer(f"optuna study: optuna-dashboard {study_file(run)}")
     sys.stdout.flush()
     grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors

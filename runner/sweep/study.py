@@ -1,0 +1,87 @@
+"""The sweep's Optuna study, kept in a journal file so ``optuna-dashboard`` opens it and ``--resume`` continues it.
+
+Why a journal file: it is one append-only file (a killed driver leaves at worst a torn last line, which Optuna
+skips), Optuna locks it for concurrent writers (safe on NFS), it needs no database server, and
+``optuna-dashboard <file>.optuna.log`` reads it directly.
+
+Why a subclass of Ray's ``OptunaSearch``: Tune pickles the searcher into its experiment state at every
+scheduler step and restores that pickle on ``--resume``. The journal storage pickles as its file path and
+replays the file when unpickled, so the restored searcher sees every trial the killed driver wrote, including
+one it *asked* for after the last save: a trial that Tune never learnt about. Left alone such a trial would
+stay RUNNING in the study forever while Tune asked for a new one; ``suggest`` hands it to the next Tune trial
+instead (its parameters were already drawn, so Optuna returns them), so the study holds exactly one trial per
+Tune trial. The restored sampler's random state is as old as the pickle, so it would draw that trial's
+parameters once more for the next new trial: ``restore`` reseeds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from runner import storage
+
+if TYPE_CHECKING:
+    import optuna
+
+    from runner.sweep.run import SweepRun
+
+STUDY_SUFFIX = ".optuna.log"
+#: The Tune trial id on each Optuna trial: the leaderboard's ``trial_id``, so a dashboard trial and a row join.
+TRIAL_ID_ATTR = "trial_id"
+
+
+def study_file(run: SweepRun) -> Path:
+    """``<results>/sweeps/<sweep_id>.optuna.log`` when the results are on a local disk or a shared mount. Results
+    on an object store (``s3://``, ``gs://``) cannot hold a file Optuna appends to under a lock, so the study
+    stays on the driver's disk, in the cache folder (``$CXR_RUNNER_CACHE/optuna``): resume from that machine."""
+    found, path = storage.filesystem(run.results)
+    if found is None:
+        return Path(path) / "sweeps" / f"{run.sweep_id}{STUDY_SUFFIX}"
+    from runner.data.cache import default_cache_dir
+
+    return default_cache_dir() / "optuna" / f"{run.sweep_id}{STUDY_SUFFIX}"
+
+
+def journal_storage(path: Path) -> optuna.storages.JournalStorage:
+    import optuna
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def load_study(path: Path, study_name: str) -> optuna.Study:
+    """The study as a user (or a test) reads it: ``load_study(path, sweep_id).trials_dataframe()``."""
+    import optuna
+
+    return optuna.load_study(study_name=study_name, storage=journal_storage(path))
+
+
+class StoredOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` over a study in storage that may hold trials the restored searcher never saw."""
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id not in self._ot_trials:
+            unclaimed = self._unclaimed_trial()
+            if unclaimed is not None:
+                self._ot_trials[trial_id] = unclaimed
+        params = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr(TRIAL_ID_ATTR, trial_id)
+        return params
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._ot_study.sampler.reseed_rng()
+
+    def _unclaimed_trial(self) -> optuna.Trial | None:
+        """A RUNNING trial of the study that no Tune trial holds: asked for by a driver killed before Tune
+        saved its state."""
+        import optuna
+
+        claimed = {trial._trial_id for trial in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen._trial_id not in claimed:
+                return optuna.Trial(self._ot_study, frozen._trial_id)
+        return None
