@@ -46,24 +46,39 @@ class MemoryTrace:
     slope_mb_per_trial: float
 
 
-def run_memory_sweep(work: Path, trials: int) -> MemoryTrace:
-    """The sweep through the real command, then the ``rss_mb`` column in the order trials finished."""
-    from runner.leaderboard import load
-
+def sweep_command(work: Path, trials: int) -> tuple[list[str], dict[str, str], Path]:
+    """The memory sweep as a ``python -m runner sweep`` command line, its environment and results folder."""
     spec = work / "memory.yaml"
     spec.write_text(yaml.safe_dump(memory_sweep_yaml(trials)))
     results = work / "results"
     env = {**os.environ, "CXR_RUNNER_CACHE": os.environ.get("CXR_RUNNER_CACHE", str(work / "cache"))}
-    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(spec), "--results", str(results)],
-                         capture_output=True, text=True, env=env)
-    if run.returncode:
-        raise RuntimeError(f"memory sweep failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+    return [sys.executable, "-m", "runner", "sweep", str(spec), "--results", str(results)], env, results
+
+
+def slope(values: np.ndarray, positions: np.ndarray | None = None) -> float:
+    """Least-squares growth per step (or per unit of ``positions``); 0 with fewer than two values."""
+    if len(values) < 2:
+        return 0.0
+    return float(np.polyfit(np.arange(len(values)) if positions is None else positions, values, 1)[0])
+
+
+def trace_from_rows(results: Path) -> MemoryTrace:
+    """The leaderboard's ``rss_mb`` column in the order trials finished."""
+    from runner.leaderboard import load
+
     board = load(results).sort_values("finished_at")
     rss = board["rss_mb"].to_numpy(dtype=float)
-    settled = rss[WARM_UP:]
-    slope = float(np.polyfit(np.arange(len(settled)), settled, 1)[0]) if len(settled) > 1 else 0.0
     return MemoryTrace(trials=len(board), first_mb=float(np.median(rss[:WARM_UP])),
-                       last_mb=float(np.median(rss[-WARM_UP:])), slope_mb_per_trial=slope)
+                       last_mb=float(np.median(rss[-WARM_UP:])), slope_mb_per_trial=slope(rss[WARM_UP:]))
+
+
+def run_memory_sweep(work: Path, trials: int) -> MemoryTrace:
+    """The sweep through the real command, then the trace of its rows."""
+    argv, env, results = sweep_command(work, trials)
+    run = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if run.returncode:
+        raise RuntimeError(f"memory sweep failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+    return trace_from_rows(results)
 
 
 def main() -> None:

@@ -136,7 +136,10 @@ def make_config(values: Mapping[str, Any]) -> TrialConfig:
     spec = MODELS.get(values["model"])
     config = TrialConfig(**training, model_params=spec.bind(model_params), task_params=task.bind_params(task_params))
     _check_types(config)
-    spec.check_input_shape((config.image_size, config.image_size, 1), config.model_params)
+    try:
+        spec.check_input_shape((config.image_size, config.image_size, 1), config.model_params)
+    except ConfigError as error:
+        raise ConfigError(f"image_size={config.image_size} does not fit: {error}") from None
     return config
 
 

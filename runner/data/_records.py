@@ -31,13 +31,14 @@ class Record:
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong with one file; skipped with a counted warning, or an error under ``strict``."""
+    """Something wrong with one file; skipped with a counted warning, or an error under ``strict``.
+    ``message`` may already name the file (a decoder's error is a complete line): it is not named twice."""
 
     path: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return self.message if self.message.startswith(self.path) else f"{self.path}: {self.message}"
 
 
 @dataclass

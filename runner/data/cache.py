@@ -30,7 +30,7 @@ from runner.data.images import ImageError, load_image, load_mask
 from runner.data.masks import decode_rle
 from runner.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images shrunk before conversion (bounded memory), 100 MP limit
 WRITE_BLOCK = 64
 #: Builds at least this large show a progress bar even when stderr is not a terminal (a Ray trial's log):
 #: one line at the end, which says where the minutes went. Smaller builds take seconds and stay quiet there.
@@ -260,5 +260,5 @@ def prepare(dataset: DataSet, image_size: int, channels: int = 1, cache_dir: Pat
     cached = CachedData(dataset, path)
     strict = bool(dataset.spec.options.get("strict")) if strict is None else strict
     if strict and cached.skipped:
-        raise DataError(f"{cached.skipped[0].message} ({len(cached.skipped)} unreadable images in all)")
+        raise DataError(f"{cached.skipped[0]} ({len(cached.skipped)} unreadable images in all)")
     return cached

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback, CLIReporter
@@ -169,8 +170,17 @@ def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
     else:
         ray.init(address="local", num_cpus=os.cpu_count(), dashboard_host="127.0.0.1", include_dashboard=False,
                  runtime_env={"env_vars": env}, configure_logging=False)
+        restrict_token_file()
     resources = ray.cluster_resources()
     printer(f"ray: {len(ray.nodes())} node(s), {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
+
+
+def restrict_token_file() -> None:
+    """Ray 2.60 writes its auth token (``~/.ray/auth_token``) readable by every local user, who could then call
+    this machine's Ray; only its owner needs it (Ray's processes run as the same user)."""
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file() and token.stat().st_uid == os.getuid():
+        token.chmod(0o600)
 
 
 #: What a trial process that only coordinates Ray Train workers reserves: memory, not a CPU. A fraction of a

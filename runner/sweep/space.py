@@ -202,6 +202,34 @@ def _check_trial_keys(source: str, spec: SweepSpec) -> None:
                                       f"'{model}': choose from {', '.join(sorted(valid))}")
 
 
+def _range_ends(spec: Mapping[str, Any]) -> list[Any]:
+    """The values a distribution can draw that are most likely to be wrong: its ends, or every choice."""
+    return list(spec["choices"]) if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+
+
+def _check_trial_values(source: str, spec: SweepSpec) -> None:
+    """The fixed keys, and each end of every range (every choice), must make a valid trial config for every
+    (task, model) pair, so a negative learning rate or an image size below a model's minimum fails when the
+    file loads instead of in every trial."""
+    from runner.config import make_config
+
+    for task in spec.tasks:
+        for model in spec.models:
+            fixed = {**spec.fixed, "task": task, "model": model}
+            drawn = {}  # key -> (block, distribution); a conditional block overrides space, as in a trial
+            for block, params in (("space", spec.space), (f"per_model.{model}", spec.per_model.get(model, {})),
+                                  (f"per_task.{task}", spec.per_task.get(task, {}))):
+                drawn.update({key: (block, distribution) for key, distribution in params.items()})
+            candidates = [("fixed", fixed)] + [(f"{block}.{key} = {value!r}", {**fixed, key: value})
+                                               for key, (block, distribution) in drawn.items()
+                                               for value in _range_ends(distribution)]
+            for where, values in candidates:
+                try:
+                    make_config(values)
+                except ConfigError as error:
+                    raise ConfigError(f"{source}: {where} (task '{task}', model '{model}'): {error}") from None
+
+
 def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     """Validate a loaded YAML mapping (after profile and ``--set`` overrides) into a ``SweepSpec``."""
     if not isinstance(raw, Mapping):
@@ -223,6 +251,7 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
             _distributions(source, f"{block}.{owner}.", params)
     _check_names(source, spec)
     _check_trial_keys(source, spec)
+    _check_trial_values(source, spec)
     if spec.searcher == "grid":
         grid_points(spec)
     return spec

@@ -52,15 +52,15 @@ def pick_column(columns: Iterable[str], wanted: str | None, candidates: tuple[st
     return None
 
 
-def resolve_inside(root: Path, relative: str, allow_outside: bool) -> tuple[Path | None, Problem | None]:
-    """``root/relative``, refusing paths that escape ``root`` unless the user allowed it.
-
-    A manifest is data, often from someone else: it must not be able to point the runner at ``/etc/passwd``.
+def resolve_inside(root: Path, relative: str, allow_outside: bool, where: str) -> tuple[Path | None, Problem | None]:
+    """``root/relative``, or a Problem when the file is missing. A path that escapes ``root`` (``..``, an
+    absolute path, a symlink out) is an error naming ``where`` (the list file and line) unless the user allowed
+    it: a manifest is data, often from someone else, and must not point the runner at ``/etc/passwd``.
     """
     candidate = (root / relative).resolve()
     if not allow_outside and not candidate.is_relative_to(root.resolve()):
-        return None, Problem(str(candidate), f"path '{relative}' escapes the data root {root}; "
-                                            "set allow_outside_root: true if that is intended")
+        raise DataError(f"{where}: path '{relative}' escapes the data root {root}: fix the path, or set "
+                        "allow_outside_root: true if files outside it are intended")
     if not candidate.is_file():
         return None, Problem(str(candidate), "file listed in the data set does not exist: fix the path or "
                                              "remove its row")

@@ -87,11 +87,11 @@ class Manifest(DataAdapter):
             if not row[col["path"]]:
                 problems.append(Problem(where, f"empty {col['path']}: fill it in or remove the row"))
                 continue
-            image, problem = resolve_inside(image_root, row[col["path"]], allow_outside)
+            image, problem = resolve_inside(image_root, row[col["path"]], allow_outside, where)
             mask = None
             if problem is None and (mask_root is not None or col["mask"]):
                 relative = row[col["mask"]] if col["mask"] else Path(row[col["path"]]).name
-                mask, problem = resolve_inside(mask_root or root, relative, allow_outside)
+                mask, problem = resolve_inside(mask_root or root, relative, allow_outside, where)
             if problem is not None:
                 problems.append(Problem(problem.path, f"({where}) {problem.message}"))
                 continue

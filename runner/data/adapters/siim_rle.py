@@ -48,10 +48,11 @@ class SiimRle(DataAdapter):
         image_root = csv_path.parent / options["image_root"]
         records, problems = [], []
         for image_id, encoded in runs.items():
+            where = f"{csv_path}, ImageId {image_id}"
             image, problem = resolve_inside(image_root, image_id + options["image_suffix"],
-                                            bool(options["allow_outside_root"]))
+                                            bool(options["allow_outside_root"]), where)
             if problem is not None:
-                problems.append(Problem(problem.path, f"({csv_path}, ImageId {image_id}) {problem.message}"))
+                problems.append(Problem(problem.path, f"({where}) {problem.message}"))
                 continue
             label = options["positive_label"] if encoded else options["negative_label"]
             records.append(Record(path=str(image), label=label,

@@ -56,7 +56,7 @@ class SplitLists(DataAdapter):
                                                    f"{len(fields)}: fix the line or set the columns option"))
                     continue
                 row = dict(zip(columns, fields, strict=True))
-                image, problem = resolve_inside(image_root, row["path"], allow_outside)
+                image, problem = resolve_inside(image_root, row["path"], allow_outside, where)
                 if problem is not None:
                     problems.append(Problem(problem.path, f"({where}) {problem.message}"))
                     continue

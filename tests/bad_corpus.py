@@ -1,0 +1,182 @@
+"""The bad-input corpus: one small data set, config or search space per kind of bad input a user can hand the
+runner, written as real files into ``tests/data/bad/`` (git-ignored, regenerated every test session by the
+``bad_corpus`` fixture of ``tests/test_bad_inputs.py``). Each data-set item is a good two-class set with one
+bad file added, so the test can tell "this file was skipped and named" from "the whole set failed".
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+from conftest import make_class_folders, write_image, write_mask
+from PIL import Image
+
+BAD_ROOT = Path(__file__).resolve().parent / "data" / "bad"
+GOOD_PER_CLASS = 8
+HUGE_SIDE = 10_000
+
+#: A valid tiny sweep; the search-space items each change one thing in it.
+TINY_SWEEP = {
+    "tasks": ["pneumonia"], "models": ["baseline"],
+    "fixed": {"epochs": 1, "image_size": 32, "data": {"n": 60}},
+    "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+    "num_samples": 2, "resources": {"cpu": 1, "gpu": 0, "workers": 0},
+}
+
+
+def _good_set(root: Path, classes: tuple[str, ...] = ("normal", "pneumonia")) -> Path:
+    return make_class_folders(root, dict.fromkeys(classes, GOOD_PER_CLASS))
+
+
+def _jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 48), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 48), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _corrupt_huffman_table(jpeg: bytes) -> bytes:
+    """A JPEG whose headers parse but whose Huffman table is garbage: Pillow opens it, decoding fails.
+    (Garbage in the scan data alone would decode, silently, to noise: no decoder can tell.)"""
+    data = bytearray(jpeg)
+    start = data.index(b"\xff\xc4")
+    length = int.from_bytes(data[start + 2:start + 4], "big")
+    data[start + 4:start + 2 + length] = bytes((0xFF if i % 2 else 0x00) for i in range(length - 2))
+    return bytes(data)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height``: how a decompression bomb looks before decoding."""
+    data = bytearray(_png_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    return bytes(data)
+
+
+def _with_file(name: str, content: Callable[[], bytes]) -> Callable[[Path], Path]:
+    def write(root: Path) -> Path:
+        _good_set(root)
+        (root / "pneumonia" / name).write_bytes(content())
+        return root
+    return write
+
+
+def _with_converted(name: str, pixels: Callable[[], np.ndarray]) -> Callable[[Path], Path]:
+    def write(root: Path) -> Path:
+        _good_set(root)
+        Image.fromarray(pixels()).save(root / "pneumonia" / name, compress_level=1)
+        return root
+    return write
+
+
+def sixteen_bit_ramp(width: int = 48, height: int = 40) -> np.ndarray:
+    """12 bits of signal in a 16-bit container, as CR/DR exports store it: 0..4095, left to right."""
+    row = np.linspace(0, 4095, width).astype(np.uint16)
+    return np.ascontiguousarray(np.broadcast_to(row, (height, width)))
+
+
+def rgba_pixels() -> np.ndarray:
+    rgb = np.random.default_rng(2).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    return np.dstack([rgb, np.full((40, 48), 128, np.uint8)])
+
+
+def _masks_set(root: Path, bad: Callable[[Path], None]) -> Path:
+    for i in range(2 * GOOD_PER_CLASS):
+        write_image(root / "images" / f"{i}.png", seed=i)
+        write_mask(root / "masks" / f"{i}.png", box=(5, 5, 20, 20) if i % 2 else None)
+    bad(root)
+    return root
+
+
+def _missing_mask(root: Path) -> None:
+    write_image(root / "images" / "unmasked.png", seed=99)
+
+
+def _mask_of_another_size(root: Path) -> None:
+    write_image(root / "images" / "odd.png", seed=98)
+    write_mask(root / "masks" / "odd.png", size=(80, 80))
+
+
+def _empty_class(root: Path) -> Path:
+    (root / "covid").mkdir()
+    return root
+
+
+def _manifest(rows: list[str], header: str = "path,label,patient_id") -> Callable[[Path], Path]:
+    def write(root: Path) -> Path:
+        _good_set(root / "images")
+        files = sorted((root / "images").rglob("*.png"))
+        lines = [f"{f.relative_to(root)},{f.parent.name},p{i}" for i, f in enumerate(files)]
+        if header != "path,label,patient_id":
+            lines = [line.rsplit(",", 2)[0] for line in lines]
+        write_image(root.parent / "outside.png", seed=97)
+        (root / "manifest.csv").write_text("\n".join([header, *lines, *rows]) + "\n")
+        return root / "manifest.csv"
+    return write
+
+
+def _sweep(**changes: object) -> Callable[[Path], Path]:
+    def write(root: Path) -> Path:
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / "sweep.yaml"
+        path.write_text(yaml.safe_dump({**TINY_SWEEP, **changes}))
+        return path
+    return write
+
+
+def _fixed(**values: object) -> dict:
+    return {**TINY_SWEEP["fixed"], **values}
+
+
+ITEMS: dict[str, Callable[[Path], Path]] = {
+    # skipped with a counted warning naming the file
+    "corrupt_jpeg": _with_file("corrupt.jpg", lambda: _corrupt_huffman_table(_jpeg_bytes())),
+    "corrupt_jpeg_header": _with_file("header.jpg", lambda: _jpeg_bytes()[:20] + bytes(range(256)) * 2),
+    "truncated_png": _with_file("truncated.png", lambda: _png_bytes()[:len(_png_bytes()) // 2]),
+    "zero_byte": _with_file("empty.png", bytes),
+    "text_as_png": _with_file("notes.png", lambda: b"patient notes, not an image\n"),
+    "too_many_pixels": _with_file("large.png", lambda: _png_claiming(12_000, 9_000)),
+    "decompression_bomb": _with_file("bomb.png", lambda: _png_claiming(30_000, 30_000)),
+    "missing_mask": lambda root: _masks_set(root, _missing_mask),
+    "mask_other_size": lambda root: _masks_set(root, _mask_of_another_size),
+    # converted, not skipped
+    "png_16bit": _with_converted("sixteen.png", sixteen_bit_ramp),
+    "rgba_png": _with_converted("rgba.png", rgba_pixels),
+    "huge_image": _with_converted("huge.png", lambda: sixteen_bit_ramp(HUGE_SIDE, HUGE_SIDE)),
+    # one error naming the file or key
+    "empty_class_folder": lambda root: _empty_class(_good_set(root)),
+    "single_class": lambda root: _good_set(root, ("normal",)),
+    "manifest_missing_column": _manifest([], header="path"),
+    "manifest_unknown_label": _manifest(["images/normal/normal-0.png,pnuemonia,p99"]),
+    "manifest_path_escape": _manifest(["../outside.png,normal,p98"]),
+    "sweep_typo_key": _sweep(fixed=_fixed(epoch=2)),
+    "sweep_typo_top_key": _sweep(num_sample=4),
+    "sweep_empty_range": _sweep(space={"learning_rate": {"type": "float", "low": 1e-2, "high": 1e-3}}),
+    "sweep_empty_choices": _sweep(space={"batch_size": {"type": "categorical", "choices": []}}),
+    "sweep_negative_learning_rate": _sweep(fixed=_fixed(learning_rate=-0.001)),
+    "sweep_negative_learning_rate_range": _sweep(space={"learning_rate": {"type": "float", "low": -0.1,
+                                                                          "high": 0.1}}),
+    "sweep_image_below_model_minimum": _sweep(models=["inception_v3"], fixed=_fixed(image_size=64)),
+    "sweep_unknown_model": _sweep(models=["resnet50"]),
+    "sweep_unknown_task": _sweep(tasks=["tuberculosis"]),
+}
+
+
+def write_corpus(root: Path = BAD_ROOT) -> dict[str, Path]:
+    """Every item, freshly written under ``root``: name -> the path to hand the runner."""
+    shutil.rmtree(root, ignore_errors=True)
+    return {name: write(root / name) for name, write in ITEMS.items()}
