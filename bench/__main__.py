@@ -54,6 +54,12 @@ def _leaderboard_io(full: bool, work: Path) -> Section:
     return leaderboard_io.section(2000 if full else 500, work)
 
 
+def _soak(full: bool, work: Path) -> Section:
+    from bench import soak
+
+    return soak.section(100, work)
+
+
 def _hpo_efficiency(full: bool, work: Path) -> Section:
     from bench import hpo_efficiency
 
@@ -68,7 +74,8 @@ def _gpu_throughput(full: bool, work: Path) -> Section:
 
 
 BENCHMARKS = [Benchmark("pipeline", _pipeline), Benchmark("sweep_overhead", _sweep_overhead),
-              Benchmark("leaderboard_io", _leaderboard_io), Benchmark("hpo_efficiency", _hpo_efficiency),
+              Benchmark("leaderboard_io", _leaderboard_io), Benchmark("soak", _soak),
+              Benchmark("hpo_efficiency", _hpo_efficiency),
               Benchmark("gpu_throughput", _gpu_throughput)]
 
 
