@@ -45,6 +45,7 @@ class TrialConfig:
     mixed_precision: str = "auto"
     bootstrap: int = 1000
     cache_dir: str | None = None
+    plots: bool = True
     model_params: Mapping[str, Any] = field(default_factory=dict)
     task_params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -73,6 +74,7 @@ def _check_types(config: TrialConfig) -> None:
         ("reduce_lr", isinstance(config.reduce_lr, int) and config.reduce_lr >= 0, "an integer >= 0 (0 = off)"),
         ("seed", isinstance(config.seed, int), "an integer"),
         ("bootstrap", isinstance(config.bootstrap, int) and config.bootstrap >= 0, "an integer >= 0 (0 = off)"),
+        ("plots", isinstance(config.plots, bool), "true or false (per-trial plots and TensorBoard files)"),
         ("optimizer", config.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
         ("mixed_precision", config.mixed_precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     ]

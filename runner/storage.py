@@ -48,15 +48,21 @@ def write_text(location: str, text: str) -> None:
 
 def read_text(location: str) -> str | None:
     """The file's text, or None when it does not exist."""
+    data = read_bytes(location)
+    return None if data is None else data.decode()
+
+
+def read_bytes(location: str) -> bytes | None:
+    """The file's content, or None when it does not exist."""
     found, path = filesystem(location)
     if found is None:
-        return Path(path).read_text() if Path(path).is_file() else None
+        return Path(path).read_bytes() if Path(path).is_file() else None
     from pyarrow import fs as pafs
 
     if found.get_file_info(path).type != pafs.FileType.File:
         return None
     with found.open_input_stream(path) as stream:
-        return stream.read().decode()
+        return stream.read()
 
 
 def list_files(folder: str, suffix: str) -> list[tuple[str, float]]:

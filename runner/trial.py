@@ -290,6 +290,39 @@ def _shortcut_warnings(cached: CachedData) -> list[str]:
     return shortcut_warnings(cached)
 
 
+def _tensorboard(config: TrialConfig, directory: Path) -> list[Any]:
+    """Per-epoch scalars (losses, every validation metric) as TensorBoard event files in
+    ``<trial>/tensorboard``, so ``tensorboard --logdir results/trials`` shows every trial. Kept cheap: no
+    graph, no weight histograms, no profiling. Off with ``plots: false``."""
+    if not config.plots:
+        return []
+    import keras
+
+    return [keras.callbacks.TensorBoard(str(directory / "tensorboard"), histogram_freq=0, write_graph=False,
+                                        write_images=False, write_steps_per_second=False, update_freq="epoch",
+                                        profile_batch=0)]
+
+
+def _draw_plots(config: TrialConfig, task: Task, directory: Path, result: dict[str, Any],
+                rows: list[dict[str, Any]], test: Split, model, printer: Callable[[str], None]) -> dict[str, Any]:
+    """The per-trial PNGs (``runner.plots``), and what ``result.json`` records of them. A plotting error
+    must not throw away a trained, evaluated trial, nor pass unseen: it is printed as a warning and stored
+    as ``plot_error``; ``plots`` lists the files that were written."""
+    if not config.plots:
+        return {"plots": [], "plot_error": None, "plot_seconds": 0.0}
+    import pandas as pd
+
+    from runner.plots import write_trial_plots
+
+    start = time.perf_counter()
+    try:
+        names, error = write_trial_plots(directory, task, result, pd.DataFrame(rows), test, model), None
+    except Exception as failure:  # any plotting bug: keep the trial, report the bug
+        names, error = sorted(path.name for path in directory.glob("*.png")), f"{type(failure).__name__}: {failure}"
+        printer(f"warning: plotting failed (the trial's results are kept): {error}")
+    return {"plots": names, "plot_error": error, "plot_seconds": time.perf_counter() - start}
+
+
 def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None,
               callbacks: Sequence[Any] = (), verbose: bool = True,
               printer: Callable[[str], None] = print, strategy=None) -> TrialResult:
@@ -307,7 +340,7 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
     cached, splits = load_splits(config, task, printer)
     external = load_external(config, task)
     model = build_model(config, task, jit="auto" if device.startswith("GPU") else False, strategy=strategy)
-    training = fit(config, task, model, splits, callbacks, printer, verbose)
+    training = fit(config, task, model, splits, [*callbacks, *_tensorboard(config, directory)], printer, verbose)
     eval_start = time.perf_counter()
     found, rows = evaluate(config, task, model, splits, external)
     model.save(directory / "model.keras")
@@ -328,6 +361,7 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
         "host": socket.gethostname(), "versions": library_versions(), "git_commit": git_commit(),
         "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
     }
+    result.update(_draw_plots(config, task, directory, result, rows, splits["test"], model, printer))
     _write_atomic(directory / "result.json",
                   lambda p: p.write_text(json.dumps(result, indent=2, allow_nan=False, default=_scalar)))
     return TrialResult(trial_id, directory, result)

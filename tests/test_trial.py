@@ -26,6 +26,11 @@ END_TO_END = [
      "pixel_roc_auc", None),
 ]
 
+CLASSIFIER_PLOTS = {"training_curves.png", "confusion_matrix.png", "roc_pr.png"}
+PLOTS = {"pneumonia": {*CLASSIFIER_PLOTS, "gradcam.png"}, "covid": {*CLASSIFIER_PLOTS, "gradcam.png"},
+         "anomaly": {*CLASSIFIER_PLOTS, "anomaly_scores.png", "reconstructions.png"},
+         "pneumothorax": {"training_curves.png", "masks.png"}}
+
 
 def _train(tmp_path: Path, task: str, model: str, *settings: str, extra: tuple[str, ...] = ()) -> dict:
     argv = ["train", "--task", task, "--model", model, "--out", str(tmp_path), "--set", "image_size=64",
@@ -42,7 +47,10 @@ def _train(tmp_path: Path, task: str, model: str, *settings: str, extra: tuple[s
 def test_train_each_task_end_to_end(tmp_path: Path, capsys, task, model, settings, metric, floor) -> None:
     result = _train(tmp_path, task, model, *settings)
     trial = tmp_path / result["trial_id"]
-    assert {p.name for p in trial.iterdir()} == {"config.yaml", "model.keras", "predictions.parquet", "result.json"}
+    assert result["plot_error"] is None and set(result["plots"]) == PLOTS[task]
+    assert {p.name for p in trial.iterdir()} == {"config.yaml", "model.keras", "predictions.parquet", "result.json",
+                                                 "tensorboard", *PLOTS[task]}
+    assert list((trial / "tensorboard" / "validation").glob("events.out.tfevents.*"))
     if floor is None:
         assert 0 <= result["metrics"]["test"][metric] <= 1
         assert result["history"]["loss"][-1] < result["history"]["loss"][0]
