@@ -72,7 +72,7 @@ def sweep_yaml(family: str, strategy: str, seed: int, trials: int, epochs: int) 
                  chosen.second: ({"type": "float", "low": chosen.choices[0], "high": chosen.choices[-1]}
                                  if chosen.continuous else {"type": "categorical", "choices": chosen.choices})}
     fixed = {"epochs": epochs, "early_stopping": 0, "image_size": IMAGE_SIZE, "batch_size": 16, "bootstrap": 0,
-             "augment": False, "seed": seed, "data": {"n": DEMO_IMAGES}, **chosen.fixed}
+             "augment": False, "seed": seed, "data": {"n": DEMO_IMAGES}, "plots": False, **chosen.fixed}
     scheduler = ({"type": "fifo"} if strategy == "grid" else
                  {"type": "asha", "max_t": epochs, "grace_period": 1, "reduction_factor": 3})
     return {"description": f"hpo efficiency: {family} / {strategy}", "tasks": [chosen.task], "models": [chosen.model],
