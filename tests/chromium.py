@@ -33,6 +33,8 @@ class Rendered:
 
 
 def render(html: Path, screenshot: Path, timeout: float = 60) -> Rendered:
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)")
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
     browser = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
