@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,8 +35,10 @@ def record(figures: dict[str, dict], path: Path = RESULTS) -> None:
     os.replace(handle.name, path)
 
 
-def figure(value: float, target: float | None, unit: str, better: Literal["higher", "lower"]) -> dict:
-    return {"value": round(float(value), 4), "target": target, "unit": unit, "better": better}
+def figure(value: float | None, target: float | None, unit: str, better: Literal["higher", "lower"]) -> dict:
+    """A results.json entry; ``value`` None marks a figure this machine could not measure (no GPU)."""
+    return {"value": None if value is None else round(float(value), 4), "target": target, "unit": unit,
+            "better": better}
 
 
 def work_folder(out: Path | None, prefix: str) -> Path:
@@ -43,3 +46,55 @@ def work_folder(out: Path | None, prefix: str) -> Path:
     folder = out or Path(tempfile.mkdtemp(prefix=prefix))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def passed(entry: dict) -> str:
+    """``yes`` / ``no`` against the figure's target, ``-`` without one, ``not measured`` without a value."""
+    if entry["value"] is None:
+        return "not measured"
+    if entry["target"] is None:
+        return "-"
+    ok = entry["value"] >= entry["target"] if entry["better"] == "higher" else entry["value"] <= entry["target"]
+    return "yes" if ok else "no"
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    return f"{value:,.4g}{'' if unit in ('', 'x') else ' '}{unit}"
+
+
+def _target(entry: dict) -> str:
+    if entry["target"] is None:
+        return "-"
+    return f"{'>=' if entry['better'] == 'higher' else '<='} {_number(entry['target'], entry['unit'])}"
+
+
+@dataclass
+class Section:
+    """One benchmark's part of BENCHMARKS.md: what ran (the command that reproduces it alone), its tables and
+    reading (``body``, markdown), and its figures for ``results.json`` with a one-line label each."""
+
+    title: str
+    script: str
+    command: str
+    body: str
+    figures: dict[str, dict]
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def figures_table(self) -> str:
+        lines = ["| figure | value | target | pass |", "|---|---|---|---|"]
+        for name, entry in self.figures.items():
+            label = f" ({self.labels[name]})" if name in self.labels else ""
+            lines.append(f"| `{name}`{label} | {_number(entry['value'], entry['unit'])} | {_target(entry)} | "
+                         f"{passed(entry)} |")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        return "\n\n".join([f"## {self.title} (`{self.script}`)", f"Command: `{self.command}`", self.body,
+                             self.figures_table()])
+
+    def report(self) -> None:
+        """What a benchmark run on its own does: print its section and merge its figures into results.json."""
+        print(f"\n{machine()}\n\n{self.markdown()}")
+        record(self.figures)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench._results import figure, machine, record, work_folder
+from bench._results import Section, figure, work_folder
 
 
 def real_result(work: Path) -> dict:
@@ -29,12 +29,7 @@ def real_result(work: Path) -> dict:
     return json.loads(next(out.glob("*/result.json")).read_text())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--out", type=Path, help="keep the work folder here (default: a temporary one)")
-    args = parser.parse_args()
-    work = work_folder(args.out, "leaderboard-io-")
+def section(rows: int, work: Path) -> Section:
     import duckdb
 
     from runner import leaderboard
@@ -42,11 +37,11 @@ def main() -> None:
     result = real_result(work)
     results = work / "results"
     start = time.perf_counter()
-    for index in range(args.rows):
+    for index in range(rows):
         row = leaderboard.row_from_result({**result, "trial_id": f"t{index:06d}"}, sweep_id="bench",
                                           sweep_name="bench")
         leaderboard.write_row(results, row)
-    write_ms = (time.perf_counter() - start) / args.rows * 1000
+    write_ms = (time.perf_counter() - start) / rows * 1000
     start = time.perf_counter()
     board = leaderboard.load(results)
     load_s = time.perf_counter() - start
@@ -54,13 +49,24 @@ def main() -> None:
     duckdb.sql(f"select model, max(val_f1) from read_parquet('{results}/leaderboard/**/*.parquet', "
                "union_by_name=true) group by all").fetchall()
     duckdb_s = time.perf_counter() - start
-    size_kb = sum(p.stat().st_size for p in results.rglob("*.parquet")) / args.rows / 1024
-    print(f"\n{machine()}; {args.rows} rows of {board.shape[1]} columns\n")
-    print("| rows | write ms/row | file KiB/row | load() s | DuckDB group-by s |")
-    print("|---|---|---|---|---|")
-    print(f"| {args.rows} | {write_ms:.2f} | {size_kb:.1f} | {load_s:.2f} | {duckdb_s:.2f} |")
-    record({"leaderboard_write_ms_per_row": figure(write_ms, None, "ms", "lower"),
-            "leaderboard_load_s_per_1000_rows": figure(load_s / args.rows * 1000, None, "s", "lower")})
+    size_kb = sum(p.stat().st_size for p in results.rglob("*.parquet")) / rows / 1024
+    body = "\n".join([f"{rows} rows of a real trial ({board.shape[1]} columns), written one file each as the sweep "
+                      "driver does (temporary file, fsync, rename); `docs/scaling.md` extrapolates to 10,000 trials.",
+                      "", "| rows | write ms/row | file KiB/row | load() s | DuckDB group-by s |",
+                      "|---|---|---|---|---|",
+                      f"| {rows} | {write_ms:.2f} | {size_kb:.1f} | {load_s:.2f} | {duckdb_s:.2f} |"])
+    figures = {"leaderboard_write_ms_per_row": figure(write_ms, None, "ms", "lower"),
+               "leaderboard_load_s_per_1000_rows": figure(load_s / rows * 1000, None, "s", "lower")}
+    return Section("Leaderboard I/O", "bench/leaderboard_io.py", f"python -m bench.leaderboard_io --rows {rows}", body,
+                   figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--out", type=Path, help="keep the work folder here (default: a temporary one)")
+    args = parser.parse_args()
+    section(args.rows, work_folder(args.out, "leaderboard-io-")).report()
 
 
 if __name__ == "__main__":

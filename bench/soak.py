@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._proctree import sample
-from bench._results import figure, machine, record, work_folder
+from bench._results import Section, figure, work_folder
 from bench.sweep_memory import WARM_UP, slope, sweep_command, trace_from_rows
 
 INTERVAL_S = 2.0
@@ -125,14 +125,26 @@ def report(figures: dict[str, dict]) -> str:
     ])
 
 
+READING = """The whole tree's memory is the sum of each process's resident memory (shared pages count more than
+once), sampled every few seconds; the trend is a least-squares slope over the steady part, after the first
+trials warm the reused trial processes up. Flat memory and descriptors mean nothing leaks from trial to
+trial; `soak_trial_rss_growth_mb_per_trial` is the same measure as `tests/test_sweep_memory.py`."""
+
+
+def section(trials: int, out: Path | None = None) -> Section:
+    figures = run(trials, out)
+    body = f"{trials} trials, local mode, samples every {INTERVAL_S:g} s.\n\n{report(figures)}\n\n{READING}"
+    return Section("Soak", "bench/soak.py", f"python -m bench.soak --trials {trials}", body, figures,
+                   {"soak_trial_rss_growth_mb_per_trial": "trial processes' memory growth per trial after warm-up",
+                    "soak_trials": "trials recorded"})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--out", type=Path, help="keep the work folder here (default: a temporary one)")
     args = parser.parse_args(argv)
-    figures = run(args.trials, args.out)
-    print(f"\n{machine()}; {args.trials} trials, local mode, samples every {INTERVAL_S:g} s\n\n{report(figures)}")
-    record(figures)
+    section(args.trials, args.out).report()
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ Two ways of sharing this machine's cores, each a fair pair:
 
 The decoded-image cache is built before either side runs, so neither pays for it. Peak memory is the
 machine's used memory (``MemTotal - MemAvailable``) above what it was before the run, sampled every 0.2 s,
-so Ray's own processes and its object store count. Figures go to ``bench/results.json``; the table printed
-at the end goes into BENCHMARKS.md.
+so Ray's own processes and its object store count. Figures go to ``bench/results.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from bench._results import figure, machine, record, work_folder
+from bench._results import Section, figure, work_folder
 
 IMAGE_SIZE = 128
 DEMO_IMAGES = 240
@@ -137,6 +136,38 @@ def measure(mode: str, trials: int, epochs: int, work: Path, env: dict[str, str]
             "loop_mb": loop_mb, "per_trial_s": loop_s * processes / trials, "concurrent": processes}
 
 
+READING = """Both sides are timed from process start to exit, so Ray's start-up, TensorFlow imports and
+leaderboard writes count; the decoded-image cache is built before either runs. Peak memory is the machine's
+used memory above the idle level (Ray's processes and object store included). What keeps the overhead low:
+local mode (no Ray Train worker to start per trial), reused trial processes (TensorFlow imported once per
+process) and the shared HDF5 cache. Short trials make the ratio worse: Ray's start-up is paid once per sweep."""
+
+
+def section(trials: int, epochs: int, modes: list[str], work: Path) -> Section:
+    env = {**os.environ, "CXR_RUNNER_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    warm_cache(env)
+    found = {mode: measure(mode, trials, epochs, work, env) for mode in modes}
+    lines = [f"The same {trials} configurations (small_cnn, {IMAGE_SIZE} px, {DEMO_IMAGES} demo images, {epochs} "
+             "epochs; the sweep samples them, the loop reads them back from the sweep's trial folders) run (a) as "
+             "`python -m runner sweep` in local mode, FIFO, and (b) as a plain Python loop calling `run_trial`.", "",
+             "| mode | trials at once | plain loop s | sweep s | ratio | s per trial (loop) | peak MiB loop | "
+             "peak MiB sweep |", "|---|---|---|---|---|---|---|---|"]
+    for mode, row in found.items():
+        lines.append(f"| {mode} | {row['concurrent']} | {row['loop_s']:.1f} | {row['sweep_s']:.1f} | "
+                     f"{row['ratio']:.2f} | {row['per_trial_s']:.1f} | {row['loop_mb']:.0f} | {row['sweep_mb']:.0f} |")
+    headline = found.get("parallel") or next(iter(found.values()))
+    figures = {"sweep_overhead_ratio": figure(headline["ratio"], 1.25, "x", "lower")}
+    figures.update({f"sweep_overhead_ratio_{mode}": figure(row["ratio"], 1.25, "x", "lower")
+                    for mode, row in found.items()})
+    figures.update({f"sweep_peak_memory_mb_{mode}": figure(row["sweep_mb"], None, "MiB", "lower")
+                    for mode, row in found.items()})
+    labels = {"sweep_overhead_ratio": "sweep wall time / plain run_trial loop, parallel mode when measured"}
+    return Section("Sweep overhead", "bench/sweep_overhead.py",
+                   f"python -m bench.sweep_overhead --trials {trials} --epochs {epochs} --modes {' '.join(modes)}",
+                   "\n".join([*lines, "", READING]), figures, labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=8)
@@ -149,25 +180,7 @@ def main() -> None:
     if args.loop:
         run_loop(json.loads(args.loop.read_text()), args.threads, args.out)
         return
-    work = work_folder(args.out, "sweep-overhead-")
-    env = {**os.environ, "CXR_RUNNER_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    warm_cache(env)
-    found = {mode: measure(mode, args.trials, args.epochs, work, env) for mode in args.modes}
-    print(f"\n{machine()}; {args.trials} trials of small_cnn at {IMAGE_SIZE} px, {args.epochs} epochs, "
-          f"{DEMO_IMAGES} demo images\n")
-    print("| mode | trials at once | plain loop s | sweep s | ratio | s per trial (loop) | peak MiB loop | "
-          "peak MiB sweep |")
-    print("|---|---|---|---|---|---|---|---|")
-    for mode, row in found.items():
-        print(f"| {mode} | {row['concurrent']} | {row['loop_s']:.1f} | {row['sweep_s']:.1f} | {row['ratio']:.2f} | "
-              f"{row['per_trial_s']:.1f} | {row['loop_mb']:.0f} | {row['sweep_mb']:.0f} |")
-    figures = {f"sweep_overhead_ratio_{mode}": figure(row["ratio"], 1.25, "x", "lower") for mode, row in found.items()}
-    figures.update({f"sweep_peak_memory_mb_{mode}": figure(row["sweep_mb"], None, "MiB", "lower")
-                    for mode, row in found.items()})
-    headline = found.get("parallel") or next(iter(found.values()))
-    figures["sweep_overhead_ratio"] = figure(headline["ratio"], 1.25, "x", "lower")
-    record(figures)
+    section(args.trials, args.epochs, args.modes, work_folder(args.out, "sweep-overhead-")).report()
 
 
 if __name__ == "__main__":

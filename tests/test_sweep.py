@@ -320,6 +320,7 @@ def test_asha_stops_a_poor_trial_early(tmp_path: Path) -> None:
     assert len(board) == 4 and len(stopped) >= 1, board[["status", "hp_learning_rate", "val_f1", "epochs_run"]]
     assert (stopped["epochs_run"] < 4).all() and stopped["stopped_early"].all()
     assert stopped["test_f1"].isna().all(), "a stopped trial is never evaluated on the test set"
+    assert (stopped["finished_at"] > stopped["started_at"]).all(), "stopped rows carry their run times"
 
 
 def test_restored_searcher_takes_over_a_trial_asked_after_the_last_save(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,18 @@ from ray.tune import Callback, CLIReporter
 
 from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
-from runner.sweep.space import SweepSpec, define_by_run
+from runner.sweep.space import SweepSpec, define_by_run, grid_points
 from runner.sweep.study import study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
 #: on a busy 2-core machine, and waiting is right, failing is not.
 WORKER_START_TIMEOUT_S = "600"
+#: When ASHA stops a trial, a reused trial process must wait for the stopped trial's training thread, which
+#: only notices at its next epoch report. Tune waits 2 s by default and then fails the *next* trial ("Could
+#: not re-use actor"), after which Ray 2.60 can leave the sweep hanging with nothing running (seen with
+#: vgg16 epochs of a few seconds). Waiting up to an hour covers any epoch.
+STOPPED_THREAD_TIMEOUT_S = "3600"
 #: Tune saves its experiment state (trials + Optuna study) at most every 10 s by default. A trial that
 #: finishes and writes its leaderboard row inside that window would be unknown to a resume after a killed
 #: driver and be sampled again; saving at every controller step closes the window. The state grows by
@@ -136,9 +141,20 @@ class LeaderboardWriter(Callback):
                   "config": config.to_dict(), "hyperparameters": config.hyperparameters(),
                   "metrics": {"val": {k[4:]: v for k, v in last.items() if k.startswith("val_")}},
                   "monitor": task.monitor, "mode": task.mode, "epochs_run": last.get("epoch", 0),
-                  "stopped_early": True, "train_seconds": last.get("time_total_s")}
+                  "stopped_early": True, "train_seconds": last.get("time_total_s"), **_report_times(last)}
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
                                            status="stopped", node_id=last.get(NODE_KEY))
+
+
+def _report_times(last: dict[str, Any]) -> dict[str, str]:
+    """Start and end of a stopped trial from its last Tune report (``timestamp`` is when it was made), so
+    stopped rows sort among the others by time."""
+    if last.get("timestamp") is None:
+        return {}
+    end = float(last["timestamp"])
+    start = end - float(last.get("time_total_s") or 0.0)
+    return {"started_at": datetime.fromtimestamp(start, timezone.utc).isoformat(),
+            "finished_at": datetime.fromtimestamp(end, timezone.utc).isoformat()}
 
 
 def error_line(trial) -> str:
@@ -153,7 +169,8 @@ def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
     localhost only."""
     import ray
 
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": WORKER_START_TIMEOUT_S}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": WORKER_START_TIMEOUT_S,
+           "TUNE_FUNCTION_THREAD_TIMEOUT_S": STOPPED_THREAD_TIMEOUT_S}
     if "CXR_RUNNER_CACHE" in os.environ:
         env["CXR_RUNNER_CACHE"] = os.environ["CXR_RUNNER_CACHE"]
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S)
@@ -223,8 +240,10 @@ def _searcher(spec: SweepSpec, run: SweepRun):
 
     from runner.sweep.study import StoredOptunaSearch, journal_storage
 
-    sampler = (optuna.samplers.RandomSampler(seed=spec.seed) if spec.searcher == "random"
-               else optuna.samplers.TPESampler(seed=spec.seed))
+    samplers = {"random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
+                "grid": lambda: optuna.samplers.GridSampler(grid_points(spec), seed=spec.seed),
+                "optuna": lambda: optuna.samplers.TPESampler(seed=spec.seed)}
+    sampler = samplers[spec.searcher]()
     return StoredOptunaSearch(space=define_by_run(spec), metric="objective", mode=spec.mode, sampler=sampler,
                               study_name=run.sweep_id, storage=journal_storage(study_file(run)))
 

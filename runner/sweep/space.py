@@ -12,6 +12,7 @@ starts, so a typo fails in a second with the file and key named.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -254,6 +255,8 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     _check_names(source, spec)
     _check_trial_keys(source, spec)
     _check_trial_values(source, spec)
+    if spec.searcher == "grid":
+        grid_points(spec)
     return spec
 
 
@@ -311,6 +314,27 @@ class _DefineByRun:
                   **{f"{task}.{k}": v for k, v in self.per_task.get(task, {}).items()}}
         for name, distribution in chosen.items():
             _suggest(trial, name, distribution)
+
+
+def grid_points(spec: SweepSpec) -> dict[str, list[Any]]:
+    """``searcher: grid``: every parameter's choices, for Optuna's GridSampler, which runs each combination
+    once in a seeded random order. Only categorical, unconditional parameters make a grid whose points are
+    all distinct trials, so anything else is refused; ``num_samples`` may not exceed the grid (the sampler
+    would repeat points)."""
+    if spec.per_model or spec.per_task:
+        raise ConfigError(f"{spec.source}: searcher grid cannot take per_model or per_task parameters: move them "
+                          "to 'space' or use searcher optuna or random")
+    points: dict[str, list[Any]] = {"task": list(spec.tasks), "model": list(spec.models)}
+    for key, value in spec.space.items():
+        if value["type"] != "categorical":
+            raise ConfigError(f"{spec.source}: searcher grid needs categorical choices, but 'space.{key}' is "
+                              f"{value['type']}: list its values as {{type: categorical, choices: [...]}}")
+        points[key] = list(value["choices"])
+    size = math.prod(len(choices) for choices in points.values())
+    if spec.num_samples > size:
+        raise ConfigError(f"{spec.source}: num_samples={spec.num_samples} but the grid has {size} points: set "
+                          f"num_samples to at most {size}")
+    return points
 
 
 def define_by_run(spec: SweepSpec) -> _DefineByRun:
