@@ -54,6 +54,12 @@ def _leaderboard_io(full: bool, work: Path) -> Section:
     return leaderboard_io.section(2000 if full else 500, work)
 
 
+def _checkpoint_cost(full: bool, work: Path) -> Section:
+    from bench import checkpoint_cost
+
+    return checkpoint_cost.section([m for m in checkpoint_cost.MODELS if full or m[0] != "vgg16"])
+
+
 def _soak(full: bool, work: Path) -> Section:
     from bench import soak
 
@@ -74,7 +80,8 @@ def _gpu_throughput(full: bool, work: Path) -> Section:
 
 
 BENCHMARKS = [Benchmark("pipeline", _pipeline), Benchmark("sweep_overhead", _sweep_overhead),
-              Benchmark("leaderboard_io", _leaderboard_io), Benchmark("soak", _soak),
+              Benchmark("leaderboard_io", _leaderboard_io), Benchmark("checkpoint_cost", _checkpoint_cost),
+              Benchmark("soak", _soak),
               Benchmark("hpo_efficiency", _hpo_efficiency),
               Benchmark("gpu_throughput", _gpu_throughput)]
 
