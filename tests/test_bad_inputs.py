@@ -139,7 +139,7 @@ def test_escaping_manifest_path_loads_when_allowed(bad_corpus: dict[str, Path]) 
 SWEEP_ERRORS = {
     "sweep_typo_key": "key 'epoch' is not a setting of task 'pneumonia' with model 'baseline': choose from "
                       "augment, batch_size",
-    "sweep_typo_top_key": "unknown key 'num_sample': choose from data, description",
+    "sweep_typo_top_key": "unknown key 'num_sample' (did you mean 'num_samples'?): choose from checkpoint_every, data",
     "sweep_empty_range": "'space.learning_rate' is not a valid float range (`low <= high` must hold",
     "sweep_empty_choices": "'space.batch_size' is not a valid categorical range (choices must be a non-empty list)",
     "sweep_negative_learning_rate": "fixed (task 'pneumonia', model 'baseline'): learning_rate=-0.001 must be a "

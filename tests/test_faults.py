@@ -4,6 +4,7 @@ without GPUs. Every process a test starts is stopped by pid (its own process gro
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -215,14 +216,14 @@ def test_a_leaderboard_row_that_cannot_be_written_is_a_clear_error_and_no_partia
 
 
 def _fill(folder: Path) -> None:
-    """Writes until the file system is full."""
-    with open(folder / "filler", "wb") as handle:
-        try:
+    """Writes until the file system is full (the trial folders may already have filled it)."""
+    try:
+        with open(folder / "filler", "wb") as handle:
             while True:
                 handle.write(b"\0" * 65536)
                 handle.flush()
-        except OSError:
-            pass
+    except OSError as error:
+        assert error.errno == errno.ENOSPC, error
 
 
 def test_a_results_disk_that_fills_mid_sweep_stops_it_with_one_error_line(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ TINY = {
     "description": "tiny test sweep",
     "tasks": ["pneumonia"],
     "models": ["baseline"],
-    "fixed": {"epochs": 2, "image_size": 32, "bootstrap": 50, "early_stopping": 0, "data": {"n": 60}},
+    "fixed": {"epochs": 2, "image_size": 32, "bootstrap": 50, "early_stopping": 0, "data": {"n": 60},
+              "plots": False},  # plots are tested in test_plots_report.py; here they would only cost time
     "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
     "per_model": {"baseline": {"filters": {"type": "categorical", "choices": [4, 8]}}},
     "num_samples": 3,

@@ -12,6 +12,7 @@ starts, so a typo fails in a second with the file and key named.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -121,7 +122,9 @@ def _type_error(source: str, key: str, value: Any, expected: Any) -> ConfigError
 def _check_keys(source: str, where: str, given: Mapping[str, Any], allowed: Mapping[str, Any]) -> None:
     for key, value in given.items():
         if key not in allowed:
-            raise ConfigError(f"{source}: unknown key '{where}{key}': choose from {', '.join(sorted(allowed))}")
+            close = difflib.get_close_matches(str(key), list(allowed), n=1)
+            hint = f" (did you mean '{where}{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{where}{key}'{hint}: choose from {', '.join(sorted(allowed))}")
         expected = allowed[key]
         ok = isinstance(value, expected) and not (expected in (int, (int, float)) and isinstance(value, bool))
         if not ok:

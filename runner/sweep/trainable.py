@@ -115,7 +115,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         if storage.is_uri(shared):
             shutil.rmtree(out_dir, ignore_errors=True)
     final = epoch_metrics({**_flat_val(result.result), monitor: _monitored(result.result, monitor)}, monitor,
-                          result.result["epochs_run"])
+                          result.result["epochs_run"] - 1)  # the last epoch trained, 0-based as Keras counts
     final[RESULT_KEY] = json.dumps({**result.result, "trial_dir": trial_dir})
     report(final, via_tune)
 
