@@ -61,7 +61,8 @@ def passed(entry: dict) -> str:
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "not measured"
-    return f"{value:,.4g}{'' if unit in ('', 'x') else ' '}{unit}"
+    shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.4g}"
+    return f"{shown}{'' if unit in ('', 'x') else ' '}{unit}"
 
 
 def _target(entry: dict) -> str:
