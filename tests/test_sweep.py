@@ -364,3 +364,27 @@ def test_mlflow_file_store_is_refused_with_what_to_use_instead(tmp_path: Path, m
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     with pytest.raises(ConfigError, match=r"--mlflow file://.*maintenance mode.*: use sqlite:///PATH/mlflow.db"):
         open_experiment(f"file://{tmp_path}/mlruns", "tiny")
+
+
+def test_limiter_releases_a_trial_the_study_finished_but_its_saved_state_still_counts(tmp_path: Path) -> None:
+    """The driver-kill hang: a save where the limiter still counts a finished trial as live. Tune's own
+    limiter then never suggests again; ours asks the study, which was written when the trial ended."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    from runner.sweep.space import define_by_run
+    from runner.sweep.study import StoredOptunaSearch, StudyAwareLimiter, journal_storage
+
+    spec = load_sweep(str(_write(tmp_path, TINY)))
+
+    def limiter(kind, name: str):
+        searcher = StoredOptunaSearch(space=define_by_run(spec), metric="objective", mode="max",
+                                      sampler=optuna.samplers.TPESampler(seed=0), study_name=name,
+                                      storage=journal_storage(tmp_path / f"{name}.optuna.log"))
+        return kind(searcher, max_concurrent=1)
+
+    for kind, expected in ((ConcurrencyLimiter, False), (StudyAwareLimiter, True)):
+        stale = limiter(kind, kind.__name__)
+        assert stale.suggest("a") is not None
+        stale.searcher.on_trial_complete("a", {"objective": 0.5})  # recorded in the study, not in the limiter
+        assert (stale.suggest("b") is not None) is expected

@@ -24,7 +24,7 @@ from ray.tune import Callback, CLIReporter
 from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.sweep.space import SweepSpec, define_by_run, grid_points
-from runner.sweep.study import study_file
+from runner.sweep.study import StudyAwareLimiter, study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
@@ -336,11 +336,11 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
         epochs = int(spec.fixed.get("epochs", 10))
+        searcher = StudyAwareLimiter(_searcher(spec, run), max_concurrent(spec, ray.cluster_resources()))
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=_searcher(spec, run), scheduler=_scheduler(spec, epochs),
-                                        num_samples=spec.num_samples, reuse_actors=True,
-                                        max_concurrent_trials=max_concurrent(spec, ray.cluster_resources())),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, epochs),
+                                        num_samples=spec.num_samples, reuse_actors=True),
             run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage,
                                       callbacks=_callbacks(run, spec, printer),
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),

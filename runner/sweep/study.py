@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from runner import storage
@@ -71,6 +72,11 @@ class StoredOptunaSearch(OptunaSearch):
         self._ot_trials[trial_id].set_user_attr(TRIAL_ID_ATTR, trial_id)
         return params
 
+    def finished_in_study(self, trial_id: str) -> bool:
+        """Whether the study, which is written as each trial ends, already holds this trial's result."""
+        trial = self._ot_trials.get(trial_id)
+        return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
+
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         self._ot_study.sampler.reseed_rng()
@@ -85,3 +91,16 @@ class StoredOptunaSearch(OptunaSearch):
             if frozen._trial_id not in claimed:
                 return optuna.Trial(self._ot_study, frozen._trial_id)
         return None
+
+
+class StudyAwareLimiter(ConcurrencyLimiter):
+    """Tune's ``ConcurrencyLimiter`` that trusts the study over its own saved state. A driver killed just after
+    a trial ends can leave a save in which the limiter still counts that finished trial as live: on resume
+    Tune never completes it again, the limiter stays full and the sweep waits forever with nothing running
+    (seen in the driver-kill test). Before each suggestion, trials the study has finished are released."""
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        for finished in [live for live in self.live_trials if self.searcher.finished_in_study(live)]:
+            self.live_trials.discard(finished)
+            self.num_unfinished_live_trials = max(0, self.num_unfinished_live_trials - 1)
+        return super().suggest(trial_id)
