@@ -256,14 +256,16 @@ def progress_reporter(spec: SweepSpec) -> CLIReporter:
     """Tune's trial table trimmed to what a user watches: status, the sampled parameters (short names), the
     epoch and the validation metric being optimised. Tune's default output engine prints a 20-line result
     box per finished trial and ignores a ``progress_reporter``; ``run_sweep`` selects the engine that uses it
-    (``RAY_AIR_NEW_OUTPUT=0``)."""
+    (``RAY_AIR_NEW_OUTPUT=0``). No metric is given, so Tune prints no "current best trial" line: that line
+    looks up every parameter column in the best trial's config and raises on a conditional (``per_model``)
+    parameter the best trial's model does not have, which ended ``sweep transfer`` mid-run; the table's
+    rows leave such a cell empty, and the leaderboard printed at the end ranks the trials."""
     names = [*spec.space, *(f"{owner}.{key}" for block in (spec.per_model, spec.per_task)
                             for owner, params in block.items() for key in params)]
     shown = [name for name, values in (("task", spec.tasks), ("model", spec.models)) if len(values) > 1]
     return CLIReporter(parameter_columns={name: name.rsplit(".", 1)[-1] for name in [*shown, *names]},
                        metric_columns={"epoch": "epoch", "objective": "objective"},
-                       max_report_frequency=PROGRESS_EVERY_S, metric="objective", mode=spec.mode,
-                       sort_by_metric=True)
+                       max_report_frequency=PROGRESS_EVERY_S)
 
 
 def _scheduler(spec: SweepSpec, epochs: int):
