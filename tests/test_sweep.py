@@ -388,3 +388,16 @@ def test_limiter_releases_a_trial_the_study_finished_but_its_saved_state_still_c
         assert stale.suggest("a") is not None
         stale.searcher.on_trial_complete("a", {"objective": 0.5})  # recorded in the study, not in the limiter
         assert (stale.suggest("b") is not None) is expected
+
+
+def test_progress_table_survives_parameters_only_some_models_have(tmp_path: Path) -> None:
+    """Each model has a parameter the other lacks, so whichever trial is best misses one of the table's columns:
+    Tune's "current best trial" line raised KeyError on that and ended `sweep transfer` mid-run."""
+    spec = {**TINY, "models": ["baseline", "small_cnn"], "num_samples": 2, "scheduler": {"type": "fifo"},
+            "fixed": {**TINY["fixed"], "epochs": 1},
+            "per_model": {"baseline": {"filters": {"type": "categorical", "choices": [4, 8]}},
+                          "small_cnn": {"dropout": {"type": "float", "low": 0.0, "high": 0.5}}}}
+    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(_write(tmp_path, spec)), "--results",
+                          str(tmp_path / "results")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "2 trials recorded (0 failed)" in run.stdout
