@@ -8,7 +8,8 @@ trial, rather than one growing table, is what makes recording safe without locks
   ``load`` ignores);
 * a crash loses nothing already recorded, and two sweeps (or two processes of one sweep) writing the same
   results folder never touch the same file;
-* writing a trial id again replaces its row, so recording is idempotent (a retried trial appears once).
+* one row per trial id: a sweep writes a trial's row once, when it ends (``has_row``), so a retried or
+  resumed trial appears once; writing the same id again would replace the row atomically.
 
 ``results`` is a local folder, or a ``pyarrow.fs`` URI (``s3://bucket/prefix``, ``gs://...``,
 ``file:///...``); on object stores a row is PUT directly, since an object PUT is already atomic there.
@@ -52,6 +53,7 @@ __all__ = [
     "TEXT_PARAMS",
     "add_leaderboard_command",
     "failed_row",
+    "has_row",
     "load",
     "row_from_result",
     "top",
@@ -398,13 +400,14 @@ def _write_local(path: Path, table: pa.Table) -> None:
 def write_row(results: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
     """Record one row as ``<results>/leaderboard/<sweep_id>/<trial_id>.parquet``; returns the file written.
 
-    Writing the same (sweep, trial) again replaces the row: recording a retried or resumed trial is safe.
+    Writing the same (sweep, trial) again replaces the row, atomically; a sweep writes each trial once
+    (``has_row``).
     """
     for key in ("sweep_id", "trial_id", "status"):
         if key not in row:
             raise ValueError(f"a leaderboard row needs {key!r}")
     _check_status(row["status"])
-    relative = (_file_name(str(row["sweep_id"]), "sweep_id"), f"{_file_name(str(row['trial_id']), 'trial_id')}.parquet")
+    relative = _row_parts(str(row["sweep_id"]), str(row["trial_id"]))
     table = _row_table(row)
     filesystem, base = storage.filesystem(results)
     if filesystem is None:
@@ -420,6 +423,21 @@ def write_row(results: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
     with filesystem.open_output_stream(path) as stream:  # an object PUT is atomic: no temporary needed
         pq.write_table(table, stream, **_WRITE_OPTIONS)
     return path
+
+
+def _row_parts(sweep_id: str, trial_id: str) -> tuple[str, str]:
+    return _file_name(sweep_id, "sweep_id"), f"{_file_name(trial_id, 'trial_id')}.parquet"
+
+
+def has_row(results: str | os.PathLike[str], sweep_id: str, trial_id: str) -> bool:
+    """Whether the trial already ended: its row is written once, when it does."""
+    filesystem, base = storage.filesystem(results)
+    relative = _row_parts(sweep_id, trial_id)
+    if filesystem is None:
+        return Path(base, "leaderboard", *relative).is_file()
+    from pyarrow import fs as pafs
+
+    return filesystem.get_file_info(f"{base}/leaderboard/{'/'.join(relative)}").type == pafs.FileType.File
 
 
 def _row_files(filesystem: Any, base: str) -> list[str]:

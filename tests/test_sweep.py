@@ -135,32 +135,42 @@ def _start_sweep(path: Path, results: Path, *extra: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _wait_for_rows(results: Path, rows: int, driver: subprocess.Popen, timeout: float = 300) -> None:
+def _wait_for_rows(results: Path, rows: int, driver: subprocess.Popen, timeout: float = 300,
+                   poll: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while len(list(results.glob("leaderboard/*/*.parquet"))) < rows:
         assert driver.poll() is None, driver.stdout.read()[-3000:]
         assert time.monotonic() < deadline, f"no {rows} leaderboard rows after {timeout} s"
-        time.sleep(0.5)
+        time.sleep(poll)
 
 
 def test_resume_after_killed_driver_gives_exactly_one_row_per_trial(tmp_path: Path) -> None:
+    """The driver is killed as soon as the first row lands: usually before Tune has saved that trial as
+    finished, so the resumed sweep restarts it. Its row must stand (it was once replaced by a 'failed' row:
+    Tune could not restore the checkpoint the writer had deleted)."""
     spec = {**TINY, "num_samples": 4, "max_concurrent_trials": 1, "scheduler": {"type": "fifo"}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
     driver = _start_sweep(path, results)
-    _wait_for_rows(results, 1, driver)
+    _wait_for_rows(results, 1, driver, poll=0.01)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=60)
-    assert len(list(results.glob("leaderboard/*/*.parquet"))) < 4, "the sweep finished before it was killed"
+    from runner.leaderboard import load
+
+    first = load(results)
+    assert len(first) < 4, "the sweep finished before it was killed"
 
     resumed = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results),
                               "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming tiny-" in resumed.stdout and "4 trials recorded" in resumed.stdout
-    from runner.leaderboard import load
+    assert "Could not recover" not in resumed.stdout + resumed.stderr
+    print("the first trial was restarted" if "its row stands" in resumed.stdout else "no trial restarted")
 
     board = load(results)
     assert len(board) == 4 and board["trial_id"].is_unique and board["sweep_id"].nunique() == 1
-    assert (board["status"] == "completed").all()
+    assert (board["status"] == "completed").all(), board[["trial_id", "status", "error"]].to_string()
+    kept = board.set_index("trial_id").loc[first["trial_id"], ["finished_at", "val_f1", "test_f1"]]
+    pd.testing.assert_frame_equal(kept, first.set_index("trial_id")[["finished_at", "val_f1", "test_f1"]])
     assert not board.duplicated(["hp_learning_rate", "hp_filters"]).any(), "a finished config was proposed again"
     _assert_study_matches(results, board)
 

@@ -7,7 +7,6 @@ trials never exceeds what the cluster can hold, so no trial waits on resources a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -92,20 +91,26 @@ def find_sweep(results: str, name: str, sweep_id: str | None) -> SweepRun:
 
 class LeaderboardWriter(Callback):
     """A Tune callback that records every trial once it ends: completed, stopped by ASHA, or failed after its
-    retries. Rows are keyed by trial id, so a trial recorded again (after a resume) replaces its row."""
+    retries.
+
+    A trial's first row stands. A driver killed after a trial ended (row written) but before Tune saved that
+    in its experiment state leaves the trial unfinished in the save, so ``--resume`` starts it again: the
+    trainable sees the row and returns at once (``tune_trial``), and its second ending is not recorded, so a
+    finished trial is never replaced by a rerun or a failure."""
 
     def __init__(self, run: SweepRun, spec: SweepSpec) -> None:
         self.run = run
         self.spec = spec
+        self.recorded_earlier: set[str] = set()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._record(trial, self.row(trial, failed=False))
+        self._record(trial, failed=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._record(trial, self.row(trial, failed=True))
+        self._record(trial, failed=True)
 
     def row(self, trial, failed: bool) -> dict[str, Any]:
-        """The trial's leaderboard row (also what ``--mlflow`` logs)."""
+        """The trial's leaderboard row."""
         last = trial.last_result or {}
         if failed:
             values = self.spec.trial_values(trial.config)
@@ -119,15 +124,24 @@ class LeaderboardWriter(Callback):
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
                                            node_id=last.get(NODE_KEY), extra={"trial_dir": result.get("trial_dir")})
 
-    def _record(self, trial, row: dict[str, Any]) -> None:
-        """Writes the ended trial's row, then drops its checkpoints: it is never resumed and its best model is
-        in its trial folder, while its checkpoints (Tune's, and in Ray Train mode its Train run's) would keep
-        a model and optimizer state per trial. A row that cannot be written (read-only or full disk) raises
-        ``StorageError``, which stops the sweep."""
-        leaderboard.write_row(self.run.results, row)
+    def new_row(self, trial, failed: bool) -> dict[str, Any] | None:
+        """What ``--mlflow`` logs: the row just recorded, or None for a trial recorded before a resume."""
+        return None if trial.trial_id in self.recorded_earlier else self.row(trial, failed)
+
+    def _record(self, trial, failed: bool) -> None:
+        """Writes the ended trial's row, then empties its checkpoints: it is never resumed and its best model
+        is in its trial folder, while its checkpoints (Tune's, and in Ray Train mode its Train run's) would
+        keep a model and optimizer state per trial. Tune's checkpoint folder itself stays: Tune refuses to
+        restart a trial whose checkpoint is gone, and a killed driver's save may still list this trial as
+        running. A row that cannot be written (read-only or full disk) raises ``StorageError``, which stops
+        the sweep."""
+        if leaderboard.has_row(self.run.results, self.run.sweep_id, trial.trial_id):
+            self.recorded_earlier.add(trial.trial_id)
+            print(f"trial {trial.trial_id} had ended before the sweep was interrupted: its row stands", flush=True)
+        else:
+            leaderboard.write_row(self.run.results, self.row(trial, failed))
         if trial.checkpoint is not None:
-            with contextlib.suppress(FileNotFoundError):
-                trial.checkpoint.filesystem.delete_dir(trial.checkpoint.path)
+            trial.checkpoint.filesystem.delete_dir_contents(trial.checkpoint.path, missing_dir_ok=True)
         storage.remove_folder(storage.join(self.run.storage, self.run.sweep_id, "train", f"{trial.trial_id}-train"))
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +297,8 @@ def _trainable(spec: SweepSpec, run: SweepRun):
     from ray import tune
 
     sweep = {"spec": spec, "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
-             "checkpoint_every": spec.checkpoint_every, "trials_dir": run.trials_dir,
+             "checkpoint_every": spec.checkpoint_every, "trials_dir": run.trials_dir, "results": run.results,
+             "sweep_id": run.sweep_id,
              "train_storage": storage.join(run.storage, run.sweep_id, "train")}
     return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
 
@@ -299,7 +314,7 @@ def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -
 
     open_experiment(run.mlflow, run.name)
     printer(f"mlflow: one run per trial in experiment '{run.name}' at {run.mlflow}")
-    return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.row)]
+    return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.new_row)]
 
 
 def storage_failure(error: BaseException | None) -> StorageError | None:

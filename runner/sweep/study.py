@@ -77,6 +77,14 @@ class StoredOptunaSearch(OptunaSearch):
         trial = self._ot_trials.get(trial_id)
         return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
 
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """A trial already finished in the study ended before a killed driver saved that; ``--resume`` restarted
+        it and it ended again at once (see ``LeaderboardWriter``). Its value stands."""
+        if self.finished_in_study(trial_id):
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         self._ot_study.sampler.reseed_rng()

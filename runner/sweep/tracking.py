@@ -5,8 +5,7 @@ hyper-parameters the trial actually used (``weights: auto`` resolved, defaults f
 Tune's trial folder, not ours (model, plots, predictions). This callback logs what the leaderboard row says:
 the same parameters, the same final metrics, the trial folder's plots and JSON files, and the per-epoch
 validation metrics the trial reported (as ``epoch/<name>``, so ``val_f1`` is the leaderboard's value and
-``epoch/val_f1`` its history). A trial that is recorded again (a resumed sweep reruns it) replaces its run,
-as it replaces its row.
+``epoch/val_f1`` its history). A trial is logged once, when its leaderboard row is written.
 
 MLflow is optional (``pip install "cxr-runner[mlflow]"``); a run that cannot be logged (a tracking server
 gone away) prints a warning and the sweep goes on: the leaderboard stays the record.
@@ -73,11 +72,11 @@ def _first_line(error: BaseException) -> str:
 class MLflowLogger(Callback):
     """A Tune callback: per-epoch reports collected in memory, one MLflow run written when a trial ends.
 
-    ``row_of(trial, failed)`` gives the trial's leaderboard row (the same function the leaderboard writer
-    uses), so MLflow and the leaderboard never disagree."""
+    ``row_of(trial, failed)`` gives the row the leaderboard writer just recorded (None when the trial was
+    recorded before a resume), so MLflow and the leaderboard never disagree."""
 
     def __init__(self, uri: str, experiment: str, sweep_id: str,
-                 row_of: Callable[[Any, bool], dict[str, Any]]) -> None:
+                 row_of: Callable[[Any, bool], dict[str, Any] | None]) -> None:
         self.uri = uri
         self.experiment = experiment
         self.sweep_id = sweep_id
@@ -106,21 +105,24 @@ class MLflowLogger(Callback):
         self._log(trial, failed=True)
 
     def _log(self, trial, failed: bool) -> None:
+        history = self._history.pop(trial.trial_id, [])
+        row = self.row_of(trial, failed)
+        if row is None:  # recorded before a resume: logged then, if the killed driver got that far
+            return
         try:
-            self.log_row(self.row_of(trial, failed), self._history.pop(trial.trial_id, []))
+            self.log_row(row, history)
         except Exception as error:  # the leaderboard is the record; MLflow trouble must not end the sweep
             print(f"warning: MLflow: trial {trial.trial_id} not logged to {self.uri}: {_first_line(error)}",
                   file=sys.stderr)
 
     def log_row(self, row: dict[str, Any], history: list[tuple[int, dict[str, float]]]) -> str:
-        """One trial as one MLflow run (replacing an earlier run of the same trial); returns the run id."""
+        """One trial as one MLflow run; returns the run id."""
         from mlflow.entities import Metric, Param
 
         if self._mlflow is None:
             self._experiment_id = open_experiment(self.uri, self.experiment)
             self._mlflow = _client_class()(tracking_uri=self.uri)
         client = self._mlflow
-        self._delete_earlier_runs(client, row["trial_id"])
         run = client.create_run(self._experiment_id, run_name=row["trial_id"], tags=_tags(row))
         now = int(time.time() * 1000)
         metrics = [Metric(key, value, now, 0) for key, value in _final_metrics(row).items()]
@@ -134,12 +136,6 @@ class MLflowLogger(Callback):
             client.log_artifact(run.info.run_id, str(path))
         client.set_terminated(run.info.run_id, status=_RUN_STATUS[row["status"]])
         return run.info.run_id
-
-    def _delete_earlier_runs(self, client, trial_id: str) -> None:
-        earlier = client.search_runs([self._experiment_id], filter_string=f"tags.sweep_id = '{self.sweep_id}' "
-                                                                          f"and tags.trial_id = '{trial_id}'")
-        for run in earlier:
-            client.delete_run(run.info.run_id)
 
 
 def _is_number(value: Any) -> bool:

@@ -146,7 +146,11 @@ def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     from ray.train.tensorflow import TensorflowTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from runner import leaderboard
+
     context = ray.tune.get_context()
+    if leaderboard.has_row(sweep["results"], sweep["sweep_id"], context.get_trial_id()):
+        return  # it ended before a killed driver saved that, and ``--resume`` restarted it: its row stands
     loop_config = {"values": sweep["spec"].trial_values(params), "workers": sweep["workers"],
                    "threads": max(1, int(sweep["cpu"])), "trial_id": context.get_trial_id(),
                    "out_dir": sweep["trials_dir"], "checkpoint_every": sweep["checkpoint_every"]}
