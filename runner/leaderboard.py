@@ -95,7 +95,7 @@ CORE_TYPES: dict[str, pa.DataType] = {
     "train_seconds": _FLOAT,
     "eval_seconds": _FLOAT, "images_per_second": _FLOAT, "params_total": _INT, "params_trainable": _INT,
     "rss_mb": _FLOAT,
-    "device": _STRING, "host": _STRING, "node_id": _STRING, "checkpoint_path": _STRING, "trial_dir": _STRING,
+    "device": _STRING, "host": _STRING, "node_id": _STRING, "trial_dir": _STRING,
     "seed": _INT, "python_version": _STRING, "tensorflow_version": _STRING, "keras_version": _STRING,
     "ray_version": _STRING, "runner_version": _STRING, "versions_json": _STRING, "git_commit": _STRING,
     "started_at": _TIMESTAMP, "finished_at": _TIMESTAMP, "config_json": _STRING,
@@ -262,7 +262,7 @@ def _hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str = "completed",
-                    node_id: str | None = None, checkpoint_path: str | None = None, error: str | None = None,
+                    node_id: str | None = None, error: str | None = None,
                     extra: dict | None = None) -> dict:
     """One leaderboard row from a trial's ``result.json`` content (``run_trial(...).result``).
 
@@ -295,7 +295,6 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         "params_trainable": _int_or_none(parameters.get("trainable")),
         "rss_mb": _float(result.get("rss_mb")),
         "device": result.get("device"), "host": result.get("host"), "node_id": node_id,
-        "checkpoint_path": None if checkpoint_path is None else str(checkpoint_path),
         "seed": _int_or_none(result.get("seed")),
         **{column: versions.get(key) for key, column in _VERSION_COLUMNS.items()},
         "versions_json": _to_json(versions) if versions else None, "git_commit": result.get("git_commit"),

@@ -362,8 +362,8 @@ def test_row_checks() -> None:
     with pytest.raises(ValueError, match="extra column 'val_f1' would overwrite"):
         leaderboard.row_from_result(result, sweep_id="s", sweep_name="n", extra={"val_f1": 1.0})
     row = leaderboard.row_from_result(result, sweep_id="s", sweep_name="n", extra={"ray_trial_id": "ab_0001"},
-                                      node_id="n1", checkpoint_path="/ckpt/1")
-    assert row["ray_trial_id"] == "ab_0001" and row["node_id"] == "n1" and row["checkpoint_path"] == "/ckpt/1"
+                                      node_id="n1")
+    assert row["ray_trial_id"] == "ab_0001" and row["node_id"] == "n1"
     assert row["finished_at"].tzinfo is not None
 
 
