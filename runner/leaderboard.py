@@ -430,13 +430,7 @@ def _row_parts(sweep_id: str, trial_id: str) -> tuple[str, str]:
 
 def has_row(results: str | os.PathLike[str], sweep_id: str, trial_id: str) -> bool:
     """Whether the trial already ended: its row is written once, when it does."""
-    filesystem, base = storage.filesystem(results)
-    relative = _row_parts(sweep_id, trial_id)
-    if filesystem is None:
-        return Path(base, "leaderboard", *relative).is_file()
-    from pyarrow import fs as pafs
-
-    return filesystem.get_file_info(f"{base}/leaderboard/{'/'.join(relative)}").type == pafs.FileType.File
+    return storage.is_file(storage.join(os.fspath(results), "leaderboard", *_row_parts(sweep_id, trial_id)))
 
 
 def _row_files(filesystem: Any, base: str) -> list[str]:

@@ -91,14 +91,24 @@ def read_text(location: str) -> str | None:
 def read_bytes(location: str) -> bytes | None:
     """The file's content, or None when it does not exist."""
     found, path = filesystem(location)
-    if found is None:
-        return Path(path).read_bytes() if Path(path).is_file() else None
-    from pyarrow import fs as pafs
-
-    if found.get_file_info(path).type != pafs.FileType.File:
+    if not _is_file(found, path):
         return None
+    if found is None:
+        return Path(path).read_bytes()
     with found.open_input_stream(path) as stream:
         return stream.read()
+
+
+def is_file(location: str) -> bool:
+    return _is_file(*filesystem(location))
+
+
+def _is_file(found: Any, path: str) -> bool:
+    if found is None:
+        return Path(path).is_file()
+    from pyarrow import fs as pafs
+
+    return found.get_file_info(path).type == pafs.FileType.File
 
 
 def list_files(folder: str, suffix: str) -> list[tuple[str, float]]:

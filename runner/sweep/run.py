@@ -101,7 +101,7 @@ class LeaderboardWriter(Callback):
     def __init__(self, run: SweepRun, spec: SweepSpec) -> None:
         self.run = run
         self.spec = spec
-        self.recorded_earlier: set[str] = set()
+        self._written: tuple[str, dict[str, Any] | None] = ("", None)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._record(trial, failed=False)
@@ -109,8 +109,7 @@ class LeaderboardWriter(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._record(trial, failed=True)
 
-    def row(self, trial, failed: bool) -> dict[str, Any]:
-        """The trial's leaderboard row."""
+    def _row(self, trial, failed: bool) -> dict[str, Any]:
         last = trial.last_result or {}
         if failed:
             values = self.spec.trial_values(trial.config)
@@ -124,9 +123,11 @@ class LeaderboardWriter(Callback):
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
                                            node_id=last.get(NODE_KEY), extra={"trial_dir": result.get("trial_dir")})
 
-    def new_row(self, trial, failed: bool) -> dict[str, Any] | None:
-        """What ``--mlflow`` logs: the row just recorded, or None for a trial recorded before a resume."""
-        return None if trial.trial_id in self.recorded_earlier else self.row(trial, failed)
+    def written_row(self, trial_id: str) -> dict[str, Any] | None:
+        """The row just written for this trial, which ``--mlflow`` logs (its callback runs right after this
+        one); None for a trial recorded before a resume."""
+        written_for, row = self._written
+        return row if written_for == trial_id else None
 
     def _record(self, trial, failed: bool) -> None:
         """Writes the ended trial's row, then empties its checkpoints: it is never resumed and its best model
@@ -135,11 +136,13 @@ class LeaderboardWriter(Callback):
         restart a trial whose checkpoint is gone, and a killed driver's save may still list this trial as
         running. A row that cannot be written (read-only or full disk) raises ``StorageError``, which stops
         the sweep."""
+        row = None
         if leaderboard.has_row(self.run.results, self.run.sweep_id, trial.trial_id):
-            self.recorded_earlier.add(trial.trial_id)
             print(f"trial {trial.trial_id} had ended before the sweep was interrupted: its row stands", flush=True)
         else:
-            leaderboard.write_row(self.run.results, self.row(trial, failed))
+            row = self._row(trial, failed)
+            leaderboard.write_row(self.run.results, row)
+        self._written = (trial.trial_id, row)
         if trial.checkpoint is not None:
             trial.checkpoint.filesystem.delete_dir_contents(trial.checkpoint.path, missing_dir_ok=True)
         storage.remove_folder(storage.join(self.run.storage, self.run.sweep_id, "train", f"{trial.trial_id}-train"))
@@ -323,7 +326,7 @@ def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -
 
     open_experiment(run.mlflow, run.name)
     printer(f"mlflow: one run per trial in experiment '{run.name}' at {run.mlflow}")
-    return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.new_row)]
+    return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.written_row)]
 
 
 def storage_failure(error: BaseException | None) -> StorageError | None:

@@ -72,15 +72,15 @@ def _first_line(error: BaseException) -> str:
 class MLflowLogger(Callback):
     """A Tune callback: per-epoch reports collected in memory, one MLflow run written when a trial ends.
 
-    ``row_of(trial, failed)`` gives the row the leaderboard writer just recorded (None when the trial was
+    ``written_row(trial_id)`` gives the row the leaderboard writer just wrote (None when the trial was
     recorded before a resume), so MLflow and the leaderboard never disagree."""
 
     def __init__(self, uri: str, experiment: str, sweep_id: str,
-                 row_of: Callable[[Any, bool], dict[str, Any] | None]) -> None:
+                 written_row: Callable[[str], dict[str, Any] | None]) -> None:
         self.uri = uri
         self.experiment = experiment
         self.sweep_id = sweep_id
-        self.row_of = row_of
+        self.written_row = written_row
         self._history: dict[str, list[tuple[int, dict[str, float]]]] = {}
         self._experiment_id: str | None = None
         self._mlflow = None
@@ -99,14 +99,14 @@ class MLflowLogger(Callback):
             self._history.setdefault(trial.trial_id, []).append((int(result["epoch"]), epoch))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._log(trial, failed=False)
+        self._log(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._log(trial, failed=True)
+        self._log(trial)
 
-    def _log(self, trial, failed: bool) -> None:
+    def _log(self, trial) -> None:
         history = self._history.pop(trial.trial_id, [])
-        row = self.row_of(trial, failed)
+        row = self.written_row(trial.trial_id)
         if row is None:  # recorded before a resume: logged then, if the killed driver got that far
             return
         try:
