@@ -4,7 +4,6 @@ need them, so ``--help`` and the light commands start fast."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -118,9 +117,9 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
                        help="override any search-space value, e.g. --set num_samples=4 --set fixed.epochs=2")
     sweep.add_argument("--profile", help="a profile of the YAML (default: 'cpu' when Ray sees no GPU)")
     sweep.add_argument("--quick", action="store_true", help="2 trials, 1 epoch, 64 px: a smoke run")
-    sweep.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"),
-                       help="results: a folder, or on a cluster shared storage every node reaches (a shared mount "
-                            "or s3://bucket/path); default $CXR_RUNNER_RESULTS or ./results")
+    storage.add_results_argument(sweep, help="results: a folder, or on a cluster shared storage every node reaches "
+                                             "(a shared mount or s3://bucket/path); default $CXR_RUNNER_RESULTS or "
+                                             "./results")
     sweep.add_argument("--storage", help="Ray Tune's state (default <results>/tune)")
     sweep.add_argument("--address", help="Ray cluster address ('auto' to join the running cluster)")
     sweep.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")

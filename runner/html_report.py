@@ -17,7 +17,6 @@ import argparse
 import base64
 import io
 import json
-import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from html import escape
@@ -28,6 +27,8 @@ import pandas as pd
 
 from runner import leaderboard, storage
 from runner.errors import ConfigError
+from runner.plots import new_figure
+from runner.sweep.importance import direction, finished_rows, numeric_values, parameter_importances
 
 __all__ = ["add_report_command", "render_report", "write_report"]
 
@@ -81,8 +82,7 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
                     "plots, metric vs hyper-parameters, parallel coordinates, Optuna parameter importances, trials "
                     "stopped by ASHA, failures and compute used. Images are embedded; the page loads nothing.")
     report.add_argument("sweep_id", help="the sweep id (python -m runner leaderboard shows them)")
-    report.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"),
-                        help="results folder or URI (default $CXR_RUNNER_RESULTS or results)")
+    storage.add_results_argument(report)
     report.add_argument("--out", help="folder to write the HTML file into (default <results>/reports)")
     report.set_defaults(handler=_report)
 
@@ -125,13 +125,11 @@ def _search_space(record: dict[str, Any] | None):
 def _with_objective(board: pd.DataFrame) -> pd.DataFrame:
     """Every row with ``objective`` (its own monitored validation metric, NaN when none) and ``rank`` within
     its task (1 = best, by the task's mode)."""
-    from runner.sweep.importance import finished_rows
-
     finished = finished_rows(board)["objective"]
     board = board.assign(objective=finished.reindex(board.index).astype(float))
     ranks = pd.Series(np.nan, index=board.index)
     for _, rows in board.groupby("task", sort=False):
-        ascending = (rows["mode"].dropna().iloc[0] if rows["mode"].notna().any() else "max") == "min"
+        ascending = direction(rows) == "min"
         ranks[rows.index] = rows["objective"].rank(ascending=ascending, method="min")
     return board.assign(rank=ranks).sort_values(["task", "rank"], na_position="last", kind="mergesort")
 
@@ -251,17 +249,13 @@ def _images_trained(board: pd.DataFrame) -> int:
     return total
 
 
-def _test_column(monitor: Any) -> str | None:
-    return f"test_{monitor[4:]}" if isinstance(monitor, str) and monitor.startswith("val_") else None
-
-
 def _leaderboard_section(board: pd.DataFrame) -> str:
     if board.empty:
         return _note("no trial recorded yet")
     varying = _varying(board)
     rows = []
     for _, row in board.iterrows():
-        test = _test_column(row["monitor"])
+        test = leaderboard.test_metric_of(row["monitor"])
         rows.append([row["rank"], row["trial_id"], row["status"], row["task"], row["model"], row["monitor"],
                      row["objective"], row.get(test) if test else None, *(row[c] for c in varying),
                      row["epochs_run"], row["train_seconds"], row["error"]])
@@ -287,7 +281,7 @@ def _best_section(board: pd.DataFrame) -> str:
     for (task, model), rows in completed.groupby(["task", "model"], sort=True):
         best = rows.sort_values("rank", kind="mergesort").iloc[0]
         parts.append(f"<h3>{escape(str(task))} / {escape(str(model))}: {escape(str(best['trial_id']))}</h3>")
-        test = _test_column(best["monitor"])
+        test = leaderboard.test_metric_of(best["monitor"])
         hps = ", ".join(f"{c[3:]}={best[c]}" for c in _varying(board) if not pd.isna(best[c]))
         parts.append(_note(f"{best['monitor']} {best['objective']:.4f}"
                            + (f", {test} {best[test]:.4f}" if test and not pd.isna(best.get(test)) else "")
@@ -317,17 +311,6 @@ def _by_task(board: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
             yield str(task), str(rows["monitor"].iloc[0]), rows
 
 
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _numeric(values: pd.Series) -> pd.Series | None:
-    numbers = pd.to_numeric(values, errors="coerce")
-    return numbers if numbers.notna().all() and not pd.api.types.is_bool_dtype(values) else None
-
-
 def _scatter_section(board: pd.DataFrame) -> str:
     parts = []
     for task, monitor, rows in _by_task(board):
@@ -335,7 +318,7 @@ def _scatter_section(board: pd.DataFrame) -> str:
         if not varying:
             continue
         columns = min(3, len(varying))
-        figure = _figure(4 * columns, 3.2 * -(-len(varying) // columns))
+        figure = new_figure(4 * columns, 3.2 * -(-len(varying) // columns))
         grid = np.atleast_1d(figure.subplots(-(-len(varying) // columns), columns, squeeze=False)).ravel()
         for axes, column in zip(grid, varying, strict=False):
             _metric_against(axes, rows, column, monitor)
@@ -347,7 +330,7 @@ def _scatter_section(board: pd.DataFrame) -> str:
 
 def _metric_against(axes, rows: pd.DataFrame, column: str, monitor: str) -> None:
     present = rows[rows[column].notna()]
-    numbers = _numeric(present[column])
+    numbers = numeric_values(present[column])
     colors = ["C1" if status == "stopped" else "C0" for status in present["status"]]
     if numbers is not None:
         axes.scatter(numbers, present["objective"], c=colors, s=25)
@@ -385,7 +368,7 @@ def _parallel_coordinates(rows: pd.DataFrame, columns: Sequence[str], monitor: s
         scaled.append(values)
         ticks.append(labels)
     data = np.array(scaled).T
-    figure = _figure(max(6.0, 1.6 * len(axes_names)), 4)
+    figure = new_figure(max(6.0, 1.6 * len(axes_names)), 4)
     axes = figure.subplots()
     objective = rows["objective"].to_numpy(float)
     span = np.ptp(objective) or 1.0
@@ -407,7 +390,7 @@ def _parallel_coordinates(rows: pd.DataFrame, columns: Sequence[str], monitor: s
 def _unit_scale(values: pd.Series) -> tuple[np.ndarray, list[tuple[float, str]]]:
     """Values mapped to [0, 1] and the (position, label) ticks to print on the axis; missing values at -0.05
     would be confusing, so they sit at 0 under a 'missing' tick."""
-    numbers = _numeric(values.dropna())
+    numbers = numeric_values(values.dropna())
     if numbers is not None and len(numbers) == len(values):
         x = numbers.to_numpy(float)
         log = (x > 0).all() and x.max() / x.min() >= 100
@@ -424,15 +407,13 @@ def _unit_scale(values: pd.Series) -> tuple[np.ndarray, list[tuple[float, str]]]
 
 
 def _importance_section(board: pd.DataFrame, spec) -> str:
-    from runner.sweep.importance import parameter_importances
-
     try:
         importances = parameter_importances(board, spec)
     except (ValueError, RuntimeError) as error:
         return _note(f"not computed: {error}")
     if not importances:
         return _note("not computed: no searched parameter varies across the finished trials")
-    figure = _figure(7, 0.45 * len(importances) + 1)
+    figure = new_figure(7, 0.45 * len(importances) + 1)
     axes = figure.subplots()
     names = list(importances)[::-1]
     axes.barh(names, [importances[n] for n in names], color="C0")

@@ -617,8 +617,8 @@ def add_leaderboard_command(commands: argparse._SubParsersAction) -> None:
         description="Reads RESULTS/leaderboard/<sweep_id>/<trial_id>.parquet (one row per trial) and prints the "
                     "best trials by a validation metric, with the matching test metric beside it (never used to "
                     "rank). Columns are documented in results/README.md.")
-    board.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"),
-                       help="results folder or URI such as s3://bucket/prefix (default $CXR_RUNNER_RESULTS or results)")
+    storage.add_results_argument(board, help="results folder or URI such as s3://bucket/prefix (default "
+                                             "$CXR_RUNNER_RESULTS or results)")
     board.add_argument("--task", help="only trials of this task")
     board.add_argument("--sweep", help="only trials of this sweep (name or id)")
     board.add_argument("--by", metavar="METRIC",
@@ -669,11 +669,16 @@ def _varying_hyperparameters(ranked: pd.DataFrame, limit: int = 5) -> list[str]:
     return sorted(varying, key=lambda c: c[3:] in JSON_PARAMS)[:limit]
 
 
+def test_metric_of(monitor: Any) -> str | None:
+    """The test column that goes with a validation metric (``val_f1`` -> ``test_f1``): shown, never ranked by."""
+    return f"test_{monitor[4:]}" if isinstance(monitor, str) and monitor.startswith("val_") else None
+
+
 def render_table(ranked: pd.DataFrame, total: int | None = None) -> str:
     """Plain aligned columns (no table library): rank, sweep, trial, status, task, model, the ranking metric,
     its test counterpart, the hyper-parameters that vary, training time."""
     by, mode = ranked.attrs.get("by"), ranked.attrs.get("mode")
-    test_metric = f"test_{by[4:]}" if by and by.startswith("val_") else None
+    test_metric = test_metric_of(by)
     columns = ["rank", "sweep_name", "trial_id", "status", "task", "model", by]
     columns += [test_metric] if test_metric in ranked else []
     columns += [*_varying_hyperparameters(ranked), "train_seconds"]

@@ -66,7 +66,8 @@ def _plots_for(task: Task, result: Mapping[str, Any], predictions: pd.DataFrame,
     return plots
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A constrained-layout figure without pyplot (no global state, no GUI backend, safe in trial threads)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -79,7 +80,7 @@ def training_curves(history: Mapping[str, Sequence[float | None]], monitor: str,
     """Loss (train and validation) and the monitored metric per epoch, the kept epoch marked. The task's
     metric exists for validation only (``ValidationMetrics`` computes it each epoch; doing the same on the
     training set would cost a second pass over it), unless Keras logged a training counterpart."""
-    figure = _figure(10, 3.6)
+    figure = new_figure(10, 3.6)
     loss_axes, metric_axes = figure.subplots(1, 2)
     _series(loss_axes, history, ("loss", "train"), ("val_loss", "validation"))
     loss_axes.set(title="loss", xlabel="epoch", ylabel="loss")
@@ -122,7 +123,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str], note
     totals = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     side = 2.2 + 0.9 * len(names)
-    figure = _figure(2 * side + 1, side)
+    figure = new_figure(2 * side + 1, side)
     figure.suptitle(f"confusion matrix ({note})", fontsize="medium")
     for axes, values, title, text in zip(figure.subplots(1, 2), (counts, normalised), ("counts", "row-normalised"),
                                          ("{:.0f}", "{:.2f}"), strict=True):
@@ -152,7 +153,7 @@ def roc_pr(curves: list[tuple[str, np.ndarray, np.ndarray]]):
 
     from runner import metrics
 
-    figure = _figure(10, 4.2)
+    figure = new_figure(10, 4.2)
     roc_axes, pr_axes = figure.subplots(1, 2)
     for label, truth, score in curves:
         auc, ap = metrics.roc_auc(truth, score), metrics.pr_auc(truth, score)
@@ -199,7 +200,7 @@ def gradcam_grid(model, test: Split, classes: Sequence[str], predicted: np.ndarr
     truth = np.array([classes.index(label) for label in test.labels])
     cells = select_examples(truth, predicted, len(classes))
     columns = 2 * EXAMPLES_PER_CELL
-    figure = _figure(2.1 * columns, 2.3 * len(classes) + 0.4)
+    figure = new_figure(2.1 * columns, 2.3 * len(classes) + 0.4)
     figure.suptitle("Grad-CAM of the predicted class (test; left: correct, right: wrong)", fontsize="medium")
     grid = np.atleast_2d(figure.subplots(len(classes), columns, squeeze=False))
     for axes in grid.flat:
@@ -230,7 +231,7 @@ def anomaly_scores(rows: pd.DataFrame, threshold: float | None, score: str):
     threshold (set on validation normals) across both."""
     from scipy.stats import gaussian_kde
 
-    figure = _figure(9, 5.5)
+    figure = new_figure(9, 5.5)
     kde_axes, strip_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     labels = sorted(rows["label"].unique())
     ends = [rows["score"].min(), rows["score"].max(), *([threshold] if threshold is not None else [])]
@@ -275,7 +276,7 @@ def reconstructions(model, test: Split):
     x = test.images[chosen].astype(np.float32) / 255.0
     recon = np.asarray(model(x, training=False), dtype=np.float32)
     errors = ((x - recon) ** 2).reshape(len(x), -1).mean(axis=1)
-    figure = _figure(1.8 * len(chosen), 4)
+    figure = new_figure(1.8 * len(chosen), 4)
     figure.suptitle("test images (top) and their reconstructions (bottom)", fontsize="medium")
     grid = figure.subplots(2, len(chosen), squeeze=False)
     for column, index in enumerate(chosen):
@@ -299,7 +300,7 @@ def masks(model, test: Split, dice: np.ndarray):
               + np.flatnonzero(~has_mask)[: MAX_GRID // 2].tolist())
     x = test.images[chosen].astype(np.float32) / 255.0
     predicted = np.asarray(model(x, training=False), dtype=np.float32) >= 0.5
-    figure = _figure(7, 2.3 * len(chosen) + 0.4)
+    figure = new_figure(7, 2.3 * len(chosen) + 0.4)
     figure.suptitle("test: image, true mask (green), predicted mask (red)", fontsize="medium")
     grid = figure.subplots(len(chosen), 3, squeeze=False)
     for row, index in enumerate(chosen):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,7 @@ def add_rerun_command(commands: argparse._SubParsersAction) -> None:
                     "and prints every metric: recorded, rerun, difference. On CPU a rerun is identical.")
     rerun.add_argument("sweep_id", help="the sweep id (python -m runner leaderboard shows it)")
     rerun.add_argument("trial_id", help="the trial id")
-    rerun.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"),
-                       help="results folder or URI (default $CXR_RUNNER_RESULTS or results)")
+    storage.add_results_argument(rerun)
     rerun.add_argument("--out", type=Path, help="folder for the rerun's trial directory "
                                                 "(default <results>/reruns/<sweep_id>)")
     rerun.set_defaults(handler=_rerun)

@@ -5,6 +5,7 @@ own atomic writer on top of ``filesystem``; trial folders are built on local dis
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from runner.errors import StorageError
 
 #: What a writability probe writes: a full disk refuses it, as it would refuse a leaderboard row.
 PROBE_BYTES = 4096
+
+
+def add_results_argument(parser: argparse.ArgumentParser,
+                         help: str = "results folder or URI (default $CXR_RUNNER_RESULTS or results)") -> None:
+    """Every command's ``--results``: ``$CXR_RUNNER_RESULTS`` points them all at one place."""
+    parser.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"), help=help)
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:

@@ -48,6 +48,17 @@ def space_distributions(spec: SweepSpec) -> dict[str, Any]:
     return found
 
 
+def numeric_values(values: pd.Series) -> pd.Series | None:
+    """The values as numbers, or None when any is not a number (booleans count as categories)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().all() and not pd.api.types.is_bool_dtype(values) else None
+
+
+def direction(rows: pd.DataFrame) -> str:
+    """``max`` or ``min``: the rows' monitored metric's mode (rows of one task share it)."""
+    return rows["mode"].dropna().iloc[0] if rows["mode"].notna().any() else "max"
+
+
 def inferred_distributions(rows: pd.DataFrame) -> dict[str, Any]:
     """Distributions from the values themselves: numbers -> a float range, anything else -> categories."""
     import optuna.distributions as d
@@ -58,8 +69,8 @@ def inferred_distributions(rows: pd.DataFrame) -> dict[str, Any]:
         if values.astype(str).nunique() < 2:
             continue
         name = column.removeprefix("hp_")
-        numeric = pd.to_numeric(values, errors="coerce")
-        if numeric.notna().all() and not pd.api.types.is_bool_dtype(values):
+        numeric = numeric_values(values)
+        if numeric is not None:
             found[name] = d.FloatDistribution(float(numeric.min()), float(numeric.max()))
         else:
             found[name] = d.CategoricalDistribution(sorted(values.astype(str).unique()))
@@ -115,8 +126,7 @@ def parameter_importances(board: pd.DataFrame, spec: SweepSpec | None) -> dict[s
         raise ValueError(f"{len(rows)} finished trial(s): importances need at least two")
     distributions = space_distributions(spec) if spec is not None else inferred_distributions(rows)
     distributions = {name: d for name, d in distributions.items() if not d.single()}  # nothing to learn from
-    mode = rows["mode"].dropna().iloc[0] if rows["mode"].notna().any() else "max"
-    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    study = optuna.create_study(direction="maximize" if direction(rows) == "max" else "minimize")
     for _, row in rows.iterrows():
         params, used = _trial_params(row, distributions)
         study.add_trial(optuna.trial.create_trial(params=params, distributions=used, value=row["objective"]))
