@@ -22,8 +22,10 @@ from runner.errors import DataError
 
 MAX_PIXELS = 100_000_000  # 10,000 x 10,000: five times the largest radiographs, small enough to stop bombs
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own check (an error above twice this) stays on as a backstop
+#: More than 8 bits per pixel (16-bit PNGs, 32-bit integer or float TIFFs): scaled to 8 bits by their own range.
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 #: Modes Pillow resizes directly: shrinking in these first means no full-size copy is ever made.
-NATIVE_RESIZE_MODES = ("L", "RGB", "I", "F", "I;16", "I;16B", "I;16L")
+NATIVE_RESIZE_MODES = ("L", "RGB", *HIGH_DEPTH_MODES)
 SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
 
@@ -42,7 +44,7 @@ class ImageInfo:
 
 def _to_mode(image: Image.Image, channels: int) -> Image.Image:
     """8-bit L (channels=1) or RGB (channels=3) from any Pillow mode."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode in HIGH_DEPTH_MODES:
         values = np.asarray(image, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
         scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)

@@ -62,8 +62,8 @@ def resolve_inside(root: Path, relative: str, allow_outside: bool, where: str) -
         raise DataError(f"{where}: path '{relative}' escapes the data root {root}: fix the path, or set "
                         "allow_outside_root: true if files outside it are intended")
     if not candidate.is_file():
-        return None, Problem(str(candidate), "file listed in the data set does not exist: fix the path or "
-                                             "remove its row")
+        return None, Problem(str(candidate), f"({where}) file listed in the data set does not exist: fix the path "
+                                             "or remove its row")
     return candidate, None
 
 

@@ -93,7 +93,7 @@ class Manifest(DataAdapter):
                 relative = row[col["mask"]] if col["mask"] else Path(row[col["path"]]).name
                 mask, problem = resolve_inside(mask_root or root, relative, allow_outside, where)
             if problem is not None:
-                problems.append(Problem(problem.path, f"({where}) {problem.message}"))
+                problems.append(problem)
                 continue
             records.append(Record(
                 path=str(image), label=row[col["label"]],

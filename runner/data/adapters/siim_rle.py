@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.data import ADAPTERS
-from runner.data._records import DataAdapter, Listing, Problem, Record
+from runner.data._records import DataAdapter, Listing, Record
 from runner.data.adapters._common import read_csv_rows, require_root, resolve_inside
 from runner.data.masks import RLE_FORMATS, is_empty_rle
 from runner.errors import DataError
@@ -52,7 +52,7 @@ class SiimRle(DataAdapter):
             image, problem = resolve_inside(image_root, image_id + options["image_suffix"],
                                             bool(options["allow_outside_root"]), where)
             if problem is not None:
-                problems.append(Problem(problem.path, f"({where}) {problem.message}"))
+                problems.append(problem)
                 continue
             label = options["positive_label"] if encoded else options["negative_label"]
             records.append(Record(path=str(image), label=label,

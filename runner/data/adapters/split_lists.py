@@ -58,7 +58,7 @@ class SplitLists(DataAdapter):
                 row = dict(zip(columns, fields, strict=True))
                 image, problem = resolve_inside(image_root, row["path"], allow_outside, where)
                 if problem is not None:
-                    problems.append(Problem(problem.path, f"({where}) {problem.message}"))
+                    problems.append(problem)
                     continue
                 records.append(Record(path=str(image), label=row["label"], split=split,
                                       patient_id=row.get("patient_id"), source=row.get("source")))
