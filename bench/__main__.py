@@ -12,7 +12,6 @@ BENCHMARKS.md alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -112,11 +111,6 @@ def render(sections: list[Section], command: str, minutes: float) -> str:
     return "\n\n".join([header, *(section.markdown() for section in sections)]) + "\n"
 
 
-def _write_results(sections: list[Section]) -> None:
-    figures = {name: entry for section in sections for name, entry in section.figures.items()}
-    RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="each benchmark at its larger default size")
@@ -132,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         section = benchmark.run(args.full, Path(tempfile.mkdtemp(prefix=f"{benchmark.name}-", dir=root)))
         print(section.markdown(), flush=True)
         sections.append(section)
+    figures = {name: entry for section in sections for name, entry in section.figures.items()}
     if args.only:
-        record({name: entry for section in sections for name, entry in section.figures.items()})
+        record(figures)
         return 0
     command = "python -m bench" + (" --full" if args.full else "")
     MARKDOWN.write_text(render(sections, command, (time.perf_counter() - started) / 60))
-    _write_results(sections)
-    failed = [name for section in sections for name, entry in section.figures.items() if passed(entry) == "no"]
+    record(figures, replace=True)
+    failed = [name for name, entry in figures.items() if passed(entry) == "no"]
     print(f"wrote {MARKDOWN} and {RESULTS}; targets missed: {', '.join(failed) or 'none'}")
     return 0
 

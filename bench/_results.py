@@ -25,9 +25,10 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
-def record(figures: dict[str, dict], path: Path = RESULTS) -> None:
-    """Merge ``{name: {"value", "target", "unit", "better"}}`` into the results file, atomically."""
-    current = json.loads(path.read_text()) if path.exists() else {}
+def record(figures: dict[str, dict], path: Path = RESULTS, replace: bool = False) -> None:
+    """Merge ``{name: {"value", "target", "unit", "better"}}`` into the results file (``replace``: write only
+    these), atomically."""
+    current = json.loads(path.read_text()) if path.exists() and not replace else {}
     current.update(figures)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
         json.dump(current, handle, indent=2, sort_keys=True)

@@ -38,6 +38,8 @@ MODELS = {
 }
 PRECISIONS = {"float32": "off", "mixed": "on"}
 TARGET = 0.9
+#: One-line labels of the figures in BENCHMARKS.md's target table.
+LABELS = {"gpu_pipeline_vs_memory_ratio": "lowest pipeline / in-memory images/s over all configurations"}
 
 
 class UtilisationSampler:
@@ -135,13 +137,19 @@ def gpu_name() -> str | None:
     return listing.stdout.strip().splitlines()[0] if listing.returncode == 0 and listing.stdout.strip() else None
 
 
-def _table(found: list[Measurement]) -> str:
-    lines = ["| model | px | precision | batch | pipeline img/s | memory img/s | ratio | GPU util % (pipeline) |",
-             "|---|---|---|---|---|---|---|---|"]
+def _pairs(found: list[Measurement]) -> dict[tuple, dict[str, Measurement]]:
+    """``{(model, size, precision, batch): {"pipeline": ..., "memory": ...}}``: the two inputs of one
+    configuration side by side."""
     by_key: dict[tuple, dict[str, Measurement]] = {}
     for m in found:
         by_key.setdefault((m.model, m.size, m.precision, m.batch), {})[m.source] = m
-    for (model, size, precision, batch), pair in by_key.items():
+    return by_key
+
+
+def _table(found: list[Measurement]) -> str:
+    lines = ["| model | px | precision | batch | pipeline img/s | memory img/s | ratio | GPU util % (pipeline) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (model, size, precision, batch), pair in _pairs(found).items():
         util = pair["pipeline"].utilisation
         lines.append(f"| {model} | {size} | {precision} | {batch} | {pair['pipeline'].images_per_s:,.0f} | "
                      f"{pair['memory'].images_per_s:,.0f} | "
@@ -151,15 +159,14 @@ def _table(found: list[Measurement]) -> str:
 
 
 def _ratios(found: list[Measurement]) -> list[float]:
-    pipeline = {(m.model, m.precision, m.batch): m.images_per_s for m in found if m.source == "pipeline"}
-    return [pipeline[(m.model, m.precision, m.batch)] / m.images_per_s for m in found if m.source == "memory"]
+    return [pair["pipeline"].images_per_s / pair["memory"].images_per_s for pair in _pairs(found).values()]
 
 
 def not_measured(reason: str, command: str) -> Section:
     figures = {"gpu_pipeline_vs_memory_ratio": figure(None, TARGET, "x", "higher"),
                "gpu_mean_utilisation_pct": figure(None, None, "%", "higher")}
     return Section("GPU throughput", "bench/gpu_throughput.py", command, f"Not measured: {reason}.", figures,
-                   {"gpu_pipeline_vs_memory_ratio": "lowest pipeline / in-memory images/s over all configurations"})
+                   LABELS)
 
 
 def section(models: list[str], batches: list[int], steps: int, images: int, allow_cpu: bool = False,
@@ -192,7 +199,7 @@ def section(models: list[str], batches: list[int], steps: int, images: int, allo
     body = (f"GPU: {name} (x{len(gpus)}); {steps} timed steps per configuration after a warm-up epoch; demo images "
             f"({images}) through the trial pipeline vs one pre-built batch.\n\n{table}")
     return Section("GPU throughput", "bench/gpu_throughput.py", command, body, figures,
-                   {"gpu_pipeline_vs_memory_ratio": "lowest pipeline / in-memory images/s over all configurations"})
+                   LABELS)
 
 
 def main(argv: list[str] | None = None) -> None:

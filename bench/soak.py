@@ -15,12 +15,13 @@ import argparse
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from bench._proctree import sample
+from bench._proctree import TreeSample, sample
 from bench._results import Section, figure, work_folder
 from bench.sweep_memory import WARM_UP, slope, sweep_command, trace_from_rows
 
@@ -28,11 +29,10 @@ INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
-class Sample:
+class Sample(TreeSample):
+    """A tree sample and when it was taken (seconds since the sweep started)."""
+
     seconds: float
-    processes: int
-    rss_mb: float
-    fds: int
 
 
 class TreeSampler(threading.Thread):
@@ -47,8 +47,7 @@ class TreeSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(INTERVAL_S):
-            found = sample(self.pid)
-            self.samples.append(Sample(time.monotonic() - self.started, found.processes, found.rss_mb, found.fds))
+            self.samples.append(Sample(**asdict(sample(self.pid)), seconds=time.monotonic() - self.started))
 
     def stop(self) -> list[Sample]:
         self._done.set()
@@ -56,11 +55,9 @@ class TreeSampler(threading.Thread):
         return self.samples
 
 
-def _trial_ends(results: Path, started_wall: float) -> np.ndarray:
+def _trial_ends(board: pd.DataFrame, started_wall: float) -> np.ndarray:
     """When each trial finished, in seconds since the sweep started (leaderboard ``finished_at``)."""
-    from runner.leaderboard import load
-
-    finished = load(results)["finished_at"].dropna().sort_values()
+    finished = board["finished_at"].dropna().sort_values()
     return np.array([stamp.timestamp() - started_wall for stamp in finished])
 
 
@@ -91,12 +88,15 @@ def _sampled_sweep(work: Path, trials: int) -> tuple[list[Sample], float, Path, 
 
 def run(trials: int, out: Path | None = None) -> dict[str, dict]:
     """Run the soak and return its figures (``{name: figure}``); ``out`` keeps the work folder."""
+    from runner.leaderboard import load
+
     samples, wall, results, started_wall = _sampled_sweep(work_folder(out, "soak-"), trials)
-    steady = _steady(samples, _trial_ends(results, started_wall))
+    board = load(results)
+    steady = _steady(samples, _trial_ends(board, started_wall))
     times = np.array([s.seconds for s in steady])
     rss = np.array([s.rss_mb for s in steady])
     fds = np.array([s.fds for s in steady], dtype=float)
-    trace = trace_from_rows(results)
+    trace = trace_from_rows(board)
     return {
         "soak_trials": figure(trace.trials, trials, "trials", "higher"),
         "soak_wall_s": figure(wall, None, "s", "lower"),

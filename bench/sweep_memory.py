@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from bench._results import figure, machine, record, work_folder
@@ -62,11 +63,9 @@ def slope(values: np.ndarray, positions: np.ndarray | None = None) -> float:
     return float(np.polyfit(np.arange(len(values)) if positions is None else positions, values, 1)[0])
 
 
-def trace_from_rows(results: Path) -> MemoryTrace:
+def trace_from_rows(board: pd.DataFrame) -> MemoryTrace:
     """The leaderboard's ``rss_mb`` column in the order trials finished."""
-    from runner.leaderboard import load
-
-    board = load(results).sort_values("finished_at")
+    board = board.sort_values("finished_at")
     rss = board["rss_mb"].to_numpy(dtype=float)
     return MemoryTrace(trials=len(board), first_mb=float(np.median(rss[:WARM_UP])),
                        last_mb=float(np.median(rss[-WARM_UP:])), slope_mb_per_trial=slope(rss[WARM_UP:]))
@@ -78,7 +77,9 @@ def run_memory_sweep(work: Path, trials: int) -> MemoryTrace:
     run = subprocess.run(argv, capture_output=True, text=True, env=env)
     if run.returncode:
         raise RuntimeError(f"memory sweep failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-    return trace_from_rows(results)
+    from runner.leaderboard import load
+
+    return trace_from_rows(load(results))
 
 
 def main() -> None:
