@@ -18,19 +18,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from test_sweep import TINY as SWEEP_TINY
+from test_sweep import _wait_for_rows, _write
 
 from runner import leaderboard
 
 # the sweep tests' tiny sweep, one trial at a time in submission order
 TINY = {**SWEEP_TINY, "num_samples": 1, "scheduler": {"type": "fifo"}}
-
-
-def _write(folder: Path, spec: dict, name: str = "tiny") -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def _sweep_command(path: Path, results: Path, *extra: str) -> list[str]:
@@ -237,10 +231,7 @@ def test_a_results_disk_that_fills_mid_sweep_stops_it_with_one_error_line(tmp_pa
     with _mounted(results, "-t", "tmpfs", "-o", "size=8m", "tmpfs"):
         command = _sweep_command(path, results, "--storage", str(tmp_path / "tune"))
         with _started(command) as driver:
-            deadline = time.monotonic() + 300
-            while not list(results.glob("leaderboard/*/*.parquet")):
-                assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()[-3000:]
-                time.sleep(0.1)
+            _wait_for_rows(results, 1, driver, poll=0.1)
             _fill(results)
             output, _ = driver.communicate(timeout=300)
         assert driver.returncode == 2, output[-3000:]
