@@ -170,7 +170,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
     board = load(run.results, sweep=run.sweep_id)
     failed = board[board["status"] == "failed"] if len(board) else board
-    print(f"\n{outcome.rows} trials recorded ({len(failed)} failed); best by each task's validation metric:")
+    optimised = "each task's validation metric" if spec.metric == "objective" else spec.metric
+    print(f"\n{outcome.rows} trials recorded ({len(failed)} failed); best by the metric the sweep optimised "
+          f"({optimised}):")
     for task, rows in board.groupby("task", sort=True):
         print(f"\n{task}:\n{render_table(top(rows, n=5))}")
     for error, count in (failed["error"].value_counts().items() if len(failed) else ()):

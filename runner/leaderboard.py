@@ -55,7 +55,9 @@ __all__ = [
     "failed_row",
     "has_row",
     "load",
+    "natural_mode",
     "row_from_result",
+    "sweep_metric_value",
     "top",
     "write_row",
 ]
@@ -87,7 +89,7 @@ _TIMESTAMP = pa.timestamp("us", tz="UTC")
 CORE_TYPES: dict[str, pa.DataType] = {
     "schema_version": _INT, "sweep_id": _STRING, "sweep_name": _STRING, "trial_id": _STRING,
     "status": _STRING, "error": _STRING, "task": _STRING, "model": _STRING,
-    "monitor": _STRING, "mode": _STRING,
+    "monitor": _STRING, "mode": _STRING, "sweep_metric": _STRING, "sweep_mode": _STRING,
     "data_fingerprint": _STRING, "data_root": _STRING, "data_layout": _STRING, "data_classes": _STRING,
     "data_external_test": _STRING, "data_skipped": _INT, "n_train": _INT, "n_val": _INT, "n_test": _INT,
     "shortcut_warnings": _STRING,
@@ -170,14 +172,24 @@ def _is_metric_column(name: str) -> bool:
     return name.startswith(tuple(f"{split}_" for split in SPLITS))
 
 
-def _column_type(name: str, value: Any) -> pa.DataType:
-    """The one Arrow type of a column, decided by its name first and only then by the value."""
+def _fixed_type(name: str) -> pa.DataType | None:
+    """The Arrow type a column has by its name alone (core columns, text / JSON hyper-parameters, metrics), or
+    None for a column typed by its values (other hyper-parameters, extras). Writing and reading both use it:
+    a row that ``write_row`` accepts is one ``load`` reads."""
     if name in CORE_TYPES:
         return CORE_TYPES[name]
     if name.startswith("hp_") and name[3:] in TEXT_PARAMS + JSON_PARAMS:
         return _STRING
     if _is_metric_column(name):
-        return _STRING if name.endswith("_confusion_matrix") or isinstance(value, str) else _FLOAT
+        return _STRING if name.endswith("_confusion_matrix") else _FLOAT
+    return None
+
+
+def _column_type(name: str, value: Any) -> pa.DataType:
+    """The one Arrow type of a column, decided by its name first and only then by the value."""
+    fixed = _fixed_type(name)
+    if fixed is not None:
+        return fixed
     if _missing(value):
         return pa.null()  # unknown: null unifies with whatever type other files give this column
     if isinstance(value, (bool, np.bool_)):
@@ -261,14 +273,35 @@ def _hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
             if key not in IDENTITY_PARAMS}
 
 
+def natural_mode(metric: str) -> str:
+    """``min`` for a loss, ``max`` for every other validation metric (scores: F1, AUC, Dice...)."""
+    return "min" if "loss" in metric else "max"
+
+
+def sweep_metric_value(result: Mapping[str, Any], metric: str) -> Any:
+    """A finished trial's value of the validation metric its sweep optimised: the final evaluation's value,
+    or, for what only Keras logs each epoch (``val_loss``), the history's value at the kept epoch. The
+    trial's last report to Optuna and its leaderboard row both take it from here, so they agree."""
+    final = (result.get("metrics") or {}).get("val") or {}
+    key = metric.removeprefix("val_")
+    if key in final:
+        return final[key]
+    history = (result.get("history") or {}).get(metric) or []
+    best = result.get("best_epoch")
+    return history[best - 1] if isinstance(best, int) and 0 < best <= len(history) else None
+
+
 def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str = "completed",
                     node_id: str | None = None, error: str | None = None,
-                    extra: dict | None = None) -> dict:
+                    extra: dict | None = None, sweep_metric: str | None = None,
+                    sweep_mode: str | None = None) -> dict:
     """One leaderboard row from a trial's ``result.json`` content (``run_trial(...).result``).
 
     ``status`` is ``completed``, ``stopped`` (ended early by the scheduler, e.g. ASHA: still a finished trial
-    with metrics, so it is ranked like any other) or ``failed``. The row is a plain dict whose values already
-    have their column's type; ``write_row`` stores it.
+    with metrics, so it is ranked like any other) or ``failed``. ``sweep_metric`` / ``sweep_mode``: what the
+    sweep's searcher and scheduler optimised (a ``val_*`` column, recorded even when only Keras logged it,
+    such as ``val_loss``), which ranking then uses. The row is a plain dict whose values already have their
+    column's type; ``write_row`` stores it.
     """
     _check_status(status)
     row = _empty_row()
@@ -280,6 +313,7 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         "sweep_id": str(sweep_id), "sweep_name": str(sweep_name), "trial_id": str(result["trial_id"]),
         "status": status, "error": error, "task": result.get("task"), "model": result.get("model"),
         "monitor": result.get("monitor"), "mode": result.get("mode"),
+        "sweep_metric": sweep_metric, "sweep_mode": sweep_mode,
         "data_fingerprint": data.get("fingerprint"), "data_root": data.get("root"), "data_layout": data.get("layout"),
         "data_classes": _to_json(data["classes"]) if data.get("classes") is not None else None,
         "data_external_test": data.get("external_test"), "data_skipped": _int_or_none(data.get("skipped")),
@@ -305,6 +339,8 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
     for split in SPLITS:
         for key, value in ((result.get("metrics") or {}).get(split) or {}).items():
             row[f"{split}_{key}"] = _metric_value(value)
+    if sweep_metric is not None and sweep_metric not in row:
+        row[sweep_metric] = _metric_value(sweep_metric_value(result, sweep_metric))
     _add_extra(row, extra)
     return {column: row[column] for column in _ordered(row)}
 
@@ -449,16 +485,58 @@ def _row_files(filesystem: Any, base: str) -> list[str]:
                   and not info.base_name.startswith("."))
 
 
-def _read(filesystem: Any, path: str) -> pa.Table | None:
-    """One row file. Locally ``ParquetFile`` without pre-buffering or threads: for a one-row file of ~200
-    columns that is about twice as fast as ``pq.read_table``, whose per-call set-up dominates."""
+def _read(filesystem: Any, path: str) -> pa.Table | str:
+    """One row file, or why it is not a leaderboard row. Locally ``ParquetFile`` without pre-buffering or
+    threads: for a one-row file of ~200 columns that is about twice as fast as ``pq.read_table``, whose
+    per-call set-up dominates."""
     try:
         if filesystem is None:
-            return pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
-        return pq.read_table(path, filesystem=filesystem)
+            table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
+        else:
+            table = pq.read_table(path, filesystem=filesystem)
     except Exception as problem:  # any unreadable file: a reader must not be stopped by one bad file
-        warnings.warn(f"skipping unreadable leaderboard file {path}: {problem}", stacklevel=3)
-        return None
+        return f"unreadable ({problem})"
+    return _as_row_table(table)
+
+
+def _same_kind(expected: pa.DataType, found: pa.DataType) -> bool:
+    """Whether a column read as ``found`` holds what ``expected`` holds, so casting loses nothing: pandas
+    writes text as ``large_string``, an all-missing column as null, an integer where a float is expected."""
+    if found == expected or pa.types.is_null(found):
+        return True
+    if expected == _STRING:
+        return pa.types.is_string(found) or pa.types.is_large_string(found)
+    if expected == _FLOAT:
+        return pa.types.is_floating(found) or pa.types.is_integer(found)
+    if expected == _INT:
+        return pa.types.is_integer(found)
+    return expected == _TIMESTAMP and pa.types.is_timestamp(found)
+
+
+def _as_row_table(table: pa.Table) -> pa.Table | str:
+    """The table with every fixed-type column in its one type, or why it is not leaderboard rows: another
+    tool's Parquet file (no identity columns), or a row edited by hand into a wrong type or without an id.
+    Such a file would otherwise show up as a trial of NaNs, or turn a metric into text for every row."""
+    missing = [column for column in IDENTITY_COLUMNS if column not in table.column_names]
+    if missing:
+        return f"not a leaderboard row: no column {', '.join(missing)}"
+    for index, field in enumerate(table.schema):
+        expected = _fixed_type(field.name)
+        if expected is None or field.type == expected:
+            continue
+        if not _same_kind(expected, field.type):
+            return f"column {field.name!r} is {field.type}, not {expected}"
+        table = table.set_column(index, field.name, table.column(index).cast(expected))
+    for column in ("sweep_id", "trial_id", "status"):
+        if table.column(column).null_count:
+            return f"a row has no {column}"
+    statuses = set(table.column("status").to_pylist()) - set(STATUSES)
+    if statuses:
+        return f"status {sorted(statuses)[0]!r} is not one of {', '.join(STATUSES)}"
+    versions = set(table.column("schema_version").to_pylist())
+    if versions - {SCHEMA_VERSION}:
+        return f"schema_version {sorted(versions, key=str)[-1]} is not {SCHEMA_VERSION} (written by another runner)"
+    return table
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -512,7 +590,9 @@ def load(results: str | os.PathLike[str] = "results", task: str | None = None,
     """Every recorded trial as a DataFrame, one row per (sweep_id, trial_id), sorted by sweep then finish time.
 
     ``sweep`` matches a sweep name or a sweep id. A missing results folder gives an empty frame with the
-    identity columns (nothing has run yet is not an error); an unreadable file is skipped with a warning.
+    identity columns (nothing has run yet is not an error). A file that is not a leaderboard row (unreadable,
+    truncated, another tool's Parquet, a column edited into the wrong type) is skipped with a warning naming
+    it and why.
     Should the same trial be recorded twice (files copied between folders), the latest ``finished_at`` wins.
     """
     filesystem, base = storage.filesystem(results)
@@ -524,7 +604,11 @@ def load(results: str | os.PathLike[str] = "results", task: str | None = None,
     else:  # object-store reads wait on the network: overlap them
         with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
             tables = list(pool.map(lambda path: _read(filesystem, path), files))
-    tables = [table for table in tables if table is not None]
+    for path, table in zip(files, tables, strict=True):
+        if isinstance(table, str):  # once per file: the message names it, and Python shows each message once
+            warnings.warn(f"skipping leaderboard file {path}: {table}; move it out of the leaderboard folder",
+                          stacklevel=2)
+    tables = [table for table in tables if not isinstance(table, str)]
     if not tables:
         return _empty_frame()
     frame = _to_pandas(_concat(tables))
@@ -548,8 +632,16 @@ def _numeric_columns(df: pd.DataFrame, prefix: str = "") -> list[str]:
             and not pd.api.types.is_bool_dtype(df[c])]
 
 
+def _optimised(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per row, the metric and mode its sweep optimised (``sweep_metric`` / ``sweep_mode``), or, for rows
+    that do not record them (one-off runs, rows from before those columns), the task's ``monitor`` / ``mode``."""
+    missing = pd.Series(None, index=df.index, dtype=object)
+    metric, mode = df.get("sweep_metric", missing), df.get("sweep_mode", missing)
+    return metric.fillna(df.get("monitor", missing)), mode.fillna(df.get("mode", missing))
+
+
 def _default_metric(df: pd.DataFrame) -> str:
-    monitors = sorted(df["monitor"].dropna().unique()) if "monitor" in df else []
+    monitors = sorted(_optimised(df)[0].dropna().unique())
     if len(monitors) == 1:
         return str(monitors[0])
     choices = ", ".join(_numeric_columns(df, "val_")) or "none recorded yet"
@@ -570,18 +662,19 @@ def _check_metric(df: pd.DataFrame, by: str) -> None:
 
 
 def _default_mode(df: pd.DataFrame, by: str) -> str:
-    modes = sorted(df.loc[df["monitor"] == by, "mode"].dropna().unique()) if {"monitor", "mode"} <= set(df) else []
+    metrics, modes = _optimised(df)
+    modes = sorted(modes[metrics == by].dropna().unique())
     if len(modes) > 1:
         raise ConfigError(f"trials disagree whether '{by}' is maximised or minimised: pass --mode max or min")
     if modes:
         return str(modes[0])
-    return "min" if "loss" in by else "max"  # not any trial's monitor: losses go down, scores go up
+    return natural_mode(by)  # not what any trial optimised: losses go down, scores go up
 
 
 def top(df: pd.DataFrame, by: str | None = None, n: int = 10, mode: str | None = None) -> pd.DataFrame:
     """The ``n`` best rows by the validation metric ``by``, with a ``rank`` column first; NaN (failed trials)
-    last. ``by`` defaults to the rows' own ``monitor`` (the metric their sweep optimised) and ``mode`` to their
-    ``mode``. Test metrics are refused: choosing by test would make the test estimate optimistic.
+    last. ``by`` defaults to the metric the rows' sweep optimised (``sweep_metric``, else the task's ``monitor``)
+    and ``mode`` to its mode. Test metrics are refused: choosing by test would make the test estimate optimistic.
     """
     if n < 1:
         raise ConfigError(f"--top must be at least 1, not {n}")
@@ -591,7 +684,7 @@ def top(df: pd.DataFrame, by: str | None = None, n: int = 10, mode: str | None =
         ranked = df.head(0).copy()
         ranked.insert(0, "rank", pd.Series(dtype="int64"))
         return ranked
-    if by is None and not _numeric_columns(df, "val_") and df.get("monitor", pd.Series()).isna().all():
+    if by is None and not _numeric_columns(df, "val_") and _optimised(df)[0].isna().all():
         ranked = df.head(n).reset_index(drop=True)  # every trial failed: nothing to rank, show them as recorded
         ranked.insert(0, "rank", np.arange(1, len(ranked) + 1, dtype="int64"))
         ranked.attrs.update(by=None, mode=None)

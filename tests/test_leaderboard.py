@@ -304,7 +304,7 @@ def test_writes_leave_no_temporary_and_leftovers_are_ignored(tmp_path: Path) -> 
         df = leaderboard.load(tmp_path)
     assert list(df["trial_id"]) == ["t-1"]
     (folder / "t-3.parquet").write_bytes(b"not parquet at all")  # cannot happen through write_row; be defensive
-    with pytest.warns(UserWarning, match=r"skipping unreadable leaderboard file .*t-3\.parquet"):
+    with pytest.warns(UserWarning, match=r"skipping leaderboard file .*t-3\.parquet: unreadable"):
         df = leaderboard.load(tmp_path)
     assert list(df["trial_id"]) == ["t-1"]
 

@@ -121,7 +121,14 @@ class LeaderboardWriter(Callback):
             return self._stopped_row(trial, last)
         result = json.loads(last[RESULT_KEY])
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
-                                           node_id=last.get(NODE_KEY), extra={"trial_dir": result.get("trial_dir")})
+                                           node_id=last.get(NODE_KEY), extra={"trial_dir": result.get("trial_dir")},
+                                           **self._optimised(result["monitor"]))
+
+    def _optimised(self, monitor: str) -> dict[str, str]:
+        """The row's ``sweep_metric`` / ``sweep_mode``: what Optuna and ASHA optimised for this trial (its
+        task's ``monitor`` under ``metric: objective``), so ranking the sweep's rows uses the same metric."""
+        metric = monitor if self.spec.metric == "objective" else self.spec.metric
+        return {"sweep_metric": metric, "sweep_mode": self.spec.mode}
 
     def written_row(self, trial_id: str) -> dict[str, Any] | None:
         """The row just written for this trial, which ``--mlflow`` logs (its callback runs right after this
@@ -160,7 +167,8 @@ class LeaderboardWriter(Callback):
                   "monitor": task.monitor, "mode": task.mode, "epochs_run": last.get("epoch", 0),
                   "stopped_early": True, "train_seconds": last.get("time_total_s"), **_report_times(last)}
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
-                                           status="stopped", node_id=last.get(NODE_KEY))
+                                           status="stopped", node_id=last.get(NODE_KEY),
+                                           **self._optimised(task.monitor))
 
 
 def _report_times(last: dict[str, Any]) -> dict[str, str]:
@@ -261,7 +269,9 @@ def max_concurrent(spec: SweepSpec, cluster: dict[str, float]) -> int:
 
 
 def _searcher(spec: SweepSpec, run: SweepRun):
-    """Optuna over the sweep's study file (named after the sweep id), which ``optuna-dashboard`` opens."""
+    """Optuna over the sweep's study file (named after the sweep id), which ``optuna-dashboard`` opens. It
+    optimises ``objective``, which each trial reports as the sweep's ``metric`` (``epoch_metrics``), in the
+    sweep's ``mode``."""
     import optuna
 
     from runner.sweep.study import StoredOptunaSearch, journal_storage
@@ -290,11 +300,12 @@ def progress_reporter(spec: SweepSpec) -> CLIReporter:
                             for owner, params in block.items() for key in params)]
     shown = [name for name, values in (("task", spec.tasks), ("model", spec.models)) if len(values) > 1]
     return CLIReporter(parameter_columns={name: name.rsplit(".", 1)[-1] for name in [*shown, *names]},
-                       metric_columns={"epoch": "epoch", "objective": "objective"},
+                       metric_columns={"epoch": "epoch", "objective": spec.metric},
                        max_report_frequency=PROGRESS_EVERY_S)
 
 
 def _scheduler(spec: SweepSpec, epochs: int):
+    """ASHA on ``objective`` (the sweep's ``metric``, as for the searcher) in the sweep's ``mode``, or FIFO."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if spec.scheduler.type == "fifo":

@@ -256,10 +256,43 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
         for owner, params in getattr(spec, block).items():
             _distributions(source, f"{block}.{owner}.", params)
     _check_names(source, spec)
+    spec = _checked_metric(spec, mode_given="mode" in raw)
     _check_trial_keys(source, spec)
     _check_trial_values(source, spec)
     if spec.searcher == "grid":
         grid_points(spec)
+    return spec
+
+
+def _checked_metric(spec: SweepSpec, mode_given: bool) -> SweepSpec:
+    """The spec with ``mode`` set to ``metric``'s direction when the file leaves it out. ``metric`` is what
+    Optuna, ASHA and the leaderboard's ranking optimise: ``objective`` (each task's own validation metric and
+    mode) or a validation metric every trial reports each epoch; anything else, or a ``mode`` that contradicts
+    the metric's direction (maximising val_loss), is refused rather than run as a sweep optimising
+    something other than what the file says."""
+    from runner.leaderboard import natural_mode
+    from runner.sweep.trainable import reported_metrics
+    from runner.task import TASKS
+
+    if spec.metric == "objective":
+        directions = {TASKS.get(task).mode for task in spec.tasks}
+        if len(directions) > 1:
+            raise ConfigError(f"{spec.source}: metric objective: the tasks {', '.join(spec.tasks)} optimise in "
+                              "different directions: sweep them separately, or name one metric")
+        natural, what = directions.pop(), "objective (each task's own validation metric)"
+    else:
+        valid = [name for name in reported_metrics(spec.tasks[0])
+                 if all(name in reported_metrics(task) for task in spec.tasks[1:])]
+        if spec.metric not in valid:
+            raise ConfigError(f"{spec.source}: metric '{spec.metric}' is not a validation metric every trial of "
+                              f"{', '.join(spec.tasks)} reports: choose objective (each task's own) or one of "
+                              f"{', '.join(valid)}")
+        natural, what = natural_mode(spec.metric), f"'{spec.metric}'"
+    if not mode_given:
+        return replace(spec, mode=natural)
+    if spec.mode != natural:
+        raise ConfigError(f"{spec.source}: mode {spec.mode} contradicts metric {what}, which is better when "
+                          f"{'lower' if natural == 'min' else 'higher'}: set mode: {natural}, or leave mode out")
     return spec
 
 

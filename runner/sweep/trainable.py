@@ -9,9 +9,10 @@ reports with ``ray.train.report``; the ``TuneReportCallback`` forwards its repor
 one trial train data-parallel with ``MirroredStrategy``; several workers per trial are refused when the
 sweep loads (Keras 3 cannot train under MultiWorkerMirroredStrategy).
 
-Every epoch reports ``objective`` (the task's validation metric) and all ``val_*`` metrics, so ASHA stops
-poor trials on the numbers the leaderboard ranks by; the last report carries the whole ``result.json``
-(``result_json``) for the driver, which alone writes the leaderboard.
+Every epoch reports ``objective`` (the sweep's ``metric``: by default each task's own validation metric, or
+a named one such as ``val_loss``) and all ``val_*`` metrics, so Optuna and ASHA, which both optimise
+``objective``, work on the numbers the leaderboard ranks by; the last report carries the whole
+``result.json`` (``result_json``) for the driver, which alone writes the leaderboard.
 """
 
 from __future__ import annotations
@@ -20,26 +21,71 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from runner import storage
 from runner.checkpoint import Checkpointing, TrainingState
 
 RESULT_KEY = "result_json"
 NODE_KEY = "node_id"
+#: What a trial reports but no sweep should optimise: counts, and the fixed 0.5 threshold.
+NOT_OBJECTIVES = ("val_n", "val_n_positive", "val_n_with_mask", "val_threshold", "val_support_")
+#: ``objective`` when the metric is undefined or diverged (NaN): the worst value, so neither Optuna nor ASHA
+#: favours it. Scores are in [0, 1], so 0 (as before); a loss has no upper bound, so the largest float (Tune's
+#: schedulers need finite numbers).
+WORST = {"max": 0.0, "min": sys.float_info.max}
 
 
-def epoch_metrics(logs: Mapping[str, Any], monitor: str, epoch: int) -> dict[str, Any]:
-    """The per-epoch report: finite floats only (Tune's schedulers compare them)."""
+def epoch_metrics(logs: Mapping[str, Any], metric: str, epoch: int, mode: str = "max") -> dict[str, Any]:
+    """The per-epoch report: finite floats only (Tune's schedulers compare them), ``objective`` = ``metric``."""
     report = {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(float(v))}
-    value = logs.get(monitor)
-    report["objective"] = float(value) if value is not None and math.isfinite(float(value)) else 0.0
+    value = logs.get(metric)
+    report["objective"] = float(value) if value is not None and math.isfinite(float(value)) else WORST[mode]
     report["epoch"] = epoch + 1
     return report
+
+
+def final_metrics(result: Mapping[str, Any], metric: str, mode: str) -> dict[str, Any]:
+    """The last report, after evaluation: the final validation metrics, and ``objective`` = the value the
+    leaderboard row records for ``metric`` (``leaderboard.sweep_metric_value``), which Optuna is told."""
+    from runner.leaderboard import sweep_metric_value
+
+    flat = {f"val_{k}": v for k, v in result["metrics"]["val"].items()}
+    return epoch_metrics({**flat, metric: sweep_metric_value(result, metric)}, metric,
+                         result["epochs_run"] - 1, mode)  # the last epoch trained, 0-based as Keras counts
+
+
+def reported_metrics(task_name: str) -> list[str]:
+    """The validation metrics every trial of the task reports each epoch, the ones a sweep may optimise:
+    Keras's ``val_loss`` and the task's own validation metrics (``ValidationMetrics``), found by evaluating
+    the task on a six-image made-up validation split, so the list cannot drift from what the task computes."""
+    from runner.data import Record
+    from runner.task import TASKS, Split
+
+    task = TASKS.get(task_name)
+    labels = [task.classes[i % len(task.classes)] for i in range(6)]
+    rng = np.random.default_rng(0)
+    shape = (len(labels), 8, 8, 1)
+    masks = (rng.random(shape) > 0.7).astype(np.uint8) * 255 if task.needs_masks else None
+    split = Split("val", [Record(f"{i}.png", label) for i, label in enumerate(labels)], np.zeros(shape, np.uint8),
+                  masks)
+    if task.needs_masks:
+        scores = rng.random(shape)
+    elif task.kind == "multiclass":
+        scores = rng.dirichlet(np.ones(len(task.classes)), len(labels))
+    else:
+        scores = rng.random(len(labels))
+    found = task.evaluate(split, scores, task.bind_params({}))
+    names = ["val_loss", *(f"val_{key}" for key, value in found.items()
+                           if value is None or (isinstance(value, int | float) and not isinstance(value, bool)))]
+    return [name for name in names if not name.startswith(NOT_OBJECTIVES)]
 
 
 def report(metrics: dict[str, Any], via_tune: bool, checkpoint: Path | None = None) -> None:
@@ -98,10 +144,12 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else None  # a multi-GPU trial: data parallel
     shared = loop_config["out_dir"]
     out_dir = Path(tempfile.mkdtemp(prefix="cxr-trial-")) if storage.is_uri(shared) else Path(shared)
-    monitor = TASKS.get(config.task).monitor
+    metric = loop_config["metric"]
+    metric = TASKS.get(config.task).monitor if metric == "objective" else metric
+    mode = loop_config["mode"]
 
     def publish(checkpoint: Path | None, epoch: int, logs: dict[str, Any]) -> None:
-        report(epoch_metrics(logs, monitor, epoch), via_tune, checkpoint)
+        report(epoch_metrics(logs, metric, epoch, mode), via_tune, checkpoint)
 
     try:
         with restored_state(via_tune) as resume:
@@ -114,8 +162,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     finally:
         if storage.is_uri(shared):
             shutil.rmtree(out_dir, ignore_errors=True)
-    final = epoch_metrics({**_flat_val(result.result), monitor: _monitored(result.result, monitor)}, monitor,
-                          result.result["epochs_run"] - 1)  # the last epoch trained, 0-based as Keras counts
+    final = final_metrics(result.result, metric, mode)
     final[RESULT_KEY] = json.dumps({**result.result, "trial_dir": trial_dir})
     report(final, via_tune)
 
@@ -128,14 +175,6 @@ def use_threads(tf, threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass  # a reused process: TensorFlow was configured by its first trial
-
-
-def _flat_val(result: dict[str, Any]) -> dict[str, Any]:
-    return {f"val_{k}": v for k, v in result["metrics"]["val"].items()}
-
-
-def _monitored(result: dict[str, Any], monitor: str) -> Any:
-    return result["metrics"]["val"].get(monitor.removeprefix("val_"))
 
 
 def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
@@ -153,7 +192,8 @@ def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
         return  # it ended before a killed driver saved that, and ``--resume`` restarted it: its row stands
     loop_config = {"values": sweep["spec"].trial_values(params), "workers": sweep["workers"],
                    "threads": max(1, int(sweep["cpu"])), "trial_id": context.get_trial_id(),
-                   "out_dir": sweep["trials_dir"], "checkpoint_every": sweep["checkpoint_every"]}
+                   "out_dir": sweep["trials_dir"], "checkpoint_every": sweep["checkpoint_every"],
+                   "metric": sweep["spec"].metric, "mode": sweep["spec"].mode}
     workers = sweep["workers"]
     scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=sweep["gpu"] > 0,
                                       resources_per_worker={"CPU": sweep["cpu"], "GPU": sweep["gpu"]}
