@@ -123,10 +123,11 @@ def _search_space(record: dict[str, Any] | None):
 
 
 def _with_objective(board: pd.DataFrame) -> pd.DataFrame:
-    """Every row with ``objective`` (its own monitored validation metric, NaN when none) and ``rank`` within
-    its task (1 = best, by the task's mode)."""
+    """Every row with ``optimised_by`` (the validation metric its sweep optimised), ``objective`` (its value,
+    NaN when none) and ``rank`` within its task (1 = best, by that metric's mode)."""
     finished = finished_rows(board)["objective"]
-    board = board.assign(objective=finished.reindex(board.index).astype(float))
+    board = board.assign(objective=finished.reindex(board.index).astype(float),
+                         optimised_by=leaderboard.optimised(board)[0])
     ranks = pd.Series(np.nan, index=board.index)
     for _, rows in board.groupby("task", sort=False):
         ascending = direction(rows) == "min"
@@ -255,8 +256,8 @@ def _leaderboard_section(board: pd.DataFrame) -> str:
     varying = _varying(board)
     rows = []
     for _, row in board.iterrows():
-        test = leaderboard.test_metric_of(row["monitor"])
-        rows.append([row["rank"], row["trial_id"], row["status"], row["task"], row["model"], row["monitor"],
+        test = leaderboard.test_metric_of(row["optimised_by"])
+        rows.append([row["rank"], row["trial_id"], row["status"], row["task"], row["model"], row["optimised_by"],
                      row["objective"], row.get(test) if test else None, *(row[c] for c in varying),
                      row["epochs_run"], row["train_seconds"], row["error"]])
     header = ["rank", "trial", "status", "task", "model", "metric", "validation", "test",
@@ -281,9 +282,9 @@ def _best_section(board: pd.DataFrame) -> str:
     for (task, model), rows in completed.groupby(["task", "model"], sort=True):
         best = rows.sort_values("rank", kind="mergesort").iloc[0]
         parts.append(f"<h3>{escape(str(task))} / {escape(str(model))}: {escape(str(best['trial_id']))}</h3>")
-        test = leaderboard.test_metric_of(best["monitor"])
+        test = leaderboard.test_metric_of(best["optimised_by"])
         hps = ", ".join(f"{c[3:]}={best[c]}" for c in _varying(board) if not pd.isna(best[c]))
-        parts.append(_note(f"{best['monitor']} {best['objective']:.4f}"
+        parts.append(_note(f"{best['optimised_by']} {best['objective']:.4f}"
                            + (f", {test} {best[test]:.4f}" if test and not pd.isna(best.get(test)) else "")
                            + (f"; {hps}" if hps else "")))
         parts.append(_trial_images(best["trial_dir"]))
@@ -308,7 +309,7 @@ def _by_task(board: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
     finished = board[board["objective"].notna()] if len(board) else board
     for task, rows in finished.groupby("task", sort=True):
         if len(rows) >= 2:
-            yield str(task), str(rows["monitor"].iloc[0]), rows
+            yield str(task), str(rows["optimised_by"].iloc[0]), rows
 
 
 def _scatter_section(board: pd.DataFrame) -> str:
@@ -431,7 +432,7 @@ def _stopped_section(board: pd.DataFrame) -> str:
     if stopped.empty:
         return _note("none")
     varying = _varying(board)
-    rows = [[r["trial_id"], r["task"], r["model"], r["epochs_run"], r["monitor"], r["objective"],
+    rows = [[r["trial_id"], r["task"], r["model"], r["epochs_run"], r["optimised_by"], r["objective"],
              *(r[c] for c in varying)] for _, r in stopped.iterrows()]
     return _note("ASHA ended these trials early: their metric is the last validation value before the stop.") + \
         _table(["trial", "task", "model", "epochs run", "metric", "last validation", *(c[3:] for c in varying)], rows)

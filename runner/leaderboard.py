@@ -632,7 +632,7 @@ def _numeric_columns(df: pd.DataFrame, prefix: str = "") -> list[str]:
             and not pd.api.types.is_bool_dtype(df[c])]
 
 
-def _optimised(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def optimised(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Per row, the metric and mode its sweep optimised (``sweep_metric`` / ``sweep_mode``), or, for rows
     that do not record them (one-off runs, rows from before those columns), the task's ``monitor`` / ``mode``."""
     missing = pd.Series(None, index=df.index, dtype=object)
@@ -641,7 +641,7 @@ def _optimised(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 
 
 def _default_metric(df: pd.DataFrame) -> str:
-    monitors = sorted(_optimised(df)[0].dropna().unique())
+    monitors = sorted(optimised(df)[0].dropna().unique())
     if len(monitors) == 1:
         return str(monitors[0])
     choices = ", ".join(_numeric_columns(df, "val_")) or "none recorded yet"
@@ -662,7 +662,7 @@ def _check_metric(df: pd.DataFrame, by: str) -> None:
 
 
 def _default_mode(df: pd.DataFrame, by: str) -> str:
-    metrics, modes = _optimised(df)
+    metrics, modes = optimised(df)
     modes = sorted(modes[metrics == by].dropna().unique())
     if len(modes) > 1:
         raise ConfigError(f"trials disagree whether '{by}' is maximised or minimised: pass --mode max or min")
@@ -684,7 +684,7 @@ def top(df: pd.DataFrame, by: str | None = None, n: int = 10, mode: str | None =
         ranked = df.head(0).copy()
         ranked.insert(0, "rank", pd.Series(dtype="int64"))
         return ranked
-    if by is None and not _numeric_columns(df, "val_") and _optimised(df)[0].isna().all():
+    if by is None and not _numeric_columns(df, "val_") and optimised(df)[0].isna().all():
         ranked = df.head(n).reset_index(drop=True)  # every trial failed: nothing to rank, show them as recorded
         ranked.insert(0, "rank", np.arange(1, len(ranked) + 1, dtype="int64"))
         ranked.attrs.update(by=None, mode=None)

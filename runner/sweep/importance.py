@@ -17,22 +17,24 @@ from typing import Any
 
 import pandas as pd
 
+from runner.leaderboard import optimised
 from runner.sweep.space import SweepSpec, define_by_run
 
 
 def finished_rows(board: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a finite value of their own monitored metric, in column ``objective``."""
+    """Rows with a finite value of the metric their sweep optimised (``leaderboard.optimised``: the sweep's
+    ``metric``, else the task's monitor), in column ``objective``."""
     if board.empty:
         return board.assign(objective=pd.Series(dtype=float))
-    values = [_objective(row) for _, row in board.iterrows()]
+    metrics = optimised(board)[0]
+    values = [_objective(row, metrics[index]) for index, row in board.iterrows()]
     return board.assign(objective=values)[[v is not None for v in values]]
 
 
-def _objective(row: pd.Series) -> float | None:
-    monitor = row.get("monitor")
-    if not isinstance(monitor, str) or monitor not in row.index or row["status"] == "failed":
+def _objective(row: pd.Series, metric: Any) -> float | None:
+    if not isinstance(metric, str) or metric not in row.index or row["status"] == "failed":
         return None
-    value = row[monitor]
+    value = row[metric]
     return float(value) if value is not None and not pd.isna(value) and math.isfinite(float(value)) else None
 
 
@@ -55,8 +57,9 @@ def numeric_values(values: pd.Series) -> pd.Series | None:
 
 
 def direction(rows: pd.DataFrame) -> str:
-    """``max`` or ``min``: the rows' monitored metric's mode (rows of one task share it)."""
-    return rows["mode"].dropna().iloc[0] if rows["mode"].notna().any() else "max"
+    """``max`` or ``min``: the mode of the metric the rows' sweep optimised (rows of one task share it)."""
+    modes = optimised(rows)[1].dropna()
+    return modes.iloc[0] if len(modes) else "max"
 
 
 def inferred_distributions(rows: pd.DataFrame) -> dict[str, Any]:
