@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_class_folders, write_image
+from conftest import make_class_folders, write_image, write_mask
 from PIL import Image
 
 from runner.cli import main
@@ -86,6 +86,18 @@ def test_repeated_siim_row_is_one_region_not_two(tmp_path: Path) -> None:
     by_name = {Path(r.path).stem: r.mask_rle for r in dataset.records}
     assert by_name == {"a": "relative:1 3|10 2", "b": "relative:", "c": "relative:"}
     assert dataset.warnings == ["2 duplicate rows removed (first: rle.csv line 3 repeats line 2)"]
+
+
+def test_image_masks_manifest_with_two_labels_for_one_image_is_an_error(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_image(tmp_path / "images" / f"{name}.png")
+        write_mask(tmp_path / "masks" / f"{name}.png")
+    (tmp_path / "manifest.csv").write_text("file,label,patient_id\na.png,normal,p1\nb.png,covid,p2\n"
+                                           "images/a.png,covid,p1\n")
+    with pytest.raises(DataError) as error:
+        load_dataset(str(tmp_path))
+    assert str(error.value) == (f"{tmp_path}/manifest.csv: a.png is listed twice with conflicting label 'normal' "
+                                "(line 2) and 'covid' (line 4): keep one row with the right one")
 
 
 def test_data_check_prints_the_duplicate_warning(tmp_path: Path, capsys) -> None:

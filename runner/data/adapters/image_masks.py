@@ -25,6 +25,9 @@ from runner.data.adapters._common import (
 )
 from runner.errors import DataError
 
+#: The manifest columns a record takes: two rows of one image that differ in one of them conflict.
+USED_COLUMNS = ("label", "patient_id", "patientid", "source")
+
 
 def _label_from_mask(mask: Path, positive: str, negative: str) -> str:
     try:
@@ -42,7 +45,18 @@ def _manifest_by_file(root: Path) -> dict[str, dict[str, str]]:
     if not rows:
         return {}
     file_column = pick_column(rows[0], None, ("file", "path", "filename"), "path", csv_path)
-    return {Path(row[file_column]).name: row for row in rows}
+    by_file: dict[str, dict[str, str]] = {}
+    line_of: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        name = Path(row[file_column]).name
+        earlier = by_file.setdefault(name, row)
+        line_of.setdefault(name, line)
+        different = [k for k in USED_COLUMNS if earlier.get(k) != row.get(k)]
+        if different:
+            raise DataError(f"{csv_path}: {name} is listed twice with conflicting {different[0]} "
+                            f"'{earlier.get(different[0])}' (line {line_of[name]}) and '{row.get(different[0])}' "
+                            f"(line {line}): keep one row with the right one")
+    return by_file
 
 
 @ADAPTERS.register("image_masks")
