@@ -52,13 +52,14 @@ def _data_demo(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from runner.data import load_dataset, parse_data_spec, prepare
     from runner.data.check import CHECK_IMAGE_SIZE, check_dataset
+    from runner.data.splits import class_needs
     from runner.overrides import parse_overrides
     from runner.task import TASKS
 
     task = TASKS.get(args.task)
     spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
-    dataset = load_dataset(spec, expected_classes=task.expected_classes,
-                           need_two_classes=task.need_two_classes, cache_dir=args.cache_dir)
+    dataset = load_dataset(spec, expected_classes=task.expected_classes, need_two_classes=task.need_two_classes,
+                           split_needs=class_needs(task.kind, task.classes), cache_dir=args.cache_dir)
     cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False)
     if task.needs_masks and not cached.has_masks:
         raise CxrError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or siim_rle layout")

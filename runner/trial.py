@@ -26,6 +26,7 @@ import numpy as np
 
 from runner.config import TrialConfig, save_config
 from runner.data import CachedData, load_dataset, parse_data_spec, prepare
+from runner.data.splits import class_needs
 from runner.task import TASKS, Split, Task
 
 if TYPE_CHECKING:
@@ -104,7 +105,10 @@ def forget_custom_gradients() -> None:
 
 def load_splits(config: TrialConfig, task: Task, printer: Callable[[str], None]) -> tuple[CachedData, dict]:
     dataset = load_dataset(config.data, expected_classes=task.expected_classes,
-                           need_two_classes=task.need_two_classes, cache_dir=_cache_dir(config))
+                           need_two_classes=task.need_two_classes, split_needs=class_needs(task.kind, task.classes),
+                           cache_dir=_cache_dir(config))
+    for warning in dataset.warnings:
+        printer(f"warning: {warning}")
     cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config))
     skipped = len(dataset.problems) + len(cached.skipped)
     if skipped:

@@ -62,7 +62,7 @@ def test_class_folders_patient_regex(tmp_path: Path) -> None:
 def test_empty_class_folder_is_an_error(tmp_path: Path) -> None:
     make_class_folders(tmp_path, {"normal": 3})
     (tmp_path / "pneumonia").mkdir()
-    with pytest.raises(DataError, match=r"class folder .*pneumonia has no .png/.jpg/.jpeg images"):
+    with pytest.raises(DataError, match=r"class folder .*pneumonia has no .png/.jpg/.jpeg/.tif/.tiff images"):
         load_dataset(str(tmp_path))
 
 

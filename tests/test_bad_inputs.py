@@ -110,8 +110,8 @@ def test_huge_image_is_decoded_with_at_most_one_copy_in_memory(bad_corpus: dict[
 
 
 DATA_ERRORS = {
-    "empty_class_folder": r"^class folder {root}/covid has no \.png/\.jpg/\.jpeg images: add images or remove the "
-                          r"folder$",
+    "empty_class_folder": r"^class folder {root}/covid has no \.png/\.jpg/\.jpeg/\.tif/\.tiff images: add images or "
+                          r"remove the folder$",
     "single_class": r"^{root}: class 'pneumonia' has no images: add images of it or drop it with data\.classes$",
     "manifest_missing_column": r"^{root}/manifest\.csv has no label column \(looked for label\): set label_column "
                                r"to one of path$",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,8 +15,9 @@ from typing import Any
 import yaml
 
 from runner.data import ADAPTERS
-from runner.data._records import SPLITS, Listing, Problem, Record
-from runner.data.splits import SplitConfig, assign_splits
+from runner.data._records import SPLITS, Ignored, Listing, Problem, Record
+from runner.data.adapters._common import require_exists
+from runner.data.splits import ClassNeed, SplitConfig, assign_splits, check_split_classes
 from runner.errors import ConfigError, DataError
 
 #: Options every layout accepts; they are applied after listing, the same way for every layout.
@@ -23,6 +25,9 @@ COMMON_OPTIONS: Mapping[str, Any] = {
     "classes": None, "label_map": None, "split": None, "strict": False, "allow_outside_root": False,
 }
 DETECTION_ORDER = ("siim_rle", "image_masks", "split_lists", "manifest", "class_folders")
+BOOLEAN_OPTIONS = ("strict", "allow_outside_root")
+#: What may differ between two listings of one file (anything else is a conflict), checked in this order.
+RECORD_FIELDS = ("label", "split", "patient_id", "mask_path", "mask_rle", "source")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class DataSet:
     problems: list[Problem]
     fingerprint: str
     patient_ids_known: bool
+    #: Files under the root not in the data set, with why; ``files_found`` counts every file under the root.
+    ignored: list[Ignored] = field(default_factory=list)
+    files_found: int = 0
+    #: About the data set as a whole (duplicate rows removed): printed by ``data check`` and by a trial.
+    warnings: list[str] = field(default_factory=list)
 
     def split(self, name: str) -> list[Record]:
         return [r for r in self.records if r.split == name]
@@ -55,6 +65,7 @@ class DataSet:
 
 
 def _detect_layout(path: Path) -> str:
+    require_exists(path)
     for name in DETECTION_ORDER:
         if ADAPTERS.get(name)().detect(path):
             return name
@@ -80,6 +91,7 @@ def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None
         spec = spec_from_string(spec)
     options = dict(spec)
     options.update(overrides or {})
+    _check_common_types(options)
     path = options.pop("path", None)
     chosen = layout or options.pop("layout", None)
     options.pop("layout", None)
@@ -93,7 +105,48 @@ def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None
     if unknown:
         raise ConfigError(f"unknown data option '{unknown[0]}' for layout '{chosen}': choose from "
                           f"{', '.join(sorted(allowed))}")
+    _check_layout_types(options)
     return DataSpec(layout=chosen, path=None if path is None else str(path), options={**allowed, **options})
+
+
+def _check_common_types(options: dict[str, Any]) -> None:
+    """Each option of the wrong type is one error naming the key, before any file is read; ``classes`` given
+    as ``normal,pneumonia`` (as ``--set`` writes it) becomes a list, never a string split into letters."""
+    SplitConfig.from_options(options.get("split"))
+    label_map = options.get("label_map")
+    if label_map is not None:
+        if not isinstance(label_map, Mapping):
+            raise ConfigError(f"data.label_map must be a mapping of label -> class (or null to drop), got "
+                              f"{label_map!r}: e.g. label_map: {{NORMAL: normal, PNEUMONIA: pneumonia}}")
+        for key, value in label_map.items():
+            if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+                raise ConfigError(f"data.label_map entry {key!r}: {value!r} must map a label to a class name or "
+                                  "null: quote numbers and yes/no in YAML")
+    classes = options.get("classes")
+    if isinstance(classes, str):
+        options["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
+    elif classes is not None and (not isinstance(classes, list | tuple)
+                                  or not all(isinstance(c, str) and c for c in classes)):
+        raise ConfigError(f"data.classes must be a list of class names, got {classes!r}: e.g. classes: "
+                          "[normal, pneumonia]")
+    for key in BOOLEAN_OPTIONS:
+        if key in options and not isinstance(options[key], bool):
+            raise ConfigError(f"data.{key} must be true or false, got {options[key]!r}")
+
+
+def _check_layout_types(options: Mapping[str, Any]) -> None:
+    pattern = options.get("patient_regex")
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise ConfigError(f"data.patient_regex must be a regular expression string, got {pattern!r}")
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"data.patient_regex '{pattern}' is not a valid regular expression ({error}): fix "
+                              "it, e.g. (IM-\\d+|person\\d+)") from None
+    delimiter = options.get("delimiter")
+    if delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1):
+        raise ConfigError(f"data.delimiter must be one character such as ';', got {delimiter!r}")
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -121,14 +174,16 @@ def _map_label(raw: str, label_map: Mapping[str, Any]) -> str | None:
     return raw
 
 
-def _apply_labels(records: list[Record], options: Mapping[str, Any],
-                  expected: Sequence[str] | None) -> tuple[list[Record], tuple[str, ...]]:
+def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: Sequence[str] | None,
+                  ) -> tuple[list[Record], tuple[str, ...], list[Ignored]]:
     label_map = options["label_map"] or {}
-    mapped = []
+    mapped, dropped = [], []
     for record in records:
         label = _map_label(record.label, label_map)
         if label is not None and label != "":
             mapped.append(replace(record, label=str(label)))
+        else:
+            dropped.append(Ignored(record.path, f"label '{record.label}' dropped by data.label_map"))
     wanted = options["classes"] or expected
     if wanted:
         mapped = _match_case(mapped, wanted)
@@ -138,9 +193,50 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any],
             raise DataError(f"{first.path}: label '{first.label}' is not one of {', '.join(wanted)} "
                             f"({len(unknown)} such images): map it with data.label_map or keep only some classes "
                             "with data.classes")
+        dropped += [Ignored(r.path, f"label '{r.label}' not in data.classes") for r in unknown]
         mapped = [r for r in mapped if r.label in wanted]
     classes = tuple(wanted) if wanted else tuple(sorted({r.label for r in mapped}))
-    return mapped, classes
+    return mapped, classes, dropped
+
+
+def drop_duplicates(records: Sequence[Record]) -> tuple[list[Record], list[str]]:
+    """One record per file (by resolved path). A file listed twice alike is kept once with a counted warning;
+    listed with two labels (or splits, patients, masks) it is an error naming both places, since either
+    could be the mistake, and one file in two splits is image-level leakage."""
+    first: dict[str, Record] = {}
+    kept, repeats = [], []
+    for record in records:
+        earlier = first.setdefault(record.path, record)
+        if earlier is record:
+            kept.append(record)
+        elif earlier == record:
+            repeats.append((record, earlier))
+        else:
+            raise _conflict(earlier, record)
+    if not repeats:
+        return kept, []
+    again, original = repeats[0]
+    return kept, [f"{len(repeats)} duplicate rows removed (first: {_repeat(again.where, original.where)})"]
+
+
+def _repeat(again: str | None, original: str | None) -> str:
+    """``manifest.csv line 7 repeats line 2`` when both are lines of one file, else both places in full."""
+    again_file, _, again_line = (again or "").rpartition(":")
+    original_file, _, original_line = (original or "").rpartition(":")
+    if again_file and again_file == original_file and again_line.isdigit() and original_line.isdigit():
+        return f"{Path(again_file).name} line {again_line} repeats line {original_line}"
+    return f"{again} repeats {original}"
+
+
+def _conflict(earlier: Record, later: Record) -> DataError:
+    name = next(f for f in RECORD_FIELDS if getattr(earlier, f) != getattr(later, f))
+    one, other = getattr(earlier, name), getattr(later, name)
+    if name == "split":
+        return DataError(f"{later.path} is in two splits, {one} ({earlier.where}) and {other} ({later.where}): "
+                         "one image in two splits leaks it into its own evaluation (image-level leakage); keep "
+                         "one row")
+    return DataError(f"{later.path} is listed twice with conflicting {name.replace('_', ' ')}s '{one}' "
+                     f"({earlier.where}) and '{other}' ({later.where}): keep one row with the right one")
 
 
 def _match_case(records: list[Record], wanted: Sequence[str]) -> list[Record]:
@@ -186,11 +282,13 @@ def _raise_if_strict(problems: list[Problem], strict: bool) -> None:
 
 
 def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: Sequence[str] | None = None,
-                 need_two_classes: bool = False, cache_dir: Path | None = None) -> DataSet:
+                 need_two_classes: bool = False, split_needs: Mapping[str, Sequence[ClassNeed]] | None = None,
+                 cache_dir: Path | None = None) -> DataSet:
     """List, label, filter and split a data set. Reads no pixels: the cache does that once, in ``prepare``.
 
     ``expected_classes`` are the task's classes: a label outside them is an error unless the spec's own
-    ``classes`` option narrows the data set on purpose.
+    ``classes`` option narrows the data set on purpose. ``split_needs`` (``splits.class_needs`` of the task)
+    are the classes each split must hold after splitting; without it (no task known) any split is accepted.
     """
     from runner.data.cache import default_cache_dir
 
@@ -200,10 +298,13 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     listing: Listing = adapter.list_records(Path(resolved.path) if resolved.path else None, options,
                                             cache_dir or default_cache_dir())
     _raise_if_strict(listing.problems, bool(options["strict"]))
-    records, classes = _apply_labels(listing.records, options, expected_classes)
+    labelled, classes, dropped = _apply_labels(listing.records, options, expected_classes)
+    records, warnings = drop_duplicates(labelled)
     _check_classes(records, classes, listing.root, need_two_classes)
     split_config = SplitConfig.from_options(options["split"])
     records = assign_splits(records, split_config)
+    check_split_classes(records, split_needs or {})
     return DataSet(spec=resolved, root=listing.root, records=records, classes=classes, problems=listing.problems,
                    fingerprint=fingerprint_records(records),
-                   patient_ids_known=all(r.patient_id for r in records))
+                   patient_ids_known=all(r.patient_id for r in records), ignored=listing.ignored + dropped,
+                   files_found=listing.files_found, warnings=listing.warnings + warnings)

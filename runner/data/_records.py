@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: The usual spellings of split names (folder names, a manifest's split column), compared case-folded.
+SPLIT_NAMES: Mapping[str, str] = {
+    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class Record:
     mask_path: str | None = None
     mask_rle: str | None = None
     source: str | None = None
+    #: Where the record was listed (``manifest.csv:7``, a folder): for messages only, not part of its identity.
+    where: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -41,22 +48,37 @@ class Problem:
         return self.message if self.message.startswith(self.path) else f"{self.path}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A file under the data root that is not part of the data set, and why (DICOM, not an image, ...)."""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class Listing:
-    """What an adapter returns: the records it could list and the files it had to leave out."""
+    """What an adapter returns: the records it could list, the files it had to leave out (``problems``), the
+    files under the root it does not read (``ignored``, so every file is accounted for), how many files it
+    found in all, and warnings about the listing as a whole (duplicate rows)."""
 
     records: list[Record]
     problems: list[Problem]
     root: Path
+    ignored: list[Ignored] = field(default_factory=list)
+    files_found: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 class DataAdapter(ABC):
     """One on-disk layout (class folders, a CSV manifest, ...).
 
     Contract: ``list_records`` returns every image it can find as a ``Record`` with an absolute ``path`` and
-    a raw ``label`` (label mapping and class filtering are applied afterwards, the same way for every layout);
-    it never decodes pixels; a file it cannot use goes into ``problems`` with a message saying what to do; a
-    layout that is wrong as a whole raises ``DataError``. ``options`` lists the adapter's own keys and their
+    a raw ``label`` (label mapping and class filtering are applied afterwards, the same way for every layout)
+    and ``where`` it was listed; it never decodes pixels; a file it cannot use goes into ``problems`` with a
+    message saying what to do; every other file under its root that it does not read goes into ``ignored``
+    with the reason (``adapters._common.account_files``); a layout that is wrong as a whole raises
+    ``DataError``. ``options`` lists the adapter's own keys and their
     defaults; any other key in a data spec is rejected before ``list_records`` is called.
     """
 

@@ -112,6 +112,24 @@ def _problem_summary(kind: str, problems: Sequence[Problem]) -> list[str]:
     return lines
 
 
+def file_accounting(dataset: DataSet, examples: int = 3) -> list[str]:
+    """Every file under the root, used or not: ``files: N found, M used, K ignored (by reason: ...)`` and a
+    few examples per reason, so a ``valid/`` folder or a pile of DICOMs is never left out without a word."""
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for item in dataset.ignored:
+        by_reason[item.reason].append(item.path)
+    used = dataset.files_found - len(dataset.ignored)
+    reasons = sorted(by_reason, key=lambda r: (-len(by_reason[r]), r))
+    counts = ", ".join(f"{len(by_reason[r])} {r}" for r in reasons)
+    lines = [f"files: {dataset.files_found} found, {used} used, {len(dataset.ignored)} ignored"
+             + (f" (by reason: {counts})" if reasons else "")]
+    for reason in reasons:
+        paths = by_reason[reason]
+        more = f" ... and {len(paths) - examples} more" if len(paths) > examples else ""
+        lines.append(f"  ignored, {reason}: {', '.join(paths[:examples])}{more}")
+    return lines
+
+
 def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) -> CheckReport:
     """Summarise and check a loaded, cached data set."""
     report = CheckReport()
@@ -125,6 +143,8 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
         if not counts:
             report.errors.append(f"split '{split}' is empty: add data or change the split ratios")
     report.lines.append(f"image sizes: {_size_range(cached.metadata())}")
+    report.lines += file_accounting(dataset)
+    report.warnings += dataset.warnings
     if not dataset.patient_ids_known:
         report.warnings.append("no patient ids for some images: they are split one image per patient, which leaks if "
                                "a patient has several images; add a patient_id column or data.patient_regex")

@@ -32,11 +32,16 @@ class SplitConfig:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> SplitConfig:
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(f"data.split must be a mapping such as {{train: 0.8, val: 0.1, test: 0.1}}, got "
+                              f"{options!r}")
         options = dict(options or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"unknown split option '{unknown[0]}': choose from {', '.join(sorted(known))}")
+        for key, value in options.items():
+            _check_type(key, value)
         config = cls(**options)
         ratios = config.ratios()
         if any(r < 0 for r in ratios.values()) or abs(sum(ratios.values()) - 1) > 1e-6:
@@ -47,6 +52,59 @@ class SplitConfig:
 
     def ratios(self) -> dict[str, float]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def _check_type(key: str, value: Any) -> None:
+    """``split.train=abc`` fails here, naming the key, not as a TypeError deep in the split arithmetic."""
+    if key in ("use_given", "merge_val"):
+        wanted, ok = "true or false", isinstance(value, bool)
+    elif key == "seed":
+        wanted, ok = "an integer", isinstance(value, int) and not isinstance(value, bool)
+    else:
+        wanted, ok = "a number", isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok:
+        raise ConfigError(f"data.split.{key} must be {wanted}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ClassNeed:
+    """A split needs at least one image of ``label``, or with ``other_than``, of any class but ``label``
+    (the anomaly task's val and test need some abnormal image, whichever)."""
+
+    label: str
+    other_than: bool = False
+
+    def met_by(self, labels: set[str]) -> bool:
+        return bool(labels - {self.label}) if self.other_than else self.label in labels
+
+    def describe(self) -> str:
+        return f"images of a class other than '{self.label}'" if self.other_than else f"'{self.label}' images"
+
+
+def class_needs(kind: str, classes: Sequence[str]) -> dict[str, tuple[ClassNeed, ...]]:
+    """What each split must hold for a task of ``kind``: every class for classification (a split without
+    one trains blind to it or reports f1 0.0), normal images to train an anomaly model and both kinds to
+    evaluate it, nothing for segmentation."""
+    if kind in ("binary", "multiclass"):
+        return dict.fromkeys(SPLITS, tuple(ClassNeed(c) for c in classes))
+    if kind == "anomaly":
+        normal = classes[0]
+        evaluate = (ClassNeed(normal), ClassNeed(normal, other_than=True))
+        return {"train": (ClassNeed(normal),), "val": evaluate, "test": evaluate}
+    return {}
+
+
+def check_split_classes(records: Sequence[Record], needs: Mapping[str, Sequence[ClassNeed]]) -> None:
+    """After splitting, a split holding images but missing a class its task needs is an error saying what
+    to do (an entirely empty split is reported where it is used)."""
+    for split, split_needs in needs.items():
+        labels = {r.label for r in records if r.split == split}
+        unmet = next((n for n in split_needs if labels and not n.met_by(labels)), None)
+        if unmet is not None:
+            groups = {group_key(r) for r in records if unmet.met_by({r.label})}
+            raise DataError(f"split '{split}' has no {unmet.describe()} ({len(groups)} patient groups of them in "
+                            f"the data set): add more images of that class, change the data.split ratios, or "
+                            "give the split yourself (a split column, train/val/test folders or list files)")
 
 
 def group_key(record: Record) -> str:
@@ -83,13 +141,20 @@ def deal_groups(records: Sequence[Record], ratios: Mapping[str, float], seed: in
         order = rng.permutation(len(keys))
         total = sum(len(groups[k]) for k in keys)
         filled = dict.fromkeys(wanted, 0)
-        for index in order:
+        for dealt, index in enumerate(order):
             key = keys[index]
-            split = max(wanted, key=lambda s: ratios[s] * total - filled[s])
+            split = max(_open_splits(filled, len(keys) - dealt), key=lambda s: ratios[s] * total - filled[s])
             assignment[key] = split
             filled[split] += len(groups[key])
     _fill_empty_splits(assignment, groups, wanted)
     return assignment
+
+
+def _open_splits(filled: Mapping[str, int], left: int) -> list[str]:
+    """The splits the next group of a label may go to: any, unless only as many groups are left as splits
+    still without the label, which then get one each, so a label with a group per split is in every split."""
+    empty = [s for s, n in filled.items() if n == 0]
+    return empty if empty and left <= len(empty) else list(filled)
 
 
 def _fill_empty_splits(assignment: dict[str, str], groups: Mapping[str, list[Record]], wanted: list[str]) -> None:

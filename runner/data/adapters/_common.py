@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.data._records import IMAGE_SUFFIXES, Problem
+from runner.data._records import IMAGE_SUFFIXES, Ignored, Problem
 from runner.errors import DataError
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+DICOM_REASON = "DICOM is not supported yet: convert to PNG"
+IMAGE_KINDS = "/".join(IMAGE_SUFFIXES)
+NOT_AN_IMAGE_REASON = f"not an image file ({IMAGE_KINDS})"
+#: Delimiters a spreadsheet may have saved a "CSV" with; the adapters read comma CSVs unless told otherwise.
+OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 def is_image_file(path: Path) -> bool:
@@ -20,17 +28,30 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_file(p))
 
 
-def read_csv_rows(csv_path: Path) -> list[dict[str, str]]:
+def read_csv_rows(csv_path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     """Rows of a CSV with header names stripped (SIIM's header is ``ImageId, EncodedPixels``)."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, skipinitialspace=True)
+            reader = csv.DictReader(handle, skipinitialspace=True, delimiter=delimiter)
             if reader.fieldnames is None:
                 raise DataError(f"{csv_path} is empty: a manifest needs a header row and one row per image")
+            _check_delimiter(reader.fieldnames, delimiter, csv_path)
             rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     except UnicodeDecodeError as error:
         raise DataError(f"{csv_path} is not a UTF-8 text CSV ({error.reason}): save it as CSV UTF-8") from None
     return rows
+
+
+def _check_delimiter(header: list[str], delimiter: str, csv_path: Path) -> None:
+    """A one-column header holding another delimiter is a spreadsheet's semicolon (or tab) CSV: say so,
+    rather than report a missing ``label`` column in a header that plainly has one."""
+    if len(header) != 1:
+        return
+    for other, name in OTHER_DELIMITERS.items():
+        if other != delimiter and other in header[0]:
+            raise DataError(f"{csv_path}: the header '{header[0]}' looks {name}-delimited ({other!r}), not "
+                            f"{delimiter!r}: save it as a comma-separated CSV or set the data option "
+                            f"delimiter: {other!r}")
 
 
 def pick_column(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...], what: str,
@@ -57,7 +78,11 @@ def resolve_inside(root: Path, relative: str, allow_outside: bool, where: str) -
     absolute path, a symlink out) is an error naming ``where`` (the list file and line) unless the user allowed
     it: a manifest is data, often from someone else, and must not point the runner at ``/etc/passwd``.
     """
-    candidate = (root / relative).resolve()
+    try:
+        candidate = (root / relative).resolve()
+    except (RuntimeError, OSError) as error:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+        return None, Problem(str(root / relative), f"({where}) cannot follow the path ({error}): fix the "
+                                                   "symlink or remove its row")
     if not allow_outside and not candidate.is_relative_to(root.resolve()):
         raise DataError(f"{where}: path '{relative}' escapes the data root {root}: fix the path, or set "
                         "allow_outside_root: true if files outside it are intended")
@@ -80,10 +105,48 @@ def patient_from_name(path: Path, pattern: str | None) -> str | None:
 def require_root(path: Path | None, layout: str) -> Path:
     if path is None:
         raise DataError(f"layout '{layout}' needs a path: pass --data PATH")
+    require_exists(path)
+    return path
+
+
+def require_exists(path: Path) -> None:
     if not path.exists():
         raise DataError(f"data path {path} does not exist: check the path (relative paths are from the current "
                         "directory)")
-    return path
+
+
+def _reason_ignored(path: str, unused_image_reason: str) -> str:
+    name = os.path.basename(path)
+    suffix = os.path.splitext(name)[1].lower()
+    if name.startswith("."):
+        return "hidden file or folder"
+    if os.path.islink(path) and not os.path.exists(path):
+        return "broken or looping symlink"
+    if suffix in DICOM_SUFFIXES:
+        return DICOM_REASON
+    if suffix in IMAGE_SUFFIXES:
+        return unused_image_reason
+    return NOT_AN_IMAGE_REASON
+
+
+def account_files(root: Path, used: Iterable[str | Path], unused_image_reason: str) -> tuple[int, list[Ignored]]:
+    """How many files lie under ``root``, and each one the layout does not read with the reason, so nothing
+    is left out without a word (a ``valid/`` folder, DICOMs, a stray image). Names only: no file is opened.
+    A hidden folder counts as one entry and is not walked (``.git`` would swamp the summary)."""
+    used_paths = {os.path.realpath(p) for p in used}
+    found, ignored = 0, []
+    top = os.path.realpath(root)
+    if os.path.isfile(top):
+        top = os.path.dirname(top)
+    for folder, dirs, files in os.walk(top):
+        hidden = sorted(d for d in dirs if d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in hidden + sorted(files):
+            path = os.path.join(folder, name)
+            found += 1
+            if path not in used_paths and os.path.realpath(path) not in used_paths:
+                ignored.append(Ignored(path, _reason_ignored(path, unused_image_reason)))
+    return found, ignored
 
 
 def option_columns(options: Mapping[str, Any]) -> dict[str, str | None]:

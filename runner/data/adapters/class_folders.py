@@ -1,4 +1,8 @@
-"""``ROOT/<class>/*.png`` or ``ROOT/{train,val,test}/<class>/*.png`` (the Kaggle chest-xray-pneumonia layout)."""
+"""``ROOT/<class>/*.png`` or ``ROOT/{train,val,test}/<class>/*.png`` (the Kaggle chest-xray-pneumonia layout).
+
+Split folders are matched case-folded, with the usual spellings (``Train``, ``valid``, ``validation``): a
+Kaggle ``valid/`` folder read as a class named ``valid`` would silently train on the validation images.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,28 @@ from pathlib import Path
 from typing import Any
 
 from runner.data import ADAPTERS
-from runner.data._records import SPLITS, DataAdapter, Listing, Record
-from runner.data.adapters._common import image_files, patient_from_name, require_root
+from runner.data._records import SPLIT_NAMES, DataAdapter, Listing, Record
+from runner.data.adapters._common import IMAGE_KINDS, account_files, image_files, patient_from_name, require_root
 from runner.errors import DataError
+
+UNUSED_IMAGE = "image outside the class folders (ROOT/<class>/ or ROOT/<split>/<class>/)"
 
 
 def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _split_dirs(root: Path) -> list[tuple[str, Path]]:
+    """(split, folder) for every folder of ``root`` named like a split, whatever its case."""
+    return [(SPLIT_NAMES[d.name.casefold()], d) for d in _class_dirs(root) if d.name.casefold() in SPLIT_NAMES]
+
+
 def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -> list[Record]:
     files = image_files(class_dir)
     if not files:
-        raise DataError(f"class folder {class_dir} has no .png/.jpg/.jpeg images: add images or remove the folder")
+        raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS} images: add images or remove the folder")
     return [Record(path=str(f.resolve()), label=class_dir.name, split=split,
-                   patient_id=patient_from_name(f, pattern)) for f in files]
+                   patient_id=patient_from_name(f, pattern), where=str(f)) for f in files]
 
 
 @ADAPTERS.register("class_folders")
@@ -36,16 +47,17 @@ class ClassFolders(DataAdapter):
         root = require_root(path, self.name)
         if not root.is_dir():
             raise DataError(f"{root} is not a folder: the class_folders layout is ROOT/<class>/*.png")
-        split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]
+        split_dirs = _split_dirs(root)
         pattern = options["patient_regex"]
         records: list[Record] = []
         if split_dirs:
-            for split_dir in split_dirs:
+            for split, split_dir in split_dirs:
                 for class_dir in _class_dirs(split_dir):
-                    records += _records_of_class(class_dir, split_dir.name, pattern)
+                    records += _records_of_class(class_dir, split, pattern)
         else:
             for class_dir in _class_dirs(root):
                 records += _records_of_class(class_dir, None, pattern)
         if not records:
             raise DataError(f"{root} has no class folders: the class_folders layout is ROOT/<class>/*.png")
-        return Listing(records=records, problems=[], root=root)
+        found, ignored = account_files(root, [r.path for r in records], UNUSED_IMAGE)
+        return Listing(records=records, problems=[], root=root, ignored=ignored, files_found=found)

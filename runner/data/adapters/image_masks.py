@@ -15,8 +15,18 @@ from PIL import Image
 
 from runner.data import ADAPTERS
 from runner.data._records import DataAdapter, Listing, Problem, Record
-from runner.data.adapters._common import image_files, pick_column, read_csv_rows, require_root
+from runner.data.adapters._common import (
+    IMAGE_KINDS,
+    account_files,
+    image_files,
+    pick_column,
+    read_csv_rows,
+    require_root,
+)
 from runner.errors import DataError
+
+#: The manifest columns a record takes: two rows of one image that differ in one of them conflict.
+USED_COLUMNS = ("label", "patient_id", "patientid", "source")
 
 
 def _label_from_mask(mask: Path, positive: str, negative: str) -> str:
@@ -35,7 +45,18 @@ def _manifest_by_file(root: Path) -> dict[str, dict[str, str]]:
     if not rows:
         return {}
     file_column = pick_column(rows[0], None, ("file", "path", "filename"), "path", csv_path)
-    return {Path(row[file_column]).name: row for row in rows}
+    by_file: dict[str, dict[str, str]] = {}
+    line_of: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        name = Path(row[file_column]).name
+        earlier = by_file.setdefault(name, row)
+        line_of.setdefault(name, line)
+        different = [k for k in USED_COLUMNS if earlier.get(k) != row.get(k)]
+        if different:
+            raise DataError(f"{csv_path}: {name} is listed twice with conflicting {different[0]} "
+                            f"'{earlier.get(different[0])}' (line {line_of[name]}) and '{row.get(different[0])}' "
+                            f"(line {line}): keep one row with the right one")
+    return by_file
 
 
 @ADAPTERS.register("image_masks")
@@ -55,7 +76,7 @@ class ImageMasks(DataAdapter):
         records, problems = [], []
         images = image_files(root / "images")
         if not images:
-            raise DataError(f"{root / 'images'} has no .png/.jpg/.jpeg images: add images")
+            raise DataError(f"{root / 'images'} has no {IMAGE_KINDS} images: add images")
         for image in images:
             mask = masks.pop(image.stem, None)
             if mask is None:
@@ -66,7 +87,10 @@ class ImageMasks(DataAdapter):
             label = row.get("label") or _label_from_mask(mask, options["positive_label"], options["negative_label"])
             records.append(Record(path=str(image.resolve()), label=label, mask_path=str(mask.resolve()),
                                   patient_id=row.get("patient_id") or row.get("patientid") or None,
-                                  source=row.get("source") or None))
+                                  source=row.get("source") or None, where=str(image)))
         problems += [Problem(str(m), "mask without an image: add the image to images/ or remove the mask")
                      for m in masks.values()]
-        return Listing(records=records, problems=problems, root=root)
+        used = [root / "manifest.csv", *(p.path for p in problems), *(r.path for r in records),
+                *(r.mask_path for r in records if r.mask_path)]
+        found, ignored = account_files(root, used, "image outside images/ and masks/")
+        return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found)

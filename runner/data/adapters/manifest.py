@@ -11,12 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.data import ADAPTERS
-from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
-from runner.data.adapters._common import pick_column, read_csv_rows, require_root, resolve_inside
+from runner.data._records import SPLIT_NAMES, SPLITS, DataAdapter, Listing, Problem, Record
+from runner.data.adapters._common import account_files, pick_column, read_csv_rows, require_root, resolve_inside
 from runner.errors import DataError
-
-SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-               "dev": "val", "test": "test", "testing": "test"}
 
 
 def normalise_split(value: str, where: str) -> str | None:
@@ -49,6 +46,7 @@ class Manifest(DataAdapter):
     options: Mapping[str, Any] = {
         "path_column": None, "label_column": None, "patient_column": None, "split_column": None,
         "source_column": None, "mask_column": None, "image_root": "", "mask_root": None, "filters": {},
+        "delimiter": ",",
     }
 
     def detect(self, path: Path) -> bool:
@@ -60,7 +58,7 @@ class Manifest(DataAdapter):
             csv_path = csv_path / "manifest.csv"
             if not csv_path.is_file():
                 raise DataError(f"{path} has no manifest.csv: pass the CSV file itself as the data path")
-        rows = read_csv_rows(csv_path)
+        rows = read_csv_rows(csv_path, options["delimiter"])
         if not rows:
             raise DataError(f"{csv_path} has a header but no rows: add one row per image")
         columns = list(rows[0])
@@ -100,8 +98,11 @@ class Manifest(DataAdapter):
                 patient_id=row[col["patient"]] or None if col["patient"] else None,
                 split=normalise_split(row[col["split"]], where) if col["split"] else None,
                 source=row[col["source"]] or None if col["source"] else None,
-                mask_path=str(mask) if mask else None,
+                mask_path=str(mask) if mask else None, where=where,
             ))
         if not records and not problems:
             raise DataError(f"{csv_path}: no row passes the filters {dict(options['filters'])}: check the values")
-        return Listing(records=records, problems=problems, root=root)
+        used = [csv_path, *(p.path for p in problems), *(r.path for r in records),
+                *(r.mask_path for r in records if r.mask_path)]
+        found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)")
+        return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found)

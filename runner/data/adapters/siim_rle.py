@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.data import ADAPTERS
 from runner.data._records import DataAdapter, Listing, Record
-from runner.data.adapters._common import read_csv_rows, require_root, resolve_inside
+from runner.data.adapters._common import account_files, read_csv_rows, require_root, resolve_inside
 from runner.data.masks import RLE_FORMATS, is_empty_rle
 from runner.errors import DataError
 
@@ -23,6 +23,29 @@ def _is_rle_csv(path: Path) -> bool:
     with open(path, encoding="utf-8-sig") as handle:
         header = [c.strip() for c in handle.readline().split(",")]
     return "ImageId" in header and "EncodedPixels" in header
+
+
+def _runs_by_image(csv_path: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """ImageId -> its regions' RLE strings. Several rows are several regions, but a row repeated word for
+    word is one region listed twice: it is dropped with a counted warning, not drawn twice."""
+    runs: dict[str, list[str]] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    for line, row in enumerate(read_csv_rows(csv_path), start=2):
+        key = (row["ImageId"], row["EncodedPixels"])
+        if key in first_line:
+            repeats.append((line, first_line[key]))
+            continue
+        first_line[key] = line
+        runs.setdefault(row["ImageId"], [])
+        if not is_empty_rle(row["EncodedPixels"]):
+            runs[row["ImageId"]].append(row["EncodedPixels"])
+    warnings = []
+    if repeats:
+        line, first = repeats[0]
+        warnings.append(f"{len(repeats)} duplicate rows removed (first: {csv_path.name} line {line} repeats line "
+                        f"{first})")
+    return runs, warnings
 
 
 @ADAPTERS.register("siim_rle")
@@ -40,11 +63,7 @@ class SiimRle(DataAdapter):
             raise DataError(f"{csv_path} is not a CSV with ImageId and EncodedPixels columns")
         if options["rle_format"] not in RLE_FORMATS:
             raise DataError(f"rle_format '{options['rle_format']}' is unknown: use one of {', '.join(RLE_FORMATS)}")
-        runs: dict[str, list[str]] = {}
-        for row in read_csv_rows(csv_path):
-            runs.setdefault(row["ImageId"], [])
-            if not is_empty_rle(row["EncodedPixels"]):
-                runs[row["ImageId"]].append(row["EncodedPixels"])
+        runs, warnings = _runs_by_image(csv_path)
         image_root = csv_path.parent / options["image_root"]
         records, problems = [], []
         for image_id, encoded in runs.items():
@@ -56,5 +75,8 @@ class SiimRle(DataAdapter):
                 continue
             label = options["positive_label"] if encoded else options["negative_label"]
             records.append(Record(path=str(image), label=label,
-                                  mask_rle=f"{options['rle_format']}:{'|'.join(encoded)}"))
-        return Listing(records=records, problems=problems, root=csv_path.parent)
+                                  mask_rle=f"{options['rle_format']}:{'|'.join(encoded)}", where=where))
+        used = [csv_path, *(p.path for p in problems), *(r.path for r in records)]
+        found, ignored = account_files(csv_path.parent, used, f"image not listed in {csv_path.name}")
+        return Listing(records=records, problems=problems, root=csv_path.parent, ignored=ignored,
+                       files_found=found, warnings=warnings)

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.data import ADAPTERS
 from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
-from runner.data.adapters._common import require_root, resolve_inside
+from runner.data.adapters._common import account_files, require_root, resolve_inside
 from runner.errors import DataError
 
 KNOWN_COLUMNS = ("path", "label", "patient_id", "source", "ignore")
@@ -61,5 +61,7 @@ class SplitLists(DataAdapter):
                     problems.append(problem)
                     continue
                 records.append(Record(path=str(image), label=row["label"], split=split,
-                                      patient_id=row.get("patient_id"), source=row.get("source")))
-        return Listing(records=records, problems=problems, root=root)
+                                      patient_id=row.get("patient_id"), source=row.get("source"), where=where))
+        used = [*lists.values(), *(p.path for p in problems), *(r.path for r in records)]
+        found, ignored = account_files(root, used, "image not listed in train.txt, val.txt or test.txt")
+        return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found)
