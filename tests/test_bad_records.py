@@ -269,3 +269,10 @@ def test_symlink_loop_in_a_manifest_row_is_that_row_skipped(tmp_path: Path) -> N
     assert [p.path for p in dataset.problems] == [str(tmp_path / "img" / "a.png")]
     assert f"({csv}:14) cannot follow the path (" in str(dataset.problems[0])
     assert str(dataset.problems[0]).endswith("fix the symlink or remove its row")
+
+
+def test_a_set_override_inside_the_split_block_keeps_its_other_keys() -> None:
+    """``--set split.seed=5`` changes the seed, not the whole block: the ratios given in the spec stay."""
+    spec = parse_data_spec({"layout": "demo", "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 3}},
+                           overrides=parse_overrides(["split.seed=5"]))
+    assert spec.options["split"] == {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 5}

@@ -19,6 +19,7 @@ from runner.data._records import SPLITS, Ignored, Listing, Problem, Record
 from runner.data.adapters._common import require_exists
 from runner.data.splits import ClassNeed, SplitConfig, assign_splits, check_split_classes
 from runner.errors import ConfigError, DataError
+from runner.overrides import deep_merge
 
 #: Options every layout accepts; they are applied after listing, the same way for every layout.
 COMMON_OPTIONS: Mapping[str, Any] = {
@@ -89,8 +90,7 @@ def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None
         spec = {"layout": spec.layout, "path": spec.path, **spec.options}
     if isinstance(spec, str):
         spec = spec_from_string(spec)
-    options = dict(spec)
-    options.update(overrides or {})
+    options = deep_merge(spec, overrides or {})  # --set split.train=0.9 keeps the rest of the split block
     _check_common_types(options)
     path = options.pop("path", None)
     chosen = layout or options.pop("layout", None)
