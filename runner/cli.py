@@ -59,7 +59,7 @@ def _data_check(args: argparse.Namespace) -> int:
     spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
     dataset = load_dataset(spec, expected_classes=task.expected_classes,
                            need_two_classes=task.need_two_classes, cache_dir=args.cache_dir)
-    cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False)
+    cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False, task_kind=task.kind)
     if task.needs_masks and not cached.has_masks:
         raise CxrError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or siim_rle layout")
     report = check_dataset(dataset, cached, strict=args.strict or bool(spec.options["strict"]))

@@ -105,7 +105,7 @@ def forget_custom_gradients() -> None:
 def load_splits(config: TrialConfig, task: Task, printer: Callable[[str], None]) -> tuple[CachedData, dict]:
     dataset = load_dataset(config.data, expected_classes=task.expected_classes,
                            need_two_classes=task.need_two_classes, cache_dir=_cache_dir(config))
-    cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config))
+    cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config), task_kind=task.kind)
     skipped = len(dataset.problems) + len(cached.skipped)
     if skipped:
         printer(f"skipped {skipped} unusable files (run `python -m runner data check` for the list)")
