@@ -279,7 +279,7 @@ def load_external(config: TrialConfig, task: Task) -> Split | None:
     spec = parse_data_spec(config.test_data)
     dataset = load_dataset(spec, expected_classes=task.expected_classes, need_two_classes=False,
                            cache_dir=_cache_dir(config))
-    cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config))
+    cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config), whole=True)
     return _split(cached, None, task)
 
 

@@ -161,8 +161,8 @@ def _sixteen_bit_tiff(path: Path) -> None:
 
 
 def _kaggle_like(root: Path) -> Path:
-    for split in ("Train", "valid", "Test"):
-        make_class_folders(root, {"NORMAL": 3, "PNEUMONIA": 3}, split=split)
+    for seed, split in enumerate(("Train", "valid", "Test")):  # other pixels per split: no leak between them
+        make_class_folders(root, {"NORMAL": 3, "PNEUMONIA": 3}, split=split, seed=seed)
     _sixteen_bit_tiff(root / "Train" / "NORMAL" / "sixteen.tif")
     (root / "Train" / "NORMAL" / "scan.dcm").write_bytes(b"\0" * 128 + b"DICM")
     (root / "Test" / "PNEUMONIA" / "notes.txt").write_text("reader notes")

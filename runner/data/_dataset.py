@@ -56,6 +56,9 @@ class DataSet:
     files_found: int = 0
     #: About the data set as a whole (duplicate rows removed): printed by ``data check`` and by a trial.
     warnings: list[str] = field(default_factory=list)
+    #: What each split must hold for its task (``splits.class_needs``): checked after listing and again
+    #: after decoding, which can lose images.
+    split_needs: Mapping[str, Sequence[ClassNeed]] = field(default_factory=dict)
 
     def split(self, name: str) -> list[Record]:
         return [r for r in self.records if r.split == name]
@@ -307,4 +310,5 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     return DataSet(spec=resolved, root=listing.root, records=records, classes=classes, problems=listing.problems,
                    fingerprint=fingerprint_records(records),
                    patient_ids_known=all(r.patient_id for r in records), ignored=listing.ignored + dropped,
-                   files_found=listing.files_found, warnings=listing.warnings + warnings)
+                   files_found=listing.files_found, warnings=listing.warnings + warnings,
+                   split_needs=dict(split_needs or {}))

@@ -5,6 +5,11 @@ Safe under concurrency and crashes: the builder holds a file lock (a second proc
 finished file), writes to a temporary name and renames it into place, so a killed build leaves no half cache
 that a trial could read. Images that cannot be decoded are recorded as invalid with their error and skipped
 (counted) by every reader, or fail the build under ``strict``.
+
+The one decode also records what ``data check`` and ``prepare`` verify without a second read: each file's
+content hash (its bytes are read once, hashed, and decoded from memory), and each mask's encoding and
+foreground fraction. ``prepare`` refuses byte-identical images in two splits (a test image seen in training)
+and a class, or a split's class, left with no decodable image.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import socket
 import sys
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,12 +32,16 @@ from tqdm.auto import tqdm
 
 from runner.data._dataset import DataSet
 from runner.data._records import Problem, Record
-from runner.data.images import ImageError, load_image, load_mask
-from runner.data.masks import decode_rle
+from runner.data.images import ImageError, ImageInfo, load_image, load_mask
+from runner.data.masks import MaskRead, decode_rle, parse_threshold
 from runner.errors import DataError
 
-CACHE_VERSION = 2  # 2: images shrunk before conversion (bounded memory), 100 MP limit
+#: 2: images shrunk before conversion (bounded memory), 100 MP limit; 3: EXIF orientation, masks in any
+#: encoding, content hash and mask encoding/fraction per image
+CACHE_VERSION = 3
 WRITE_BLOCK = 64
+#: Files up to this size are read once into memory, hashed and decoded from there (radiographs are 0.1-30 MB)
+IN_MEMORY_BYTES = 64 * 2**20
 #: Builds at least this large show a progress bar even when stderr is not a terminal (a Ray trial's log):
 #: one line at the end, which says where the minutes went. Smaller builds take seconds and stay quiet there.
 PROGRESS_MIN_IMAGES = 200
@@ -42,10 +52,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CXR_RUNNER_CACHE", Path.home() / ".cache" / "cxr-runner")).expanduser()
 
 
-def pixels_key(records: Sequence[Record], image_size: int, channels: int) -> str:
-    """What decides the cached pixels: files (path, size, mtime), masks, size and channels — not labels or
-    splits, so re-splitting or relabelling reuses the decoded images."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}:{channels}\n".encode())
+def pixels_key(records: Sequence[Record], image_size: int, channels: int, mask_threshold: float | None = None) -> str:
+    """What decides the cached pixels: files (path, size, mtime), masks and their threshold, size and channels —
+    not labels or splits, so re-splitting or relabelling reuses the decoded images."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}:{channels}:{mask_threshold}\n".encode())
     for record in sorted(records, key=lambda r: r.path):
         stat = os.stat(record.path)
         digest.update(f"{record.path}\t{stat.st_size}\t{stat.st_mtime_ns}\t{record.mask_path or ''}\t"
@@ -64,25 +74,47 @@ class _Decoded:
     height: int
     file_type: str
     error: str
+    content_hash: str = ""
+    mask_read: MaskRead | None = None
 
 
-def _decode(record: Record, size: int, channels: int, with_masks: bool) -> _Decoded:
+def _read_and_hash(path: str) -> tuple[bytes | None, str]:
+    """The file's bytes (decoded from memory: one read serves hash and decode) and their hash. A file above
+    ``IN_MEMORY_BYTES`` is hashed in chunks and decoded from disk instead, so eight workers never hold eight
+    huge files at once."""
+    if os.stat(path).st_size <= IN_MEMORY_BYTES:
+        data = Path(path).read_bytes()
+        return data, hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return None, digest.hexdigest()
+
+
+def _decode(record: Record, size: int, channels: int, with_masks: bool, mask_threshold: float | None) -> _Decoded:
     try:
-        image, info = load_image(record.path, size, channels)
-        mask = None
-        if record.mask_path:
-            mask = load_mask(record.mask_path, size, info, record.path)
-        elif record.mask_rle is not None:
-            rle_format, _, encoded = record.mask_rle.partition(":")
-            full = decode_rle(encoded, info.width, info.height, rle_format)
-            mask = _resize_mask(full, size)
-        elif with_masks:
-            raise ImageError(f"{record.path}: no mask for this image: add one or remove the image")
-        return _Decoded(image, mask, info.width, info.height, info.file_type, "")
+        data, content_hash = _read_and_hash(record.path)
+        image, info = load_image(record.path, size, channels, data=data)
+        mask, read = _decode_mask(record, size, info, with_masks, mask_threshold)
+        return _Decoded(image, mask, info.width, info.height, info.file_type, "", content_hash, read)
     except DataError as error:
         return _Decoded(None, None, 0, 0, "", str(error))
     except OSError as error:
         return _Decoded(None, None, 0, 0, "", f"{record.path}: cannot read ({error}): check the file")
+
+
+def _decode_mask(record: Record, size: int, info: ImageInfo, with_masks: bool, mask_threshold: float | None,
+                 ) -> tuple[np.ndarray | None, MaskRead | None]:
+    if record.mask_path:
+        return load_mask(record.mask_path, size, info, record.path, mask_threshold)
+    if record.mask_rle is not None:
+        rle_format, _, encoded = record.mask_rle.partition(":")
+        full = decode_rle(encoded, info.width, info.height, rle_format)
+        return _resize_mask(full, size), MaskRead(f"{rle_format} RLE", float(np.count_nonzero(full)) / full.size)
+    if with_masks:
+        raise ImageError(f"{record.path}: no mask for this image: add one or remove the image")
+    return None, None
 
 
 def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
@@ -104,6 +136,9 @@ def _create_datasets(h5: h5py.File, n: int, size: int, channels: int, with_masks
     text = h5py.string_dtype()
     h5.create_dataset("file_type", (n,), dtype=text)
     h5.create_dataset("error", (n,), dtype=text)
+    h5.create_dataset("content_hash", (n,), dtype=text)
+    h5.create_dataset("mask_encoding", (n,), dtype=text)
+    h5.create_dataset("mask_fraction", (n,), dtype=np.float32)
 
 
 def _write_block(h5: h5py.File, start: int, block: list[_Decoded], size: int, channels: int) -> None:
@@ -121,6 +156,9 @@ def _write_block(h5: h5py.File, start: int, block: list[_Decoded], size: int, ch
     h5["std"][start:stop] = images.reshape(len(block), -1).std(axis=1)
     h5["file_type"][start:stop] = [d.file_type for d in block]
     h5["error"][start:stop] = [d.error for d in block]
+    h5["content_hash"][start:stop] = [d.content_hash for d in block]
+    h5["mask_encoding"][start:stop] = [d.mask_read.encoding if d.mask_read else "" for d in block]
+    h5["mask_fraction"][start:stop] = [d.mask_read.fraction if d.mask_read else np.nan for d in block]
 
 
 def _blocks(items: Iterator[_Decoded], size: int) -> Iterator[list[_Decoded]]:
@@ -144,7 +182,7 @@ def _progress_bar(total: int, size: int, progress: bool | None) -> tqdm:
 
 
 def _build(path: Path, records: Sequence[Record], size: int, channels: int, progress: bool | None,
-           workers: int) -> None:
+           workers: int, mask_threshold: float | None) -> None:
     with_masks = any(r.mask_path or r.mask_rle is not None for r in records)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
@@ -153,7 +191,7 @@ def _build(path: Path, records: Sequence[Record], size: int, channels: int, prog
             h5.create_dataset("path", data=[r.path for r in records], dtype=h5py.string_dtype())
             h5.attrs.update(version=CACHE_VERSION, image_size=size, channels=channels,
                             builder=f"{socket.gethostname()}:{os.getpid()}")
-            decoded = pool.map(lambda r: _decode(r, size, channels, with_masks), records)
+            decoded = pool.map(lambda r: _decode(r, size, channels, with_masks, mask_threshold), records)
             bar = _progress_bar(len(records), size, progress)
             for number, block in enumerate(_blocks(decoded, WRITE_BLOCK)):
                 _write_block(h5, number * WRITE_BLOCK, block, size, channels)
@@ -171,21 +209,24 @@ def _remove_stale_staging(path: Path) -> None:
 
 
 def build_cache(records: Sequence[Record], image_size: int, channels: int = 1, cache_dir: Path | None = None,
-                progress: bool | None = None, workers: int | None = None) -> Path:
+                progress: bool | None = None, workers: int | None = None, mask_threshold: float | None = None,
+                ) -> Path:
     """The cache file for these records, decoding them first unless another run already did; ``progress``:
-    True/False shows or hides the progress bar, None decides (see ``_progress_bar``)."""
+    True/False shows or hides the progress bar, None decides (see ``_progress_bar``); ``mask_threshold``: see
+    ``runner.data.masks``."""
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
     folder = (cache_dir or default_cache_dir()) / "images"
     folder.mkdir(parents=True, exist_ok=True)
     ordered = sorted(records, key=lambda r: r.path)
-    path = folder / f"{pixels_key(ordered, image_size, channels)}-{image_size}px-{channels}ch.h5"
+    path = folder / f"{pixels_key(ordered, image_size, channels, mask_threshold)}-{image_size}px-{channels}ch.h5"
     if path.exists():
         return path
     with FileLock(str(path) + ".lock"):
         if not path.exists():
             _remove_stale_staging(path)
-            _build(path, ordered, image_size, channels, progress, workers or min(8, (os.cpu_count() or 1) + 1))
+            _build(path, ordered, image_size, channels, progress, workers or min(8, (os.cpu_count() or 1) + 1),
+                   mask_threshold)
     return path
 
 
@@ -243,22 +284,76 @@ class CachedData:
         """Every decodable record, in ``dataset.records`` order (the order of ``metadata()``)."""
         return [r for r, i in zip(self.dataset.records, self._index, strict=True) if self._valid[i]]
 
-    def metadata(self) -> dict[str, np.ndarray]:
-        """Per valid record (in ``dataset.records`` order): original width/height, file type, mean/std intensity."""
+    def columns(self, *names: str) -> dict[str, np.ndarray]:
+        """Per valid record (in ``dataset.records`` order), the named per-image columns of the cache file."""
         keep = self._index[self._valid[self._index]]
         with h5py.File(self.path, "r") as h5:
-            return {"width": h5["width"][:][keep], "height": h5["height"][:][keep],
-                    "file_type": h5["file_type"].asstr()[:][keep], "mean": h5["mean"][:][keep],
-                    "std": h5["std"][:][keep]}
+            return {name: (h5[name].asstr()[:] if h5[name].dtype.kind == "O" else h5[name][:])[keep]
+                    for name in names}
+
+    def metadata(self) -> dict[str, np.ndarray]:
+        """Per valid record: original (oriented) width/height, file type, mean/std intensity."""
+        return self.columns("width", "height", "file_type", "mean", "std")
+
+    def byte_identical(self) -> list[list[Record]]:
+        """Groups of valid records whose files hold the same bytes under different paths (largest first)."""
+        groups: dict[str, dict[str, Record]] = defaultdict(dict)
+        for record, digest in zip(self.valid_records(), self.columns("content_hash")["content_hash"], strict=True):
+            groups[digest].setdefault(record.path, record)
+        found = [sorted(group.values(), key=lambda r: r.path) for group in groups.values() if len(group) > 1]
+        return sorted(found, key=lambda group: (-len(group), group[0].path))
+
+
+def _undecoded_class_errors(dataset: DataSet, cached: CachedData) -> list[str]:
+    """A class of ``dataset.classes`` none of whose images decoded (a whole class lost), or a split need
+    (``DataSet.split_needs``: what the task trains or measures on) that the listing met and decoding lost.
+    Needs the listing did not meet were refused by ``load_dataset``."""
+    valid = cached.valid_records()
+    errors = {problem.path: problem for problem in cached.skipped}
+    found = []
+    for name in dataset.classes:
+        listed = [r for r in dataset.records if r.label == name]
+        if listed and not any(r.label == name for r in valid):
+            found.append(f"{dataset.root}: class '{name}' has no usable image: none of its {len(listed)} images "
+                         f"could be decoded (first: {errors[listed[0].path]}); replace them, or drop the class with "
+                         "data.classes")
+    for split, needs in dataset.split_needs.items():
+        for need in needs:
+            listed = [r for r in dataset.records if r.split == split and need.met_by({r.label})]
+            if listed and not any(r.split == split and need.met_by({r.label}) for r in valid):
+                found.append(f"{dataset.root}: split '{split}' has no usable {need.describe()}: none of its "
+                             f"{len(listed)} could be decoded (first: {errors[listed[0].path]}); replace them, or "
+                             "re-split (data.split) so every split keeps one")
+    return found
+
+
+def _refuse_leaks(cached: CachedData) -> None:
+    crossing = [group for group in cached.byte_identical() if len({r.split for r in group}) > 1]
+    if not crossing:
+        return
+    first = crossing[0]
+    a, b = first[0], next(r for r in first if r.split != first[0].split)
+    raise DataError(f"{a.path} ({a.split}) and {b.path} ({b.split}) are byte-identical: the same image in two splits "
+                    f"leaks it into evaluation (images with a copy in another split: {len(crossing)}): remove one "
+                    "copy, or give both the same patient_id so the split keeps them together")
 
 
 def prepare(dataset: DataSet, image_size: int, channels: int = 1, cache_dir: Path | None = None,
-            strict: bool | None = None, progress: bool | None = None) -> CachedData:
+            strict: bool | None = None, progress: bool | None = None, *, whole: bool = False) -> CachedData:
     """Decode (once) and open a data set at one image size. Undecodable images are skipped with a count, or
-    raise under ``strict`` (default: the data spec's ``strict`` option)."""
-    path = build_cache(dataset.records, image_size, channels, cache_dir, progress)
+    raise under ``strict`` (default: the data spec's ``strict`` option). Raises when a class lost every image
+    to decoding, when a split lost every image its task needs of a class (``DataSet.split_needs``), and when
+    byte-identical images sit in two splits, unless the set is used ``whole`` (an external test set: its
+    splits mean nothing there)."""
+    threshold = parse_threshold(dataset.spec.options.get("mask_threshold"))
+    path = build_cache(dataset.records, image_size, channels, cache_dir, progress, mask_threshold=threshold)
     cached = CachedData(dataset, path)
     strict = bool(dataset.spec.options.get("strict")) if strict is None else strict
     if strict and cached.skipped:
         raise DataError(f"{cached.skipped[0]} ({len(cached.skipped)} unreadable images in all)")
+    lost = _undecoded_class_errors(dataset, cached)
+    if lost:
+        raise DataError(lost[0])
+    if not whole:
+        _refuse_leaks(cached)
     return cached

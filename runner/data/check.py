@@ -20,6 +20,12 @@ from runner.data.cache import CachedData
 
 SHORTCUT_AUC = 0.9
 CHECK_IMAGE_SIZE = 64
+#: Degenerate images: below this many pixels on a side, or longer than this ratio, squashing them to a square
+#: gives a picture of nothing (a 1x1 image becomes flat grey, a 10x50000 strip a smear). They are still used,
+#: because they decode; data check names them so they can be removed or cropped.
+MIN_SIDE = 16
+MAX_ASPECT = 10.0
+NAMED = 3  # files named in a warning; the count says how many more
 
 
 @dataclass
@@ -104,6 +110,61 @@ def _size_range(metadata: dict[str, np.ndarray]) -> str:
             f"({', '.join(sorted(set(metadata['file_type'])))})")
 
 
+def _first_files(paths: Sequence[str]) -> str:
+    more = f" and {len(paths) - NAMED} more" if len(paths) > NAMED else ""
+    return ", ".join(paths[:NAMED]) + more
+
+
+def degenerate_warning(cached: CachedData) -> str | None:
+    """Images too small or too elongated to mean anything once squashed to a square."""
+    metadata = cached.metadata()
+    found = [f"{r.path} ({w}x{h})" for r, w, h in zip(cached.valid_records(), metadata["width"], metadata["height"],
+                                                       strict=True)
+             if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * max(min(w, h), 1)]
+    if not found:
+        return None
+    return (f"{len(found)} degenerate images (under {MIN_SIDE} px on a side or over {MAX_ASPECT:g}:1), used but "
+            f"squashed to a square they show nothing: {_first_files(found)}; remove or crop them")
+
+
+def duplicate_warning(cached: CachedData) -> str | None:
+    """Byte-identical files within one split (across splits ``prepare`` already refused them)."""
+    groups = cached.byte_identical()
+    if not groups:
+        return None
+    copies = sum(len(group) - 1 for group in groups)
+    pairs = [" = ".join(r.path for r in group) for group in groups]
+    return (f"{copies} images are byte-identical copies of another image in the same split, so they count twice in "
+            f"training and metrics: {_first_files(pairs)}; remove the copies")
+
+
+def mask_summary(cached: CachedData) -> str | None:
+    """How the masks were read (encoding counts) and their mean foreground fraction per split."""
+    if not cached.has_masks:
+        return None
+    columns = cached.columns("mask_encoding", "mask_fraction")
+    encodings = Counter(columns["mask_encoding"]).most_common()
+    read = ", ".join(f"{n} as {name}" for name, n in encodings)
+    splits = np.array([r.split for r in cached.valid_records()], dtype=object)
+    fractions = ", ".join(f"{split} {100 * columns['mask_fraction'][splits == split].mean():.1f}%" for split in SPLITS
+                          if np.any(splits == split))
+    return f"masks: read {read}; foreground fraction {fractions}"
+
+
+def empty_positive_warning(dataset: DataSet, cached: CachedData) -> str | None:
+    """Images labelled positive (any label but the layout's ``negative_label``) whose mask has no foreground:
+    a mask read in the wrong encoding, or a wrong label, trains the model that the finding is not there."""
+    if not cached.has_masks:
+        return None
+    negative = dataset.spec.options.get("negative_label", "normal")
+    fractions = cached.columns("mask_fraction")["mask_fraction"]
+    empty = [r.path for r, f in zip(cached.valid_records(), fractions, strict=True) if r.label != negative and f == 0]
+    if not empty:
+        return None
+    return (f"{len(empty)} images labelled positive (not '{negative}') have an empty mask: {_first_files(empty)}; "
+            "check how the masks were read (the 'masks:' line, data.mask_threshold) or fix their labels")
+
+
 def _problem_summary(kind: str, problems: Sequence[Problem]) -> list[str]:
     lines = [f"{len(problems)} {kind}:"] if problems else []
     lines += [f"  {p}" for p in problems[:20]]
@@ -145,6 +206,7 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
     report.lines.append(f"image sizes: {_size_range(cached.metadata())}")
     report.lines += file_accounting(dataset)
     report.warnings += dataset.warnings
+    report.lines += [line for line in [mask_summary(cached)] if line]
     if not dataset.patient_ids_known:
         report.warnings.append("no patient ids for some images: they are split one image per patient, which leaks if "
                                "a patient has several images; add a patient_id column or data.patient_regex")
@@ -152,5 +214,7 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
     report.lines += _problem_summary("files skipped", skipped)
     if skipped and strict:
         report.errors.append(f"{len(skipped)} files could not be used (--strict)")
+    report.warnings += [w for w in (empty_positive_warning(dataset, cached), degenerate_warning(cached),
+                                    duplicate_warning(cached)) if w]
     report.warnings += shortcut_warnings(cached)
     return report

@@ -1,4 +1,5 @@
-"""``ROOT/images/*`` with ``ROOT/masks/*`` of the same file stem (masks 0/255), for segmentation.
+"""``ROOT/images/*`` with ``ROOT/masks/*`` of the same file stem (masks in any binary encoding: see
+``runner.data.masks``), for segmentation.
 
 An optional ``ROOT/manifest.csv`` (``file,label,patient_id[,...]``, files named as in ``images/``) adds patient
 ids and labels; without one, the label is ``pneumothorax`` when the mask has any foreground, ``normal`` when
@@ -62,7 +63,8 @@ def _manifest_by_file(root: Path) -> dict[str, dict[str, str]]:
 @ADAPTERS.register("image_masks")
 class ImageMasks(DataAdapter):
     name = "image_masks"
-    options: Mapping[str, Any] = {"mask_suffix": "", "positive_label": "pneumothorax", "negative_label": "normal"}
+    options: Mapping[str, Any] = {"mask_suffix": "", "positive_label": "pneumothorax", "negative_label": "normal",
+                                  "mask_threshold": None}
 
     def detect(self, path: Path) -> bool:
         return path.is_dir() and (path / "images").is_dir() and (path / "masks").is_dir()
