@@ -43,11 +43,11 @@ def test_set_values_read_as_the_files_do() -> None:
 
 
 def test_train_takes_an_exponent_learning_rate_from_set(tmp_path: Path, capsys) -> None:
-    """Before: ``error: learning_rate='1e-3' must be a number > 0``. An unknown model stops it after the
-    value was read, so no training runs."""
-    assert main(["train", "--task", "pneumonia", "--model", "resnet", "--set", "learning_rate=1e-3",
-                 "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("error: unknown model 'resnet'")
+    """Before: ``error: learning_rate='1e-3' must be a number > 0``. ``bootstrap`` is checked after the
+    learning rate, so its error shows the rate was read as a number, and no training runs."""
+    assert main(["train", "--task", "pneumonia", "--model", "baseline", "--set", "learning_rate=1e-3",
+                 "--set", "bootstrap=-1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: bootstrap=-1 must be an integer >= 0 (0 = off)\n"
 
 
 LOAD_ERRORS = {
@@ -188,8 +188,8 @@ def _tiny_sweep_on_files(tmp_path: Path, **changes: object) -> Path:
     data = make_class_folders(tmp_path / "images", {"normal": 8, "pneumonia": 8})
     path = tmp_path / "tiny.yaml"
     profiles = {"cpu": {"num_samples": 3, "scheduler": {"max_t": 4}}}
-    fixed = {"epochs": 1, "image_size": 32}
-    path.write_text(json.dumps({**TINY_SWEEP, "fixed": fixed, "data": str(data), "scheduler": {"type": "asha", "max_t": 9},
+    fixed, scheduler = {"epochs": 1, "image_size": 32}, {"type": "asha", "max_t": 9}
+    path.write_text(json.dumps({**TINY_SWEEP, "fixed": fixed, "data": str(data), "scheduler": scheduler,
                                 "profiles": profiles, **changes}))
     return path
 
