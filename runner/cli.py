@@ -4,13 +4,19 @@ need them, so ``--help`` and the light commands start fast."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from runner import storage
-from runner.errors import CxrError
+from runner.errors import ConfigError, CxrError
+
+if TYPE_CHECKING:
+    from runner.sweep.space import SweepSpec
 
 
 def _add_data_commands(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +27,7 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
                                     description="Writes OUT/classification/<class>/*.png (+ manifest.csv) and "
                                                 "OUT/segmentation/{images,masks}/*.png (+ manifest.csv): the "
                                                 "layouts your own data can use.")
-    demo.add_argument("--out", required=True, type=Path, help="folder to write into (created)")
+    demo.add_argument("--out", required=True, type=storage.folder_argument, help="folder to write into (created)")
     demo.add_argument("--n", type=int, default=600, help="images per layout (default 600)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
@@ -42,9 +48,10 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
 def _data_demo(args: argparse.Namespace) -> int:
     from runner.data.synthetic import DEMO_CLASSES, write_demo
 
-    classification = write_demo(args.out / "classification", n=args.n, seed=args.seed, size=args.size,
+    out = Path(args.out)
+    classification = write_demo(out / "classification", n=args.n, seed=args.seed, size=args.size,
                                 classes=DEMO_CLASSES)
-    segmentation = write_demo(args.out / "segmentation", n=args.n, seed=args.seed, size=args.size, masks=True)
+    segmentation = write_demo(out / "segmentation", n=args.n, seed=args.seed, size=args.size, masks=True)
     print(f"wrote {classification} (class folders) and {segmentation} (images + masks)")
     return 0
 
@@ -84,7 +91,7 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="any config key, e.g. --set image_size=64 --set epochs=1 --set dropout=0.3 "
                             "--set data.n=200")
-    train.add_argument("--out", type=Path, default=Path("results/trials"),
+    train.add_argument("--out", type=storage.folder_argument, default="results/trials",
                        help="folder the trial directory is created in (default results/trials)")
     train.set_defaults(handler=_train)
 
@@ -101,7 +108,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from runner.trial import run_trial
 
-    result = run_trial(config, args.out)
+    result = run_trial(config, Path(args.out))
     print(metrics_table(result.result))
     print(f"trial directory: {result.directory}")
     return 0
@@ -118,6 +125,9 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
                        help="override any search-space value, e.g. --set num_samples=4 --set fixed.epochs=2")
     sweep.add_argument("--profile", help="a profile of the YAML (default: 'cpu' when Ray sees no GPU)")
     sweep.add_argument("--quick", action="store_true", help="2 trials, 1 epoch, 64 px: a smoke run")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="check everything that can be checked without training (values, profiles, every "
+                            "data set's files and labels) and print the resolved sweep; Ray is not started")
     storage.add_results_argument(sweep, help="results: a folder, or on a cluster shared storage every node reaches "
                                              "(a shared mount or s3://bucket/path); default $CXR_RUNNER_RESULTS or "
                                              "./results")
@@ -139,6 +149,8 @@ def _sweep(args: argparse.Namespace) -> int:
         for name in SEARCH_SPACES.names():
             print(describe(load_sweep(name)) + "\n")
         return 0
+    if args.dry_run:
+        return _dry_run(args)
     from runner.sweep.run import SweepRun, find_sweep, init_ray, new_sweep_id, run_sweep
 
     results = storage.resolve(args.results)
@@ -154,7 +166,8 @@ def _sweep(args: argparse.Namespace) -> int:
                        source=args.name,
                        overrides=parse_overrides(args.overrides), profile=args.profile, quick=args.quick,
                        mlflow=args.mlflow)
-    load_sweep(run.source, run.overrides)  # fail on a bad file or key, or unwritable results, before Ray starts
+    load_sweep(run.source, run.overrides, run.profile)  # a bad file, key, profile or data set, or unwritable
+    # results, fail before Ray starts (load_sweep validates every profile: Ray's GPUs may choose 'cpu')
     storage.check_writable(run.results)
     init_ray(None if args.local else args.address, print)
     run, spec = _final_spec(run)
@@ -183,24 +196,99 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _final_spec(run):
-    """The profile (explicit, or 'cpu' when the cluster has no GPU and the YAML has one), then ``--quick``.
-    The run records the profile chosen, so a resume on another machine rebuilds the same trials."""
+    """The sweep as it runs: ``_assemble`` with the Ray cluster's GPUs, then ``weights: auto`` resolved. The
+    run records the profile chosen, so a resume on another machine rebuilds the same trials."""
 
     import ray
 
     from runner.sweep import space
     from runner.sweep.weights import resolve_auto_weights
 
-    base = space.load_sweep(run.source, run.overrides)
-    profile = run.profile
-    if profile is None and not ray.cluster_resources().get("GPU") and "cpu" in base.profiles:
-        profile = "cpu"
-        print("no GPU in the Ray cluster: using the search space's 'cpu' profile (--profile to choose another)")
-    spec = space.load_sweep(run.source, run.overrides, profile) if profile else base
-    if run.quick:
-        spec = space.quick(spec)
+    profile, spec = _assemble(run.source, run.overrides, run.profile, run.quick,
+                              gpus=ray.cluster_resources().get("GPU", 0), where="in the Ray cluster", printer=print)
     fixed = resolve_auto_weights(dict(spec.fixed), spec.models, print)
     return replace(run, profile=profile), space.with_overrides(spec, fixed=fixed)
+
+
+def _assemble(source: str, overrides: Mapping[str, Any], profile: str | None, quick: bool, *, gpus: float,
+              where: str, printer: Callable[[str], None]) -> tuple[str | None, SweepSpec]:
+    """The profile (explicit, or 'cpu' when there is no GPU ``where`` and the YAML has one), then ``--quick``:
+    the part of a sweep's assembly that needs no Ray, shared by the real run and ``--dry-run``."""
+    from runner.sweep import space
+
+    base = space.load_sweep(source, overrides)
+    if profile is None and not gpus and "cpu" in base.profiles:
+        profile = "cpu"
+        printer(f"no GPU {where}: using the search space's 'cpu' profile (--profile to choose another)")
+    spec = space.load_sweep(source, overrides, profile) if profile else base
+    return profile, space.quick(spec) if quick else spec
+
+
+def local_gpus() -> int:
+    """The GPUs this machine shows, found without starting Ray (or TensorFlow): ``CUDA_VISIBLE_DEVICES`` when
+    set, else ``nvidia-smi -L``. Only ``--dry-run`` uses it; a real sweep counts the Ray cluster's GPUs."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([device for device in visible.split(",") if device.strip() not in ("", "-1")])
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines()) if listed.returncode == 0 else 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """``sweep --dry-run``: the sweep assembled as the real run would (profile, ``--quick``, ``--set``),
+    every value validated, every data set listed, and what would run printed. Imports no Ray."""
+    from runner.overrides import parse_overrides
+    from runner.sweep.space import describe, describe_run
+
+    if args.resume is not None:
+        raise ConfigError("--dry-run checks a new sweep: leave --resume out")
+    gpus = local_gpus()
+    profile, spec = _assemble(args.name, parse_overrides(args.overrides), args.profile, args.quick, gpus=gpus,
+                              where="on this machine", printer=print)
+    data = _check_sweep_data(spec)
+    print(describe(spec))
+    if profile:
+        print(f"  profile: {profile}")
+    print(describe_run(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}))
+    if spec.fixed.get("weights") == "auto":
+        print("  weights: auto is resolved when the sweep starts (ImageNet if it loads, else none)")
+    print("\n".join(data))
+    print("dry run: every check passed; nothing was trained and Ray was not started")
+    return 0
+
+
+def _check_sweep_data(spec: SweepSpec) -> list[str]:
+    """Lists every data set the sweep's trials read, as a trial would (files, labels, splits, masks present;
+    no pixel decoded), each once; returns a summary line per data set."""
+    from runner.data import load_dataset
+    from runner.sweep.space import edge_configs
+    from runner.task import TASKS
+
+    seen, lines = set(), []
+    for _, config in edge_configs(spec):
+        task = TASKS.get(config.task)
+        for key in ("data", "test_data"):
+            value = getattr(config, key)
+            if value is None or (config.task, repr(value), config.cache_dir) in seen:
+                continue
+            seen.add((config.task, repr(value), config.cache_dir))
+            try:
+                dataset = load_dataset(value, expected_classes=task.expected_classes,
+                                       need_two_classes=task.need_two_classes,
+                                       cache_dir=Path(config.cache_dir) if config.cache_dir else None)
+                if task.needs_masks and not any(r.mask_path or r.mask_rle for r in dataset.records):
+                    raise ConfigError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or "
+                                      "siim_rle layout")
+            except CxrError as error:
+                raise ConfigError(f"{spec.source}: {key} of task '{task.name}': {error}") from None
+            counts = ", ".join(f"{split} {sum(n.values())}" for split, n in dataset.counts().items())
+            skipped = f", {len(dataset.problems)} unusable files skipped" if dataset.problems else ""
+            lines.append(f"  {key} for {task.name}: {dataset.root} ({dataset.spec.layout}): {counts}; classes "
+                         f"{', '.join(dataset.classes)}{skipped}")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from runner import yamlfile
 from runner.errors import ConfigError
 from runner.overrides import deep_merge
 
@@ -105,6 +106,18 @@ def normalise_data(value: Any, default: Mapping[str, Any] | None = None) -> dict
     return value
 
 
+def check_data_spec(value: Mapping[str, Any]) -> None:
+    """A normalised data spec's options and local path, without listing a file: what a sweep checks for
+    each data set when its search space loads, so a typo fails in a second rather than in every trial."""
+    from runner.data import parse_data_spec
+
+    path = value.get("path")
+    if path and not Path(path).exists():
+        raise ConfigError(f"data path {path} does not exist: fix the path (a relative one is relative to the "
+                          "folder the command runs in, or to its data spec file)")
+    parse_data_spec(value)
+
+
 def make_config(values: Mapping[str, Any]) -> TrialConfig:
     """A validated config from flat keys (and optional explicit ``model_params`` / ``task_params``)."""
     from runner.models import MODELS
@@ -130,6 +143,8 @@ def make_config(values: Mapping[str, Any]) -> TrialConfig:
             valid = sorted({*TRAINING_KEYS, *model_defaults, *task.params})
             raise ConfigError(f"unknown key '{key}' for task '{task.name}' and model '{values['model']}': "
                               f"choose from {', '.join(valid)}")
+    if isinstance(training.get("mixed_precision"), bool):  # YAML reads a bare on/off as true/false
+        training["mixed_precision"] = "on" if training["mixed_precision"] else "off"
     weights = model_params.get("weights")
     if isinstance(weights, str) and weights not in ("imagenet", "none"):
         model_params["weights"] = str(Path(weights).expanduser().resolve())
@@ -147,15 +162,7 @@ def make_config(values: Mapping[str, Any]) -> TrialConfig:
 
 def load_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
     """A YAML file holding one mapping; ``what`` names the file in errors (``cluster file``, ...)."""
-    try:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys to values")
-    return loaded
+    return yamlfile.read_mapping(path, what)
 
 
 def resolve_config(*layers: Mapping[str, Any]) -> TrialConfig:

@@ -83,7 +83,8 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
                     "stopped by ASHA, failures and compute used. Images are embedded; the page loads nothing.")
     report.add_argument("sweep_id", help="the sweep id (python -m runner leaderboard shows them)")
     storage.add_results_argument(report)
-    report.add_argument("--out", help="folder to write the HTML file into (default <results>/reports)")
+    report.add_argument("--out", type=storage.folder_argument,
+                        help="folder to write the HTML file into (default <results>/reports)")
     report.set_defaults(handler=_report)
 
 

@@ -1,5 +1,6 @@
-"""``--set key=value`` overrides: dotted keys for nesting, YAML for values (``1e-3`` is a float, ``[a, b]`` a
-list, ``none`` stays the string a model option expects)."""
+"""``--set key=value`` overrides: dotted keys for nesting, YAML for values read as the runner reads its files
+(``runner.yamlfile``: ``1e-3`` is a float, ``[a, b]`` a list, ``none`` stays the string a model option
+expects)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from typing import Any
 
 import yaml
 
+from runner import yamlfile
 from runner.errors import ConfigError
 
 
 def parse_value(text: str) -> Any:
+    """A value as the runner's YAML files read it; text that is not YAML (``a: b: c``) stays the text typed."""
+    if text == "":
+        return ""
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return yamlfile.load(text)
+    except yamlfile.DuplicateKeyError as error:
+        raise ConfigError(f"--set value '{text}': {error}") from None
     except yaml.YAMLError:
         return text
 

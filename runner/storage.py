@@ -19,7 +19,25 @@ PROBE_BYTES = 4096
 def add_results_argument(parser: argparse.ArgumentParser,
                          help: str = "results folder or URI (default $CXR_RUNNER_RESULTS or results)") -> None:
     """Every command's ``--results``: ``$CXR_RUNNER_RESULTS`` points them all at one place."""
-    parser.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"), help=help)
+    parser.add_argument("--results", default=os.environ.get("CXR_RUNNER_RESULTS", "results"), help=help,
+                        type=folder_argument)
+
+
+def folder_argument(location: str) -> str:
+    """An argparse ``type`` for an option naming a folder that is created if missing (``--results``,
+    ``--out``): a local path that is, or lies under, a file is refused at once, as argparse's one error
+    line, rather than as a traceback from the first write."""
+    if is_uri(location):
+        return location
+    path = Path(location).expanduser()
+    for above in (path, *path.parents):
+        if above.exists():
+            if not above.is_dir():
+                where = "is a file" if above == path else f"is under {above}, which is a file"
+                raise argparse.ArgumentTypeError(f"{location} {where}, not a folder: give a folder (it is "
+                                                 "created if missing)")
+            break
+    return location
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -79,14 +97,32 @@ def check_writable(location: str) -> None:
 
 
 def write_text(location: str, text: str) -> None:
+    """Writes a whole file; a local one atomically (temporary file, fsync, rename), so a killed or full
+    write leaves the previous content or none, never half a file. Object stores write whole objects."""
     found, path = filesystem(location)
     if found is None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+        _write_local_atomically(Path(path), text.encode())
         return
     found.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with found.open_output_stream(path) as stream:
         stream.write(text.encode())
+
+
+def _write_local_atomically(path: Path, data: bytes) -> None:
+    if path.is_dir():
+        raise StorageError(f"cannot write {path}: it is a folder: move it away or write somewhere else")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        raise write_error(path, error) from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_text(location: str) -> str | None:

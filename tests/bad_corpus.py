@@ -173,7 +173,61 @@ ITEMS: dict[str, Callable[[Path], Path]] = {
     "sweep_image_below_model_minimum": _sweep(models=["inception_v3"], fixed=_fixed(image_size=64)),
     "sweep_unknown_model": _sweep(models=["resnet50"]),
     "sweep_unknown_task": _sweep(tasks=["tuberculosis"]),
+    # --- config: YAML as people write it, values Ray would assert on, paths of the wrong kind ---
+    "yaml_exponent_floats": lambda root: _yaml_file(root, EXPONENT_SWEEP),
+    "yaml_duplicate_block": lambda root: _yaml_file(root, EXPONENT_SWEEP + "fixed: {epochs: 2}\n"),
+    "yaml_duplicate_nested_key": lambda root: _yaml_file(root, EXPONENT_SWEEP.replace(
+        "image_size: 32", "image_size: 32\n  epochs: 3")),
+    "yaml_list": lambda root: _yaml_file(root, "- tasks\n- models\n"),
+    "yaml_not_utf8": lambda root: _yaml_file(root, "tasks: [pneumonia]\n", prefix=b"\xff\xfe"),
+    "yaml_folder": lambda root: _folder(root / "sweep.yaml"),
+    "sweep_grace_above_max_t": _sweep(scheduler={"type": "asha", "max_t": 3, "grace_period": 5}),
+    "sweep_reduction_factor_one": _sweep(scheduler={"type": "asha", "reduction_factor": 1}),
+    "sweep_no_resources": _sweep(resources={"cpu": 0, "gpu": 0, "workers": 0}),
+    "sweep_negative_concurrency": _sweep(max_concurrent_trials=-1),
+    "sweep_zero_concurrency": _sweep(max_concurrent_trials=0),
+    "sweep_bad_unchosen_profile": _sweep(profiles={"cpu": {"num_samples": 1}, "gpu": {"num_sample": 8}}),
+    "sweep_missing_data_path": _sweep(data="/no/such/xray/folder"),
+    "sweep_data_option_typo": _sweep(fixed=_fixed(data={"n": 60, "layot": "demo"})),
+    "sweep_unknown_label_in_data": lambda root: _sweep(data=str(_good_set(root / "images", ("normal", "pnuemonia"))))(
+        root),
+    "sweep_record_truncated": lambda root: _truncated_record(root),
 }
+
+
+#: A hand-written search space: floats as people write them (``1e-4``, ``3E-2``), which YAML 1.1 reads as text.
+EXPONENT_SWEEP = """tasks: [pneumonia]
+models: [baseline]
+fixed:
+  epochs: 1
+  image_size: 32
+  learning_rate: 1e-3
+  data: {n: 60}
+space:
+  learning_rate: {type: float, low: 1e-4, high: 3E-2, log: true}
+num_samples: 2
+resources: {cpu: 1, gpu: 0, workers: 0}
+"""
+TRUNCATED_SWEEP_ID = "tiny-20250101-000000-abcd"
+
+
+def _yaml_file(root: Path, text: str, prefix: bytes = b"") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sweep.yaml").write_bytes(prefix + text.encode())
+    return root / "sweep.yaml"
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def _truncated_record(root: Path) -> Path:
+    """A results folder whose sweep record was cut short mid-write (a full disk, a killed non-atomic writer)."""
+    record = root / "sweeps" / f"{TRUNCATED_SWEEP_ID}.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{\n  "sweep_id": "' + TRUNCATED_SWEEP_ID + '",\n  "name": "ti')
+    return root
 
 
 def write_corpus(root: Path = BAD_ROOT) -> dict[str, Path]:

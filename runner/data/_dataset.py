@@ -12,8 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from runner import yamlfile
 from runner.data import ADAPTERS
 from runner.data._records import SPLITS, Ignored, Listing, Problem, Record
 from runner.data.adapters._common import require_exists
@@ -153,15 +152,11 @@ def _check_layout_types(options: Mapping[str, Any]) -> None:
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"data spec file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    """A data spec file's options: the file itself, or its ``data:`` block; a relative path is relative to it."""
+    loaded = yamlfile.read_file(path, "data spec file")
     block = loaded.get("data", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(block, dict):
-        raise ConfigError(f"{path} must hold a mapping of data options (layout, path, ...)")
+    if not isinstance(block, dict) or not block:
+        raise ConfigError(f"data spec file {path} must hold a mapping of data options (layout, path, ...)")
     if block.get("path") and not Path(block["path"]).is_absolute():
         block["path"] = str(path.parent / block["path"])
     return block

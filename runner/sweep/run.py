@@ -22,7 +22,7 @@ from ray.tune import Callback, CLIReporter
 
 from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
-from runner.sweep.space import SweepSpec, define_by_run, grid_points
+from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.study import StudyAwareLimiter, study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
 
@@ -65,6 +65,7 @@ class SweepRun:
         return storage.join(self.results, "trials", self.sweep_id)
 
     def save(self) -> None:
+        """Writes the record atomically (``storage.write_text``): a crash mid-write keeps the old record."""
         storage.write_text(storage.join(self.results, "sweeps", f"{self.sweep_id}.json"),
                            json.dumps(asdict(self), indent=2))
 
@@ -77,16 +78,30 @@ def find_sweep(results: str, name: str, sweep_id: str | None) -> SweepRun:
     """The sweep to resume: ``sweep_id``, or the newest sweep called ``name`` in ``results``."""
     folder = storage.join(results, "sweeps")
     if sweep_id:
-        text = storage.read_text(storage.join(folder, f"{sweep_id}.json"))
-        if text is None:
+        location = storage.join(folder, f"{sweep_id}.json")
+        if not storage.is_file(location):
             raise ConfigError(f"no sweep '{sweep_id}' in {folder}: check --results and the id")
     else:
         found = sorted((mtime, path) for path, mtime in storage.list_files(folder, ".json")
                        if path.rsplit("/", 1)[-1].startswith(f"{name}-"))
         if not found:
             raise ConfigError(f"no sweep named '{name}' to resume in {folder}")
-        text = storage.read_text(found[-1][1])
-    return SweepRun(**json.loads(text))
+        location = found[-1][1]
+    return _parse_record(storage.read_bytes(location) or b"", location)
+
+
+def _parse_record(data: bytes, location: str) -> SweepRun:
+    """A sweep record as ``SweepRun.save`` wrote it; a damaged one (cut short by a full disk, edited by hand)
+    is one error saying how to go on: the leaderboard rows are files of their own and stay intact."""
+    try:
+        record = json.loads(data.decode())
+        if not isinstance(record, dict):
+            raise TypeError("not a JSON object")
+        return SweepRun(**record)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"sweep record {location} is damaged ({' '.join(str(error).split())}): restore it from "
+                          "a backup, or start a new sweep (the finished trials' leaderboard rows are intact)"
+                          ) from None
 
 
 class LeaderboardWriter(Callback):
@@ -256,18 +271,6 @@ def check_gpu(spec: SweepSpec, available_gpus: float, cluster: bool, printer: Ca
     printer(f"warning: {message} now; trials wait until the autoscaler adds GPU nodes")
 
 
-def max_concurrent(spec: SweepSpec, cluster: dict[str, float]) -> int:
-    """How many trials fit at once: by CPUs and GPUs per trial (workers x per-worker in Train mode), or the
-    search space's ``max_concurrent_trials`` (set it on an autoscaling cluster, which starts small)."""
-    if spec.max_concurrent_trials:
-        return spec.max_concurrent_trials
-    per = max(spec.resources.workers, 1)
-    limits = [cluster.get("CPU", 0) // (spec.resources.cpu * per)] if spec.resources.cpu else []
-    if spec.resources.gpu:
-        limits.append(cluster.get("GPU", 0) // (spec.resources.gpu * per))
-    return max(1, int(min(limits))) if limits else 1
-
-
 def _searcher(spec: SweepSpec, run: SweepRun):
     """Optuna over the sweep's study file (named after the sweep id), which ``optuna-dashboard`` opens. It
     optimises ``objective``, which each trial reports as the sweep's ``metric`` (``epoch_metrics``), in the
@@ -310,9 +313,8 @@ def _scheduler(spec: SweepSpec, epochs: int):
 
     if spec.scheduler.type == "fifo":
         return FIFOScheduler()
-    # One report per epoch plus the final evaluation: max_t leaves room for that last report.
     return ASHAScheduler(time_attr="training_iteration", metric="objective", mode=spec.mode,
-                         max_t=max(epochs, spec.scheduler.max_t) + 1,
+                         max_t=spec.scheduler.reports(epochs),
                          grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
 
 

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from runner.errors import ConfigError
+from runner import yamlfile
+from runner.errors import ConfigError, CxrError
 from runner.overrides import deep_merge
+
+if TYPE_CHECKING:
+    from runner.config import TrialConfig
 from runner.registry import Registry
 
 SEARCH_SPACE_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -73,6 +76,16 @@ class Scheduler:
     max_t: int = 10
     grace_period: int = 1
     reduction_factor: float = 3
+
+    def reports(self, epochs: int) -> int:
+        """ASHA's ``max_t`` in Tune reports: one per epoch plus the final evaluation, for the longer of
+        ``max_t`` and the trials' ``epochs``."""
+        return max(epochs, self.max_t) + 1
+
+    def rungs(self, epochs: int) -> list[float]:
+        """The reports at which ASHA compares trials, as Ray's ``_Bracket`` computes them (one bracket)."""
+        count = int(math.log(self.reports(epochs) / self.grace_period) / math.log(self.reduction_factor) + 1)
+        return [self.grace_period * self.reduction_factor ** k for k in range(count)]
 
 
 @dataclass(frozen=True)
@@ -211,15 +224,17 @@ def _range_ends(spec: Mapping[str, Any]) -> list[Any]:
     return list(spec["choices"]) if spec["type"] == "categorical" else [spec["low"], spec["high"]]
 
 
-def _check_trial_values(source: str, spec: SweepSpec) -> None:
-    """The fixed keys, and each end of every range (every choice), must make a valid trial config for every
-    (task, model) pair, so a negative learning rate or an image size below a model's minimum fails when the
-    file loads instead of in every trial."""
+def edge_configs(spec: SweepSpec) -> Iterator[tuple[str, TrialConfig]]:
+    """(where, config) for the fixed keys and each end of every range (every choice), for every (task,
+    model) pair: the trial configs most likely to be wrong, and between them every data set a trial reads.
+    An invalid one raises ``ConfigError`` naming the file, the value and the pair."""
     from runner.config import make_config
 
+    source = spec.source
     for task in spec.tasks:
         for model in spec.models:
-            fixed = {**spec.fixed, "task": task, "model": model}
+            fixed = {**spec.fixed, **({} if spec.data is None else {"data": spec.data}), "task": task,
+                     "model": model}
             drawn = {}  # key -> (block, distribution); a conditional block overrides space, as in a trial
             for block, params in (("space", spec.space), (f"per_model.{model}", spec.per_model.get(model, {})),
                                   (f"per_task.{task}", spec.per_task.get(task, {}))):
@@ -229,9 +244,30 @@ def _check_trial_values(source: str, spec: SweepSpec) -> None:
                                                for value in _range_ends(distribution)]
             for where, values in candidates:
                 try:
-                    make_config(values)
+                    yield where, make_config(values)
                 except ConfigError as error:
                     raise ConfigError(f"{source}: {where} (task '{task}', model '{model}'): {error}") from None
+
+
+def _check_trial_values(source: str, spec: SweepSpec) -> None:
+    """Every edge config must be valid, so a negative learning rate, an image size below a model's minimum,
+    a data path that does not exist or a data option typo fails when the file loads instead of in every
+    trial (each data spec is checked once: options and path, no file listed)."""
+    from runner.config import check_data_spec
+
+    checked: set[str] = set()
+    for where, config in edge_configs(spec):
+        for key in ("data", "test_data"):
+            value = getattr(config, key)
+            fingerprint = json.dumps(value, sort_keys=True, default=str)
+            if value is None or fingerprint in checked:
+                continue
+            try:
+                check_data_spec(value)
+            except CxrError as error:
+                raise ConfigError(f"{source}: {where} (task '{config.task}', model '{config.model}'): {key}: "
+                                  f"{error}") from None
+            checked.add(fingerprint)
 
 
 def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
@@ -249,6 +285,10 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
                                                  "models": tuple(raw["models"])},
                      scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})))
     _check_resources(source, spec.resources)
+    _check_scheduler(source, spec.scheduler)
+    if spec.max_concurrent_trials is not None and spec.max_concurrent_trials < 1:
+        raise ConfigError(f"{source}: max_concurrent_trials={spec.max_concurrent_trials} must be >= 1, or null to "
+                          "run as many trials at once as the cluster holds")
     if spec.checkpoint_every < 0:
         raise ConfigError(f"{source}: checkpoint_every must be >= 0 (epochs between checkpoints; 0 = none)")
     _distributions(source, "space.", spec.space)
@@ -307,26 +347,66 @@ def _check_resources(source: str, resources: Resources) -> None:
                           "training on one node's GPUs")
     if resources.workers < 0 or resources.cpu < 0 or resources.gpu < 0:
         raise ConfigError(f"{source}: resources: cpu, gpu and workers must not be negative")
+    if resources.cpu == 0 and resources.gpu == 0:
+        raise ConfigError(f"{source}: resources: cpu 0 and gpu 0: a trial needs some resource to run on: set "
+                          "resources.cpu >= 1 (or a gpu)")
+
+
+def _check_scheduler(source: str, scheduler: Scheduler) -> None:
+    """What Ray's ASHAScheduler asserts, as errors naming the key: an assertion inside Ray would end the
+    sweep after Ray started, with a traceback."""
+    if scheduler.max_t < 1 or scheduler.grace_period < 1:
+        raise ConfigError(f"{source}: scheduler.max_t and scheduler.grace_period must be >= 1 (epochs)")
+    if scheduler.grace_period > scheduler.max_t:
+        raise ConfigError(f"{source}: scheduler.grace_period={scheduler.grace_period} is more than scheduler.max_t="
+                          f"{scheduler.max_t}: ASHA cannot stop a trial before it has run: lower grace_period")
+    if scheduler.reduction_factor <= 1:
+        raise ConfigError(f"{source}: scheduler.reduction_factor={scheduler.reduction_factor} must be > 1 (ASHA "
+                          "keeps 1/reduction_factor of the trials at each rung; 3 is usual)")
+
+
+def search_space_file(name_or_path: str) -> Path:
+    """A registered sweep's file, or the given file: a name with a YAML suffix or a folder in it is a path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    return SEARCH_SPACES.get(name_or_path)
 
 
 def load_sweep(name_or_path: str, overrides: Mapping[str, Any] | None = None, profile: str | None = None
                ) -> SweepSpec:
-    """A sweep by registered name or YAML path, with a profile and ``--set`` overrides applied, validated."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = SEARCH_SPACES.get(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    raw = copy.deepcopy(raw)
-    if profile:
-        profiles = raw.get("profiles", {}) if isinstance(raw, dict) else {}
-        if profile not in profiles:
-            raise ConfigError(f"{path}: unknown profile '{profile}': choose from {', '.join(profiles) or 'none'}")
-        raw = deep_merge(raw, profiles[profile])
-    raw = deep_merge(raw, overrides or {})
-    return parse_spec(raw, path.stem, str(path))
+    """A sweep by registered name or YAML path, with a profile and ``--set`` overrides applied, validated.
+
+    Every profile of the file is validated too, not only the chosen one, so a typo in any profile fails at
+    load. With no profile given, the one used is decided later (``cpu`` when the Ray cluster has no GPU), after
+    Ray started, so each is checked with the overrides; with one chosen, the others are checked as written."""
+    path = search_space_file(name_or_path)
+    raw = copy.deepcopy(yamlfile.read_mapping(path, "search space"))
+    profiles = _profiles(raw, path)
+    if profile and profile not in profiles:
+        raise ConfigError(f"{path}: unknown profile '{profile}': choose from {', '.join(profiles) or 'none'}")
+    for other in [None, *profiles]:
+        if other != profile:
+            _profile_spec(raw, path, other, overrides if profile is None else None)
+    return _profile_spec(raw, path, profile, overrides)
+
+
+def _profiles(raw: Mapping[str, Any], path: Path) -> Mapping[str, Mapping[str, Any]]:
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, Mapping):
+        raise _type_error(str(path), "profiles", profiles, dict)
+    for name, block in profiles.items():
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"{path}: profiles.{name} must be a mapping of the keys it overrides, not {block!r}")
+    return profiles
+
+
+def _profile_spec(raw: Mapping[str, Any], path: Path, profile: str | None,
+                  overrides: Mapping[str, Any] | None) -> SweepSpec:
+    """The file with one profile (or none) and the overrides applied, validated; errors name the profile."""
+    merged = deep_merge(raw, raw["profiles"][profile]) if profile else raw
+    source = f"{path} (profile '{profile}')" if profile else str(path)
+    return replace(parse_spec(deep_merge(merged, overrides or {}), path.stem, source), source=str(path))
 
 
 def with_overrides(spec: SweepSpec, **changes: Any) -> SweepSpec:
@@ -350,6 +430,18 @@ class _DefineByRun:
                   **{f"{task}.{k}": v for k, v in self.per_task.get(task, {}).items()}}
         for name, distribution in chosen.items():
             _suggest(trial, name, distribution)
+
+
+def max_concurrent(spec: SweepSpec, cluster: Mapping[str, float]) -> int:
+    """How many trials fit at once: by CPUs and GPUs per trial (workers x per-worker in Train mode), or the
+    search space's ``max_concurrent_trials`` (set it on an autoscaling cluster, which starts small)."""
+    if spec.max_concurrent_trials:
+        return spec.max_concurrent_trials
+    per = max(spec.resources.workers, 1)
+    limits = [cluster.get("CPU", 0) // (spec.resources.cpu * per)] if spec.resources.cpu else []
+    if spec.resources.gpu:
+        limits.append(cluster.get("GPU", 0) // (spec.resources.gpu * per))
+    return max(1, int(min(limits))) if limits else 1
 
 
 def grid_points(spec: SweepSpec) -> dict[str, list[Any]]:
@@ -405,6 +497,37 @@ def describe(spec: SweepSpec) -> str:
     if spec.profiles:
         lines.append("  profiles: " + ", ".join(spec.profiles))
     return "\n".join(lines)
+
+
+def describe_run(spec: SweepSpec, cluster: Mapping[str, float]) -> str:
+    """What running ``spec`` on ``cluster`` (``{"CPU": n, "GPU": n}``) does: trials, resources, concurrency,
+    scheduler and searcher, as ``sweep --dry-run`` prints it."""
+    per = spec.resources
+    mode = f"{per.workers} Ray Train worker(s) each" if per.workers else "trained in the trial process"
+    return "\n".join([
+        f"  {spec.num_samples} trials over tasks {' | '.join(spec.tasks)} x models {' | '.join(spec.models)}",
+        f"  per trial: {per.cpu:g} CPU, {per.gpu:g} GPU, {mode}",
+        f"  at once: {max_concurrent(spec, cluster)} trial(s) on {cluster.get('CPU', 0):g} CPUs and "
+        f"{cluster.get('GPU', 0):g} GPUs" + (" (max_concurrent_trials)" if spec.max_concurrent_trials else ""),
+        f"  scheduler: {_describe_scheduler(spec)}",
+        f"  searcher: {_describe_searcher(spec)}",
+    ])
+
+
+def _describe_searcher(spec: SweepSpec) -> str:
+    if spec.searcher == "grid":
+        points = math.prod(len(choices) for choices in grid_points(spec).values())
+        return f"grid: {spec.num_samples} of {points} points, in a random order (seed {spec.seed})"
+    return f"{'Optuna TPE' if spec.searcher == 'optuna' else 'random sampling'} (seed {spec.seed})"
+
+
+def _describe_scheduler(spec: SweepSpec) -> str:
+    if spec.scheduler.type == "fifo":
+        return "FIFO: every trial runs all its epochs (early_stopping still applies)"
+    scheduler, epochs = spec.scheduler, int(spec.fixed.get("epochs", 10))
+    rungs = ", ".join(f"{rung:g}" for rung in scheduler.rungs(epochs))
+    return (f"ASHA: after epoch {rungs} a trial goes on only if in the best 1/{scheduler.reduction_factor:g} "
+            f"so far (max_t {scheduler.max_t}, grace_period {scheduler.grace_period})")
 
 
 def _describe_distribution(spec: Mapping[str, Any]) -> str:
