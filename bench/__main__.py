@@ -40,6 +40,12 @@ def _pipeline(full: bool, work: Path) -> Section:
     return pipeline.section(300 if full else 150, 224)
 
 
+def _input_checks(full: bool, work: Path) -> Section:
+    from bench import input_checks
+
+    return input_checks.section(rounds=5 if full else 3)
+
+
 def _sweep_overhead(full: bool, work: Path) -> Section:
     from bench import sweep_overhead
 
@@ -79,7 +85,8 @@ def _gpu_throughput(full: bool, work: Path) -> Section:
     return gpu_throughput.section(list(gpu_throughput.MODELS), [32, 64, 128], 50 if full else 20, 512)
 
 
-BENCHMARKS = [Benchmark("pipeline", _pipeline), Benchmark("sweep_overhead", _sweep_overhead),
+BENCHMARKS = [Benchmark("pipeline", _pipeline), Benchmark("input_checks", _input_checks),
+              Benchmark("sweep_overhead", _sweep_overhead),
               Benchmark("leaderboard_io", _leaderboard_io), Benchmark("checkpoint_cost", _checkpoint_cost),
               Benchmark("soak", _soak),
               Benchmark("hpo_efficiency", _hpo_efficiency),

@@ -264,6 +264,7 @@ def _check_sweep_data(spec: SweepSpec) -> list[str]:
     """Lists every data set the sweep's trials read, as a trial would (files, labels, splits, masks present;
     no pixel decoded), each once; returns a summary line per data set."""
     from runner.data import load_dataset
+    from runner.data.splits import class_needs
     from runner.sweep.space import edge_configs
     from runner.task import TASKS
 
@@ -276,8 +277,9 @@ def _check_sweep_data(spec: SweepSpec) -> list[str]:
                 continue
             seen.add((config.task, repr(value), config.cache_dir))
             try:
+                needs = class_needs(task.kind, task.classes) if key == "data" else None  # test_data: used whole
                 dataset = load_dataset(value, expected_classes=task.expected_classes,
-                                       need_two_classes=task.need_two_classes,
+                                       need_two_classes=task.need_two_classes and key == "data", split_needs=needs,
                                        cache_dir=Path(config.cache_dir) if config.cache_dir else None)
                 if task.needs_masks and not any(r.mask_path or r.mask_rle for r in dataset.records):
                     raise ConfigError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or "

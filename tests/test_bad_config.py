@@ -233,3 +233,15 @@ def test_dry_run_lists_the_data_and_fails_on_what_only_listing_finds(tmp_path: P
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: data of task 'pneumonia': ")
     assert "label 'pnuemonia' is not one of normal, pneumonia (8 such images)" in err
     assert not ray.is_initialized()
+
+
+def test_dry_run_refuses_data_whose_splits_cannot_hold_the_classes(tmp_path: Path, capsys) -> None:
+    """Two images per class cannot put both classes in train, val and test: the trials would train and report
+    f1 0.0 on a split missing a class, so the dry run stops there, as the trial would."""
+    data = make_class_folders(tmp_path / "data", {"normal": 2, "pneumonia": 2})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps({**TINY_SWEEP, "data": str(data)}))
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: data of task 'pneumonia': split '") and "has no '" in err
+    assert not ray.is_initialized()
