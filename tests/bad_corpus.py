@@ -192,6 +192,30 @@ ITEMS: dict[str, Callable[[Path], Path]] = {
     "sweep_unknown_label_in_data": lambda root: _sweep(data=str(_good_set(root / "images", ("normal", "pnuemonia"))))(
         root),
     "sweep_record_truncated": lambda root: _truncated_record(root),
+    # --- data and results: masks, orientation, content, records, splits, files, options, leaderboard, metric ---
+    "mask_encodings": lambda root: _mask_encodings(root),
+    "exif_rotated": _with_file("rotated.jpg", lambda: _exif_jpeg(6)),
+    "degenerate_images": lambda root: _degenerate(root),
+    "copy_across_splits": lambda root: _copy(_three_splits(root), "train/pneumonia/pneumonia-1.png",
+                                             "test/pneumonia/copy.png"),
+    "copy_within_split": lambda root: _copy(_three_splits(root), "train/normal/normal-0.png",
+                                            "train/normal/copy.png"),
+    "manifest_duplicate_row": _manifest(["./images/normal/normal-0.png,normal,p0"]),
+    "manifest_two_labels": _manifest(["images/./normal/normal-3.png,pneumonia,p3"]),
+    "split_lists_leak": lambda root: _split_lists(root, leak=True),
+    "split_lists": lambda root: _split_lists(root, leak=False),
+    "two_per_class": lambda root: make_class_folders(root, {"normal": 2, "pneumonia": 2}),
+    "kaggle_folders": lambda root: _kaggle_folders(root),
+    "class_all_corrupt": lambda root: _corrupt_class(_good_set(root, ("normal",))),
+    "split_class_all_corrupt": lambda root: _empty_files(_three_splits(root), "val/pneumonia"),
+    "manifest_semicolon": lambda root: _semicolon(_manifest([])(root)),
+    "manifest_symlink_loop": lambda root: _symlink_loop(_manifest(["images/loop/a.png,normal,p99"])(root)),
+    "data_path_missing": lambda root: root / "no-such-folder",
+    "good_class_folders": _good_set,
+    "leaderboard_foreign_parquet": lambda root: _results_with_foreign_parquet(root),
+    "results_is_a_file": lambda root: _text_file(root / "notes.txt"),
+    "sweep_metric_mode_contradiction": _sweep(metric="val_loss", mode="max"),
+    "sweep_metric_not_reported": _sweep(metric="val_f2"),
 }
 
 
@@ -227,6 +251,169 @@ def _truncated_record(root: Path) -> Path:
     record = root / "sweeps" / f"{TRUNCATED_SWEEP_ID}.json"
     record.parent.mkdir(parents=True)
     record.write_text('{\n  "sweep_id": "' + TRUNCATED_SWEEP_ID + '",\n  "name": "ti')
+    return root
+
+
+# --- data and results helpers ---
+
+#: Mask encodings of the ``mask_encodings`` item: file stem -> how ``data check`` must say it was read. Each
+#: foreground is another box (so each count differs) plus a 1-px line, drawn on a 64 x 64 image: the size
+#: ``data check`` caches at, so the cached mask is the file's foreground pixel for pixel.
+MASK_SIDE = 64
+MASK_ENCODINGS = {"zero_one": "0/1 grey", "rgb_red": "RGB colour", "palette": "palette",
+                  "sixteen_bit": "16-bit 0/1 grey", "boolean": "boolean", "jpeg": "JPEG grey above 127"}
+EMPTY_POSITIVE = "empty-positive.png"
+NORMAL_MASKS = 8
+
+
+def mask_truth(index: int) -> np.ndarray:
+    truth = np.zeros((MASK_SIDE, MASK_SIDE), bool)
+    truth[4:20 + 3 * index, 6:30] = True
+    truth[50, :] = True
+    return truth
+
+
+def _encoded_mask(name: str, truth: np.ndarray) -> Image.Image:
+    if name == "zero_one":
+        return Image.fromarray(truth.astype(np.uint8))
+    if name == "rgb_red":
+        pixels = np.zeros((*truth.shape, 3), np.uint8)
+        pixels[truth, 0] = 255
+        return Image.fromarray(pixels)
+    if name == "palette":
+        image = Image.fromarray(truth.astype(np.uint8), mode="P")
+        image.putpalette([0, 0, 0, 200, 30, 30] + [0, 0, 0] * 254)
+        return image
+    if name == "jpeg":  # saved as masks/jpeg.jpg: compression noise near 0 and 255
+        return Image.fromarray(truth.astype(np.uint8) * 255)
+    if name == "sixteen_bit":
+        return Image.fromarray(truth.astype(np.uint16))
+    return Image.fromarray(truth)  # boolean: mode "1"
+
+
+def _mask_encodings(root: Path) -> Path:
+    """An image_masks set: one positive image per mask encoding, normals with empty masks, and one image
+    labelled pneumothorax (manifest.csv) whose mask is empty."""
+    (root / "masks").mkdir(parents=True)
+    empty = np.zeros((MASK_SIDE, MASK_SIDE), np.uint8)
+    for i, name in enumerate(MASK_ENCODINGS):
+        write_image(root / "images" / f"{name}.png", seed=200 + i, size=(MASK_SIDE, MASK_SIDE))
+        if name == "jpeg":
+            _encoded_mask(name, mask_truth(i)).save(root / "masks" / "jpeg.jpg", quality=70)
+        else:
+            _encoded_mask(name, mask_truth(i)).save(root / "masks" / f"{name}.png")
+    for i in range(NORMAL_MASKS):
+        write_image(root / "images" / f"normal-{i}.png", seed=300 + i, size=(MASK_SIDE, MASK_SIDE))
+        Image.fromarray(empty).save(root / "masks" / f"normal-{i}.png")
+    write_image(root / "images" / EMPTY_POSITIVE, seed=399, size=(MASK_SIDE, MASK_SIDE))
+    Image.fromarray(empty).save(root / "masks" / EMPTY_POSITIVE)
+    (root / "manifest.csv").write_text(f"file,label\n{EMPTY_POSITIVE},pneumothorax\n")
+    return root
+
+
+def exif_quadrants() -> np.ndarray:
+    """Stored 60 x 30: dark left half, bright right half, a white top-left corner (every rotation differs)."""
+    pixels = np.full((30, 60), 40, np.uint8)
+    pixels[:, 30:] = 200
+    pixels[:8, :8] = 255
+    return pixels
+
+
+def _exif_jpeg(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(exif_quadrants()).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def _degenerate(root: Path) -> Path:
+    _good_set(root)
+    Image.new("L", (1, 1), 128).save(root / "normal" / "dot.png")
+    Image.new("L", (10, 50_000), 128).save(root / "pneumonia" / "strip.png")
+    return root
+
+
+def _three_splits(root: Path, per_class: int = 3) -> Path:
+    for seed, split in enumerate(("train", "val", "test")):  # other pixels per split: no copies between them
+        make_class_folders(root, {"normal": per_class, "pneumonia": per_class}, split=split, seed=seed + 1)
+    return root
+
+
+def _copy(root: Path, source: str, target: str) -> Path:
+    shutil.copy(root / source, root / target)
+    return root
+
+
+def _empty_files(root: Path, folder: str) -> Path:
+    for path in (root / folder).iterdir():
+        path.write_bytes(b"")
+    return root
+
+
+def _corrupt_class(root: Path) -> Path:
+    for i in range(3):
+        (root / "pneumonia").mkdir(exist_ok=True)
+        (root / "pneumonia" / f"bad-{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    return root
+
+
+def _split_lists(root: Path, leak: bool) -> Path:
+    """train/val/test.txt over a0..a11 (even: normal, odd: pneumonia); with ``leak`` test.txt lists a2 again."""
+    for i in range(12):
+        write_image(root / f"a{i}.png", seed=400 + i)
+    lines = {split: [f"a{i}.png {'pneumonia' if i % 2 else 'normal'}" for i in range(start, start + 4)]
+             for split, start in (("train", 0), ("val", 4), ("test", 8))}
+    if leak:
+        lines["test"].append("a2.png normal")
+    for split, rows in lines.items():
+        (root / f"{split}.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _kaggle_folders(root: Path) -> Path:
+    """The Kaggle chest-xray-pneumonia shape: Train/valid/Test, upper-case classes, and files it does not read."""
+    for seed, split in enumerate(("Train", "valid", "Test")):
+        make_class_folders(root, {"NORMAL": 3, "PNEUMONIA": 3}, split=split, seed=10 + seed)
+    Image.fromarray(np.tile(np.arange(48, dtype=np.uint16) * 1000, (40, 1))).save(root / "Train" / "NORMAL" /
+                                                                                 "sixteen.tif")
+    (root / "Train" / "NORMAL" / "scan.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    (root / "Test" / "PNEUMONIA" / "notes.txt").write_text("reader notes")
+    return root
+
+
+def _semicolon(csv: Path) -> Path:
+    csv.write_text(csv.read_text().replace(",", ";"))
+    return csv
+
+
+def _symlink_loop(csv: Path) -> Path:
+    folder = csv.parent / "images" / "loop"
+    folder.mkdir()
+    (folder / "a.png").symlink_to(folder / "b.png")
+    (folder / "b.png").symlink_to(folder / "a.png")
+    return csv
+
+
+def _text_file(path: Path) -> Path:
+    path.parent.mkdir(parents=True)
+    path.write_text("not a folder")
+    return path
+
+
+GOOD_TRIAL_ID = "good-1"
+
+
+def _results_with_foreign_parquet(root: Path) -> Path:
+    """A results folder with one leaderboard row written by the runner and another tool's Parquet beside it."""
+    import pandas as pd
+    from test_leaderboard import make_result
+
+    from runner import leaderboard
+
+    row = leaderboard.row_from_result(make_result("binary", GOOD_TRIAL_ID), sweep_id="s1", sweep_name="demo_sweep")
+    good = Path(leaderboard.write_row(root, row))
+    pd.DataFrame({"patient": ["p1", "p2"], "score": [0.1, 0.9]}).to_parquet(good.parent / "other-tool.parquet")
     return root
 
 

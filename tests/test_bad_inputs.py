@@ -190,3 +190,190 @@ def test_the_real_command_exits_2_without_a_traceback(bad_corpus: dict[str, Path
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1] == (f"error: {bad_corpus['sweep_negative_learning_rate']}: "
                                                    f"{SWEEP_ERRORS['sweep_negative_learning_rate']}")
+
+
+# --- data and results: every other class of bad data, end to end through the command line ---
+
+#: case ("item" or "item:variant") -> (task, --set values, exit code, lines: each a regex for one whole line of
+#: the output, where {path} is the item's path and {root} its folder). Exit 0: the lines are in stdout, no error
+#: line; exit 2: stderr is exactly the one line.
+CHECKS = {
+    "mask_encodings": ("pneumothorax", [], 0, [
+        r"warning: 1 images labelled positive \(not 'normal'\) have an empty mask: {root}/images/empty-positive\.png; "
+        r"check how the masks were read \(the 'masks:' line, data\.mask_threshold\) or fix their labels"]),
+    "exif_rotated": ("pneumonia", [], 0, [r"image sizes: 30x40 to 48x60 px \(jpeg, png\)"]),  # upright: 30 wide
+    "degenerate_images": ("pneumonia", [], 0, [
+        r"files: 18 found, 18 used, 0 ignored",
+        r"warning: 2 degenerate images \(under 16 px on a side or over 10:1\), used but squashed to a square they "
+        r"show nothing: {root}/normal/dot\.png \(1x1\), {root}/pneumonia/strip\.png \(10x50000\); remove or crop "
+        r"them"]),
+    "copy_across_splits": ("pneumonia", [], 2, [
+        r"error: {root}/test/pneumonia/copy\.png \(test\) and {root}/train/pneumonia/pneumonia-1\.png \(train\) are "
+        r"byte-identical: the same image in two splits leaks it into evaluation \(images with a copy in another "
+        r"split: 1\): remove one copy, or give both the same patient_id so the split keeps them together"]),
+    "copy_within_split": ("pneumonia", [], 0, [
+        r"warning: 1 images are byte-identical copies of another image in the same split, so they count twice in "
+        r"training and metrics: {root}/train/normal/copy\.png = {root}/train/normal/normal-0\.png; remove the copies"]),
+    "manifest_duplicate_row": ("pneumonia", [], 0, [
+        r"files: 17 found, 17 used, 0 ignored",
+        r"warning: 1 duplicate rows removed \(first: manifest\.csv line 18 repeats line 2\)"]),
+    "manifest_two_labels": ("pneumonia", [], 2, [
+        r"error: {root}/images/normal/normal-3\.png is listed twice with conflicting labels 'normal' "
+        r"\({path}:5\) and 'pneumonia' \({path}:18\): keep one row with the right one"]),
+    "split_lists_leak": ("pneumonia", [], 2, [
+        r"error: {root}/a2\.png is in two splits, train \({root}/train\.txt:3\) and test \({root}/test\.txt:5\): one "
+        r"image in two splits leaks it into its own evaluation \(image-level leakage\); keep one row"]),
+    "split_lists": ("pneumonia", [], 0, [rf"  {s:5s}      4 images,     0 patients: normal 2, pneumonia 2"
+                                         for s in ("train", "val", "test")]),
+    "two_per_class": ("pneumonia", [], 2, [
+        r"error: split '(train|val|test)' has no '(normal|pneumonia)' images \(2 patient groups of them in the data "
+        r"set\): add more images of that class, change the data\.split ratios, or give the split yourself \(a split "
+        r"column, train/val/test folders or list files\)"]),
+    "kaggle_folders": ("pneumonia", [], 0, [
+        r"  train      7 images,     0 patients: normal 4, pneumonia 3",  # Train/NORMAL/sixteen.tif is the 4th
+        r"  val        6 images,     0 patients: normal 3, pneumonia 3",  # valid/
+        r"image sizes: 48x40 to 48x40 px \(png, tiff\)",
+        r"files: 21 found, 19 used, 2 ignored \(by reason: 1 DICOM is not supported yet: convert to PNG, 1 not an "
+        r"image file \(\.png/\.jpg/\.jpeg/\.tif/\.tiff\)\)",
+        r"  ignored, DICOM is not supported yet: convert to PNG: {root}/Train/NORMAL/scan\.dcm",
+        r"  ignored, not an image file \(\.png/\.jpg/\.jpeg/\.tif/\.tiff\): {root}/Test/PNEUMONIA/notes\.txt"]),
+    "class_all_corrupt": ("pneumonia", [], 2, [
+        r"error: {root}: class 'pneumonia' has no usable image: none of its 3 images could be decoded \(first: "
+        r"{root}/pneumonia/bad-0\.png: image starts like a PNG but is corrupt or truncated .*\); replace them, or "
+        r"drop the class with data\.classes"]),
+    "split_class_all_corrupt": ("pneumonia", [], 2, [
+        r"error: {root}: split 'val' has no usable 'pneumonia' images: none of its 3 could be decoded \(first: "
+        r"{root}/val/pneumonia/pneumonia-0\.png: image file is empty \(0 bytes\): replace or remove it\); replace "
+        r"them, or re-split \(data\.split\) so every split keeps one"]),
+    "split_class_all_corrupt:anomaly": ("anomaly", [], 2, [
+        r"error: {root}: split 'val' has no usable images of a class other than 'normal': none of its 3 could be "
+        r"decoded \(first: {root}/val/pneumonia/pneumonia-0\.png: .*"]),
+    "manifest_semicolon": ("pneumonia", [], 2, [
+        r"error: {path}: the header 'path;label;patient_id' looks semicolon-delimited \(';'\), not ',': save it as a "
+        r"comma-separated CSV or set the data option delimiter: ';'"]),
+    "manifest_semicolon:delimiter": ("pneumonia", ["delimiter=;"], 0, [r"files: 17 found, 17 used, 0 ignored"]),
+    "manifest_symlink_loop": ("pneumonia", [], 0, [
+        r"1 files skipped:",
+        r"  {root}/images/loop/a\.png: \({path}:18\) cannot follow the path \(Symlink loop from .*\): fix the "
+        r"symlink or remove its row"]),
+    "data_path_missing": ("pneumonia", [], 2, [r"error: data path {path} does not exist: check the path .*"]),
+    "good_class_folders:split": ("pneumonia", ["split.train=abc"], 2, [
+        r"error: data\.split\.train must be a number, got 'abc'"]),
+    "good_class_folders:label_map": ("pneumonia", ["label_map=normal"], 2, [
+        r"error: data\.label_map must be a mapping of label -> class \(or null to drop\), got 'normal'.*"]),
+    "good_class_folders:patient_regex": ("pneumonia", ["patient_regex=(IM-"], 2, [
+        r"error: data\.patient_regex '\(IM-' is not a valid regular expression \(missing \), unterminated "
+        r"subpattern at position 0\).*"]),
+}
+
+
+@pytest.mark.parametrize("case", CHECKS)
+def test_data_check_reads_or_refuses_each_bad_data_set(case: str, bad_corpus: dict[str, Path], capsys) -> None:
+    task, sets, code, lines = CHECKS[case]
+    path = bad_corpus[case.split(":")[0]]
+    root = path if path.is_dir() else path.parent
+    assert main(["data", "check", str(path), "--task", task, *(f"--set={s}" for s in sets)]) == code
+    out, err = capsys.readouterr()
+    expected = [re.compile(line.format(path=re.escape(str(path)), root=re.escape(str(root)))) for line in lines]
+    if code == 2:
+        assert out == "" and err.count("\n") == 1 and expected[0].fullmatch(err.rstrip("\n")), err
+    else:
+        assert err == "" and "\nerror: " not in out and ("files skipped:" in out) == (case == "manifest_symlink_loop")
+        for line in expected:
+            assert any(line.fullmatch(printed) for printed in out.splitlines()), (line.pattern, out)
+
+
+def _cached(path: Path, task: str):
+    from runner.data.splits import class_needs
+    from runner.task import TASKS
+
+    definition = TASKS.get(task)
+    return prepare(load_dataset(str(path), split_needs=class_needs(definition.kind, definition.classes)), 64,
+                   progress=False)
+
+
+def test_masks_in_every_encoding_give_their_foreground_and_check_says_how(bad_corpus: dict[str, Path],
+                                                                         capsys) -> None:
+    from bad_corpus import EMPTY_POSITIVE, MASK_ENCODINGS, NORMAL_MASKS, mask_truth
+
+    root = bad_corpus["mask_encodings"]
+    assert main(["data", "check", str(root), "--task", "pneumothorax"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("masks: read "))
+    read = dict(reversed(part.split(" as ", 1)) for part in line.removeprefix("masks: read ").split(";")[0].split(", "))
+    assert read == {"empty grey": str(NORMAL_MASKS + 1), **dict.fromkeys(MASK_ENCODINGS.values(), "1")}, line
+    cached = _cached(root, "pneumothorax")  # 64 px: the size data check cached at, and the masks' own
+    by_name = {Path(r.path).name: m[..., 0] for r, m in zip(cached.records(None), cached.masks(None), strict=True)}
+    fractions = dict(zip((Path(r.path).name for r in cached.valid_records()),
+                         cached.columns("mask_fraction")["mask_fraction"], strict=True))
+    decoded = np.asarray(Image.open(root / "masks" / "jpeg.jpg"))
+    assert 0 < decoded[~mask_truth(list(MASK_ENCODINGS).index("jpeg"))].max() < 128  # noise a non-zero rule counts
+    for i, name in enumerate(MASK_ENCODINGS):
+        truth = decoded > 127 if name == "jpeg" else mask_truth(i)
+        assert np.count_nonzero(by_name[f"{name}.png"]) == np.count_nonzero(truth), name
+        assert np.array_equal(by_name[f"{name}.png"], truth.astype(np.uint8) * 255), name
+        assert fractions[f"{name}.png"] == pytest.approx(truth.mean()), name
+    assert not by_name[EMPTY_POSITIVE].any() and fractions[EMPTY_POSITIVE] == 0
+    assert {Path(r.path).name: r.label for r in cached.valid_records()}[EMPTY_POSITIVE] == "pneumothorax"
+
+
+def test_exif_rotated_image_is_decoded_upright(bad_corpus: dict[str, Path]) -> None:
+    """Orientation 6 (rotate 90 degrees clockwise to view): the stored dark left half is the upright top, the
+    white top-left corner the upright top right."""
+    from bad_corpus import exif_quadrants
+
+    cached = _cached(bad_corpus["exif_rotated"], "pneumonia")
+    names = [Path(r.path).name for r in cached.valid_records()]
+    index = names.index("rotated.jpg")
+    metadata = cached.metadata()
+    assert (metadata["width"][index], metadata["height"][index]) == (30, 60)
+    pixels = dict(zip((Path(r.path).name for r in cached.records(None)), cached.images(None), strict=True))
+    pixels = pixels["rotated.jpg"][..., 0].astype(int)
+    assert pixels[:24, :40].mean() < 60 and pixels[-24:].mean() > 180 and pixels[0, -1] > 230 and pixels[0, 0] < 60
+    upright = Image.fromarray(np.ascontiguousarray(np.rot90(exif_quadrants(), -1))).resize((64, 64), Image.BILINEAR)
+    assert np.abs(pixels - np.asarray(upright, dtype=int)).mean() < 4
+
+
+def test_leaderboard_skips_a_foreign_parquet_naming_it_and_lists_the_good_rows(bad_corpus: dict[str, Path],
+                                                                               capsys) -> None:
+    from bad_corpus import GOOD_TRIAL_ID
+
+    results = bad_corpus["leaderboard_foreign_parquet"]
+    with pytest.warns(UserWarning) as caught:
+        assert main(["leaderboard", "--results", str(results)]) == 0
+    assert [str(w.message) for w in caught] == [
+        f"skipping leaderboard file {results}/leaderboard/s1/other-tool.parquet: not a leaderboard row: no column "
+        "schema_version, sweep_id, sweep_name, trial_id, status, error, task, model; move it out of the leaderboard "
+        "folder"]
+    out = capsys.readouterr().out
+    assert re.search(rf"^ +1 +demo_sweep +{GOOD_TRIAL_ID} +completed +pneumonia ", out, re.M), out
+    assert out.rstrip().endswith("1 of 1 trials")
+
+
+
+@pytest.mark.parametrize("argv", [["leaderboard", "--results"], ["data", "demo", "--out"]])
+def test_a_file_given_as_the_results_folder_is_one_argparse_error(argv: list[str], bad_corpus: dict[str, Path],
+                                                                  capsys) -> None:
+    file = bad_corpus["results_is_a_file"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, str(file)])
+    assert exit_.value.code == 2 and file.read_text() == "not a folder"
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: argument {argv[-1]}: {file} is a file, not a folder: give a folder (it is created if missing)")
+
+SWEEP_METRIC_ERRORS = {
+    "sweep_metric_mode_contradiction": r"mode max contradicts metric 'val_loss', which is better when lower: set "
+                                       r"mode: min, or leave mode out",
+    "sweep_metric_not_reported": r"metric 'val_f2' is not a validation metric every trial of pneumonia reports: "
+                                 r"choose objective \(each task's own\) or one of val_loss, val_accuracy, .*",
+}
+
+
+@pytest.mark.parametrize("item", SWEEP_METRIC_ERRORS)
+def test_sweep_metric_it_would_not_optimise_is_one_error_in_dry_run(item: str, bad_corpus: dict[str, Path],
+                                                                   capsys) -> None:
+    path = bad_corpus[item]
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and re.fullmatch(f"error: {re.escape(str(path))}: {SWEEP_METRIC_ERRORS[item]}",
+                                                 err.rstrip("\n")), err
+    assert "dry run: every check passed" not in out
