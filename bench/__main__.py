@@ -2,7 +2,7 @@
 
 Usage: ``python -m bench [--full] [--only NAME ...] [--out DIR]``.
 
-The default sizes finish in about 12 minutes on 2 cores (no GPU; 12.4 measured); ``--full`` runs each
+The default sizes finish in about 13 minutes on 2 cores (no GPU; 13.3 measured); ``--full`` runs each
 benchmark at its own default size (longer; closer to real trials), the HPO benchmark on the transfer task
 too. A complete run rewrites both files, so every figure in them comes from one run on one machine;
 ``--only`` runs some benchmarks, prints their sections and merges their figures into results.json, leaving
