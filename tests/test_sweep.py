@@ -315,7 +315,8 @@ def test_results_at_a_uri_get_uploaded_trial_folders(tmp_path: Path) -> None:
 
 def test_asha_stops_a_poor_trial_early(tmp_path: Path) -> None:
     """Trials one at a time (so the order is fixed), half of them with a learning rate too small to learn
-    anything: ASHA compares each trial at 1 epoch with those before it and stops the poor ones."""
+    anything: ASHA compares each trial at 1 epoch with those before it and stops the poor ones, which the
+    Optuna study records as pruned."""
     spec = {**TINY, "num_samples": 4, "max_concurrent_trials": 1, "searcher": "random",
             "fixed": {**TINY["fixed"], "epochs": 4, "data": {"n": 120}, "batch_size": 16},
             "space": {"learning_rate": {"type": "categorical", "choices": [0.003, 1.0e-9]}},
@@ -332,6 +333,9 @@ def test_asha_stops_a_poor_trial_early(tmp_path: Path) -> None:
     assert (stopped["epochs_run"] < 4).all() and stopped["stopped_early"].all()
     assert stopped["test_f1"].isna().all(), "a stopped trial is never evaluated on the test set"
     assert (stopped["finished_at"] > stopped["started_at"]).all(), "stopped rows carry their run times"
+    from test_tpe import assert_study_records_the_board
+
+    assert_study_records_the_board(results, board)  # stopped rows are pruned trials with their curves
 
 
 def test_restored_searcher_takes_over_a_trial_asked_after_the_last_save(tmp_path: Path) -> None:
@@ -344,14 +348,16 @@ def test_restored_searcher_takes_over_a_trial_asked_after_the_last_save(tmp_path
 
     from runner.sweep.space import define_by_run
     from runner.sweep.study import TRIAL_ID_ATTR, StoredOptunaSearch, journal_storage, load_study
+    from runner.sweep.trainable import RESULT_KEY
 
     spec = load_sweep(str(_write(tmp_path, TINY)))
+    ran = {RESULT_KEY: "{}"}  # trials that ran to the end (a stopped trial's last report has no result_json)
     study_path = tmp_path / "study.optuna.log"
     searcher = StoredOptunaSearch(space=define_by_run(spec), metric="objective", mode="max",
                                   sampler=optuna.samplers.TPESampler(seed=0), study_name="s",
                                   storage=journal_storage(study_path))
     searcher.suggest("a")
-    searcher.on_trial_complete("a", {"objective": 0.5})
+    searcher.on_trial_complete("a", {"objective": 0.5, **ran})
     searcher.save(str(tmp_path / "searcher.pkl"))
     orphan = searcher.suggest("b")  # the driver dies before Tune records trial b
 
@@ -360,8 +366,8 @@ def test_restored_searcher_takes_over_a_trial_asked_after_the_last_save(tmp_path
     assert restored.suggest("c") == orphan
     after = restored.suggest("d")
     assert after != orphan
-    restored.on_trial_complete("c", {"objective": 0.7})
-    restored.on_trial_complete("d", {"objective": 0.6})
+    restored.on_trial_complete("c", {"objective": 0.7, **ran})
+    restored.on_trial_complete("d", {"objective": 0.6, **ran})
 
     trials = load_study(study_path, "s").trials
     assert [(t.user_attrs[TRIAL_ID_ATTR], t.value) for t in trials] == [("a", 0.5), ("c", 0.7), ("d", 0.6)]

@@ -24,7 +24,7 @@ from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.study import StudyAwareLimiter, study_file
-from runner.sweep.trainable import NODE_KEY, RESULT_KEY, tune_trial
+from runner.sweep.trainable import NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
 #: on a busy 2-core machine, and waiting is right, failing is not.
@@ -132,7 +132,7 @@ class LeaderboardWriter(Callback):
                 sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=trial.trial_id,
                 task=values.get("task", ""), model=values.get("model", ""), hyperparameters=values,
                 error=error_line(trial), node_id=last.get(NODE_KEY))
-        if RESULT_KEY not in last:
+        if not ran_to_end(last):
             return self._stopped_row(trial, last)
         result = json.loads(last[RESULT_KEY])
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
@@ -274,14 +274,14 @@ def check_gpu(spec: SweepSpec, available_gpus: float, cluster: bool, printer: Ca
 def _searcher(spec: SweepSpec, run: SweepRun):
     """Optuna over the sweep's study file (named after the sweep id), which ``optuna-dashboard`` opens. It
     optimises ``objective``, which each trial reports as the sweep's ``metric`` (``epoch_metrics``), in the
-    sweep's ``mode``."""
+    sweep's ``mode``; ``searcher: optuna`` is TPE sized to the sweep's budget (``tpe_sampler``)."""
     import optuna
 
-    from runner.sweep.study import StoredOptunaSearch, journal_storage
+    from runner.sweep.study import StoredOptunaSearch, journal_storage, tpe_sampler
 
     samplers = {"random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
                 "grid": lambda: optuna.samplers.GridSampler(grid_points(spec), seed=spec.seed),
-                "optuna": lambda: optuna.samplers.TPESampler(seed=spec.seed)}
+                "optuna": lambda: tpe_sampler(spec.num_samples, spec.seed)}
     sampler = samplers[spec.searcher]()
     return StoredOptunaSearch(space=define_by_run(spec), metric="objective", mode=spec.mode, sampler=sampler,
                               study_name=run.sweep_id, storage=journal_storage(study_file(run)))

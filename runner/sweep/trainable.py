@@ -43,6 +43,13 @@ NOT_OBJECTIVES = ("val_n", "val_n_positive", "val_n_with_mask", "val_threshold",
 WORST = {"max": 0.0, "min": sys.float_info.max}
 
 
+def ran_to_end(last_result: Mapping[str, Any] | None) -> bool:
+    """Whether a trial's last report is its final one (it carries ``result_json``): a trial ASHA (or any Tune
+    stopper) stopped ended on an epoch report, or before its first. The leaderboard writes a stopped row and
+    the Optuna study a pruned trial for exactly these, so both read the same test."""
+    return RESULT_KEY in (last_result or {})
+
+
 def epoch_metrics(logs: Mapping[str, Any], metric: str, epoch: int, mode: str = "max") -> dict[str, Any]:
     """The per-epoch report: finite floats only (Tune's schedulers compare them), ``objective`` = ``metric``."""
     report = {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(float(v))}
