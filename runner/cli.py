@@ -136,13 +136,15 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
     sweep.add_argument("--resume", nargs="?", const="", metavar="SWEEP_ID",
                        help="continue an interrupted sweep (default: the newest of that name)")
+    sweep.add_argument("--warm-start", nargs="+", metavar="SWEEP_ID",
+                       help="start the Optuna study from these earlier sweeps' finished trials (ids in --results), "
+                            "replacing the search space's warm_start.sweeps")
     sweep.add_argument("--mlflow", metavar="URI", help="also log each trial as an MLflow run (sqlite:///PATH/mlflow.db "
                                                        "or http://HOST:PORT; needs the [mlflow] extra)")
     sweep.set_defaults(handler=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from runner.overrides import parse_overrides
     from runner.sweep.space import SEARCH_SPACES, describe, load_sweep
 
     if args.list or not args.name:
@@ -152,23 +154,26 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args)
     from runner.sweep.run import SweepRun, find_sweep, init_ray, new_sweep_id, run_sweep
+    from runner.sweep.warm import earlier_rows
 
     results = storage.resolve(args.results)
     if args.resume is not None:
         run = find_sweep(results, Path(args.name).stem, args.resume or None)
-        if args.mlflow:
-            raise CxrError(f"--mlflow is chosen when a sweep starts: --resume logs where {run.sweep_id} started "
-                           f"({run.mlflow or 'not to MLflow'}); leave --mlflow out")
+        if args.mlflow or args.warm_start:
+            raise CxrError(f"--mlflow and --warm-start are chosen when a sweep starts: --resume continues "
+                           f"{run.sweep_id} as it started; leave them out")
         print(f"resuming {run.sweep_id}")
     else:
         run = SweepRun(sweep_id=new_sweep_id(Path(args.name).stem), name=Path(args.name).stem, results=results,
                        storage=storage.resolve(args.storage) if args.storage else storage.join(results, "tune"),
                        source=args.name,
-                       overrides=parse_overrides(args.overrides), profile=args.profile, quick=args.quick,
+                       overrides=_overrides(args), profile=args.profile, quick=args.quick,
                        mlflow=args.mlflow)
-    load_sweep(run.source, run.overrides, run.profile)  # a bad file, key, profile or data set, or unwritable
-    # results, fail before Ray starts (load_sweep validates every profile: Ray's GPUs may choose 'cpu')
+    first = load_sweep(run.source, run.overrides, run.profile)  # a bad file, key, profile or data set, or
+    # unwritable results, fail before Ray starts (load_sweep validates every profile: Ray's GPUs may choose 'cpu')
     storage.check_writable(run.results)
+    if args.resume is None and first.warm_start.sweeps:
+        earlier_rows(run.results, first.warm_start.sweeps)  # an unknown warm-start sweep id, too
     init_ray(None if args.local else args.address, print)
     run, spec = _final_spec(run)
     try:
@@ -193,6 +198,15 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"{count} trial(s) failed: {error}", file=sys.stderr)
     print(f"python -m runner leaderboard --sweep {run.sweep_id} --results {run.results}")
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` values, then ``--warm-start``, which replaces ``warm_start.sweeps`` (``enqueue`` stays). They
+    are recorded with the sweep, so ``--resume`` rebuilds the same search space."""
+    from runner.overrides import deep_merge, parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    return deep_merge(overrides, {"warm_start": {"sweeps": args.warm_start}}) if args.warm_start else overrides
 
 
 def _final_spec(run):
@@ -240,13 +254,13 @@ def local_gpus() -> int:
 def _dry_run(args: argparse.Namespace) -> int:
     """``sweep --dry-run``: the sweep assembled as the real run would (profile, ``--quick``, ``--set``),
     every value validated, every data set listed, and what would run printed. Imports no Ray."""
-    from runner.overrides import parse_overrides
     from runner.sweep.space import describe, describe_run
+    from runner.sweep.warm import plan
 
     if args.resume is not None:
         raise ConfigError("--dry-run checks a new sweep: leave --resume out")
     gpus = local_gpus()
-    profile, spec = _assemble(args.name, parse_overrides(args.overrides), args.profile, args.quick, gpus=gpus,
+    profile, spec = _assemble(args.name, _overrides(args), args.profile, args.quick, gpus=gpus,
                               where="on this machine", printer=print)
     data = _check_sweep_data(spec)
     print(describe(spec))
@@ -255,6 +269,8 @@ def _dry_run(args: argparse.Namespace) -> int:
     print(describe_run(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}))
     if spec.fixed.get("weights") == "auto":
         print("  weights: auto is resolved when the sweep starts (ImageNet if it loads, else none)")
+    if spec.warm_start.sweeps:
+        print("  " + plan(spec, storage.resolve(args.results)).line())
     print("\n".join(data))
     print("dry run: every check passed; nothing was trained and Ray was not started")
     return 0

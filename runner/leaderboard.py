@@ -89,7 +89,7 @@ _TIMESTAMP = pa.timestamp("us", tz="UTC")
 CORE_TYPES: dict[str, pa.DataType] = {
     "schema_version": _INT, "sweep_id": _STRING, "sweep_name": _STRING, "trial_id": _STRING,
     "status": _STRING, "error": _STRING, "task": _STRING, "model": _STRING,
-    "monitor": _STRING, "mode": _STRING, "sweep_metric": _STRING, "sweep_mode": _STRING,
+    "monitor": _STRING, "mode": _STRING, "sweep_metric": _STRING, "sweep_mode": _STRING, "warm_start": _STRING,
     "data_fingerprint": _STRING, "data_root": _STRING, "data_layout": _STRING, "data_classes": _STRING,
     "data_external_test": _STRING, "data_skipped": _INT, "n_train": _INT, "n_val": _INT, "n_test": _INT,
     "shortcut_warnings": _STRING,

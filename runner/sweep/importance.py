@@ -80,8 +80,9 @@ def inferred_distributions(rows: pd.DataFrame) -> dict[str, Any]:
     return found
 
 
-def _row_value(row: pd.Series, name: str) -> Any:
-    """The row's value of Optuna parameter ``name`` (``owner.key`` only for rows of that owner), or None."""
+def row_value(row: pd.Series, name: str) -> Any:
+    """The row's value of Optuna parameter ``name`` (``owner.key`` only for rows of that owner), or None.
+    Shared with the warm start (``runner.sweep.warm``), which rebuilds trials from rows the same way."""
     if name in ("task", "model"):
         return row[name]
     owner, _, key = name.rpartition(".")
@@ -106,7 +107,7 @@ def _as_distribution_value(value: Any, distribution) -> Any:
     except (TypeError, ValueError):
         return None
     number = round(number) if isinstance(distribution, d.IntDistribution) else number
-    return number if distribution.low <= number <= distribution.high else None
+    return number if distribution._contains(distribution.to_internal_repr(number)) else None  # range and step
 
 
 def _json(value: Any) -> Any:
@@ -131,15 +132,17 @@ def parameter_importances(board: pd.DataFrame, spec: SweepSpec | None) -> dict[s
     distributions = {name: d for name, d in distributions.items() if not d.single()}  # nothing to learn from
     study = optuna.create_study(direction="maximize" if direction(rows) == "max" else "minimize")
     for _, row in rows.iterrows():
-        params, used = _trial_params(row, distributions)
+        params, used = trial_params(row, distributions)
         study.add_trial(optuna.trial.create_trial(params=params, distributions=used, value=row["objective"]))
     return optuna.importance.get_param_importances(study)
 
 
-def _trial_params(row: pd.Series, distributions: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def trial_params(row: pd.Series, distributions: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The row's values of those distributions it has a value in, and their distributions (Optuna's
+    ``create_trial`` arguments)."""
     params, used = {}, {}
     for name, distribution in distributions.items():
-        raw = _row_value(row, name)
+        raw = row_value(row, name)
         value = None if raw is None else _as_distribution_value(raw, distribution)
         if value is not None:
             params[name], used[name] = value, distribution

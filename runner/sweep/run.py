@@ -25,6 +25,7 @@ from runner.errors import ConfigError, StorageError
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.study import StudyAwareLimiter, study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
+from runner.sweep.warm import warm_column, warm_study
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
 #: on a busy 2-core machine, and waiting is right, failing is not.
@@ -162,7 +163,7 @@ class LeaderboardWriter(Callback):
         if leaderboard.has_row(self.run.results, self.run.sweep_id, trial.trial_id):
             print(f"trial {trial.trial_id} had ended before the sweep was interrupted: its row stands", flush=True)
         else:
-            row = self._row(trial, failed)
+            row = {**self._row(trial, failed), "warm_start": warm_column(self.spec)}
             leaderboard.write_row(self.run.results, row)
         self._written = (trial.trial_id, row)
         if trial.checkpoint is not None:
@@ -378,7 +379,9 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
         epochs = int(spec.fixed.get("epochs", 10))
-        searcher = StudyAwareLimiter(_searcher(spec, run), max_concurrent(spec, ray.cluster_resources()))
+        search = _searcher(spec, run)
+        warm_study(search._ot_study, spec, run.results, printer)  # before the study proposes anything
+        searcher = StudyAwareLimiter(search, max_concurrent(spec, ray.cluster_resources()))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, epochs),

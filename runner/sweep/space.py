@@ -35,10 +35,11 @@ TOP_KEYS = {
     "description": str, "tasks": list, "models": list, "data": (str, dict, type(None)), "fixed": dict,
     "space": dict, "per_model": dict, "per_task": dict, "metric": str, "mode": str, "num_samples": int,
     "seed": int, "scheduler": dict, "searcher": str, "resources": dict, "max_concurrent_trials": (int, type(None)),
-    "max_failures": int, "checkpoint_every": int, "profiles": dict,
+    "max_failures": int, "checkpoint_every": int, "profiles": dict, "warm_start": (list, dict),
 }
 SCHEDULER_KEYS = {"type": str, "max_t": int, "grace_period": int, "reduction_factor": (int, float)}
 RESOURCE_KEYS = {"cpu": (int, float), "gpu": (int, float), "workers": int}
+WARM_START_KEYS = {"sweeps": list, "enqueue": int}
 DISTRIBUTION_TYPES = ("float", "int", "categorical")
 
 
@@ -89,6 +90,15 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class WarmStart:
+    """``warm_start``: earlier sweeps (by id, in the same results folder) whose finished trials the new study
+    starts with, and how many of their best configurations are re-run first (``runner.sweep.warm``)."""
+
+    sweeps: tuple[str, ...] = ()
+    enqueue: int = 0
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A validated search space file."""
 
@@ -113,6 +123,7 @@ class SweepSpec:
     max_failures: int = 1
     checkpoint_every: int = 1
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    warm_start: WarmStart = WarmStart()
 
     def trial_values(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The flat config keys of one trial: fixed keys, then the sampled task, model and parameters
@@ -200,6 +211,9 @@ def _check_names(source: str, spec: SweepSpec) -> None:
         raise ConfigError(f"{source}: scheduler.type must be one of {', '.join(SCHEDULERS)}")
     if spec.num_samples < 1:
         raise ConfigError(f"{source}: num_samples must be >= 1")
+    if spec.warm_start.sweeps and spec.searcher != "optuna":
+        raise ConfigError(f"{source}: warm_start needs searcher optuna: {spec.searcher} search ignores earlier "
+                          "trials: set searcher: optuna, or leave warm_start out")
 
 
 def _check_trial_keys(source: str, spec: SweepSpec) -> None:
@@ -280,10 +294,11 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
             raise ConfigError(f"{source}: '{required}' must list at least one name")
     _check_keys(source, "scheduler.", raw.get("scheduler", {}), SCHEDULER_KEYS)
     _check_keys(source, "resources.", raw.get("resources", {}), RESOURCE_KEYS)
-    values = {k: v for k, v in raw.items() if k not in ("scheduler", "resources")}
+    values = {k: v for k, v in raw.items() if k not in ("scheduler", "resources", "warm_start")}
     spec = SweepSpec(name=name, source=source, **{**values, "tasks": tuple(raw["tasks"]),
                                                  "models": tuple(raw["models"])},
-                     scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})))
+                     scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})),
+                     warm_start=_warm_start(source, raw.get("warm_start", [])))
     _check_resources(source, spec.resources)
     _check_scheduler(source, spec.scheduler)
     if spec.max_concurrent_trials is not None and spec.max_concurrent_trials < 1:
@@ -334,6 +349,20 @@ def _checked_metric(spec: SweepSpec, mode_given: bool) -> SweepSpec:
         raise ConfigError(f"{spec.source}: mode {spec.mode} contradicts metric {what}, which is better when "
                           f"{'lower' if natural == 'min' else 'higher'}: set mode: {natural}, or leave mode out")
     return spec
+
+
+def _warm_start(source: str, value: Any) -> WarmStart:
+    """``warm_start: [SWEEP_ID, ...]`` or ``{sweeps: [SWEEP_ID, ...], enqueue: K}``."""
+    block = {"sweeps": value} if isinstance(value, list) else value
+    _check_keys(source, "warm_start.", block, WARM_START_KEYS)
+    sweeps = block.get("sweeps", [])
+    if not all(isinstance(sweep, str) and sweep for sweep in sweeps) or len(set(sweeps)) < len(sweeps):
+        raise ConfigError(f"{source}: warm_start.sweeps must list distinct sweep ids, not {sweeps!r}")
+    enqueue = block.get("enqueue", 0)
+    if enqueue < 0 or (enqueue and not sweeps):
+        raise ConfigError(f"{source}: warm_start.enqueue={enqueue}: re-run the best 0 or more configurations of "
+                          "warm_start.sweeps (which must name at least one sweep)")
+    return WarmStart(sweeps=tuple(sweeps), enqueue=enqueue)
 
 
 def _check_resources(source: str, resources: Resources) -> None:
