@@ -98,9 +98,11 @@ def test_time_budget_counts_from_the_recorded_start() -> None:
 
 
 def test_the_rule_is_rebuilt_from_the_rows_at_every_start_not_from_pickled_state(tmp_path: Path) -> None:
-    """Tune pickles the stopper once, when the sweep starts (``tuner.pkl``); a driver killed later resumes
-    with that copy. Its rule must come from the rows written since, and a reason the rows imply (the driver
-    died between the deciding row and the stop) must stop the resumed sweep at once and be recorded."""
+    """Tune pickles the stopper when the sweep starts (``tuner.pkl``, as a callback) and again at every step
+    (its controller's ``stopper``, in the experiment state); a resumed driver unpickles the two apart. The
+    rule must come from the rows written since, the controller's copy must follow the callback that Tune
+    set up, and a reason the rows imply (the driver died between the deciding row and the stop) must stop
+    the resumed sweep at once and be recorded."""
     from runner.sweep.run import SweepRun, find_sweep
     from runner.sweep.stopping import SweepStopper
 
@@ -108,18 +110,22 @@ def test_the_rule_is_rebuilt_from_the_rows_at_every_start_not_from_pickled_state
                    source="s.yaml", overrides={}, profile=None, started_at=START.isoformat())
     run.save()
     pickled = pickle.dumps(SweepStopper(Stop(patience=2), "max", run, recorders=[]))
+
+    def resumed() -> tuple[SweepStopper, SweepStopper]:
+        callback, stopper = pickle.loads(pickled), pickle.loads(pickled)
+        callback.setup()
+        return callback, stopper
+
     for row in (_row("t1", 0.8, minute=1), _row("t2", 0.7, minute=2)):
         leaderboard.write_row(run.results, {**row, "sweep_id": run.sweep_id})
-    resumed = pickle.loads(pickled)
-    resumed.setup()
-    assert (resumed.rule.best.trial_id, resumed.rule.without_improvement, resumed.rule.reason) == ("t1", 1, None)
-    assert resumed.rule.started_at == START.timestamp()
-    assert not resumed.stop_all()
+    callback, stopper = resumed()
+    assert (callback.rule.best.trial_id, callback.rule.without_improvement, callback.rule.reason) == ("t1", 1, None)
+    assert callback.rule.started_at == START.timestamp()
+    assert not stopper.stop_all()
 
     leaderboard.write_row(run.results, {**_row("t3", 0.75, minute=3), "sweep_id": run.sweep_id})
-    resumed = pickle.loads(pickled)
-    resumed.setup()
-    assert resumed.stop_all()
+    callback, stopper = resumed()
+    assert stopper.stop_all() and callback.stop_all()
     assert find_sweep(run.results, run.name, run.sweep_id).stopped == {
         "rule": "patience", "reason": "no improvement in the last 2 trials (best 0.8, trial t1)"}
 

@@ -15,7 +15,8 @@ The rule is fed leaderboard rows, never pickled state: at every start, resume in
 the sweep's rows (the truth about which trials ended and how), then fed each row as the trial ends.
 
 ``SweepStopper`` applies the rule in Tune, as the experiment's ``Stopper`` and a ``Callback`` at once (one
-object, so both roles share the rule, and Tune's ``tuner.pkl`` keeps it one object across ``--resume``). When
+object, so both roles share the rule; on ``--resume`` Tune restores the two roles as two copies, and the
+stopper copy defers to the callback Tune set up). When
 the rule says stop, the trials still running are stopped, not waited for (a time budget is a budget): each
 gets a ``stopped`` row from its last report, as an ASHA-stopped trial does, and ``stop_all`` then ends the
 experiment, so Tune starts no further trial (pending ones are dropped unstarted). Tune's ``stop_all`` path
@@ -135,6 +136,12 @@ def started_at(run: SweepRun) -> float:
     return moment.timestamp()
 
 
+#: The stopper set up as a callback of the sweep now running in this driver, by sweep id. Tune saves its
+#: controller's stopper in the experiment state at every step and, on ``--resume``, restores that copy
+#: apart from the callback it unpickles from ``tuner.pkl``; the copy's ``stop_all`` asks this one.
+_SET_UP: dict[str, SweepStopper] = {}
+
+
 class SweepStopper(Callback, Stopper):
     """``stop:`` in Tune: fed each ended trial's row, stops the whole experiment when the rule says so.
 
@@ -167,6 +174,7 @@ class SweepStopper(Callback, Stopper):
         board = leaderboard.load(record.results, sweep=record.sweep_id)
         for end in ended_in_order(board.to_dict("records")):
             self.rule.record(end)
+        _SET_UP[self.run.sweep_id] = self
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self._iteration, self._trials = iteration, trials
@@ -183,6 +191,9 @@ class SweepStopper(Callback, Stopper):
     def stop_all(self) -> bool:
         """Tune asks at every step. The time budget is checked here; a reason found while rebuilding the rule
         (a driver killed between a trial's row and the stop) stops the resumed sweep here."""
+        deciding = _SET_UP.get(self.run.sweep_id, self)
+        if deciding is not self:
+            return deciding.stop_all()  # the copy restored from Tune's experiment state
         reason = self.rule.check_clock()
         if reason is not None and not self._stopped:
             self._stop_live(self._trials, reason, ended=None)
