@@ -16,13 +16,13 @@ the sweep's rows (the truth about which trials ended and how), then fed each row
 
 ``SweepStopper`` applies the rule in Tune, as the experiment's ``Stopper`` and a ``Callback`` at once (one
 object, so both roles share the rule; on ``--resume`` Tune restores the two roles as two copies, and the
-stopper copy defers to the callback Tune set up). When
-the rule says stop, the trials still running are stopped, not waited for (a time budget is a budget): each
-gets a ``stopped`` row from its last report, as an ASHA-stopped trial does, and ``stop_all`` then ends the
-experiment, so Tune starts no further trial (pending ones are dropped unstarted). Tune's ``stop_all`` path
-terminates live trials without calling any callback (``TuneController._stop_experiment_if_needed``), so the
-stopper writes those rows itself, through the same leaderboard writer, before Tune terminates them and saves
-its state. The reason is written to the sweep record, so ``--resume`` says the sweep is done.
+stopper copy defers to the callback Tune set up). When the rule says stop, the trials still running are
+stopped, not waited for (a time budget is a budget): each gets a ``stopped`` row from its last report, as an
+ASHA-stopped trial does, and ``stop_all`` then ends the experiment, so Tune starts no further trial (pending
+ones are dropped unstarted). Tune's ``stop_all`` path terminates live trials without calling any callback
+(``TuneController._stop_experiment_if_needed``), so the stopper writes those rows itself, through the same
+leaderboard writer, before Tune terminates them and saves its state. The reason is written to the sweep
+record, so ``--resume`` says the sweep is done.
 """
 
 from __future__ import annotations
