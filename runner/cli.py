@@ -162,6 +162,10 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.mlflow or args.warm_start:
             raise CxrError(f"--mlflow and --warm-start are chosen when a sweep starts: --resume continues "
                            f"{run.sweep_id} as it started; leave them out")
+        if run.stopped:
+            print(f"sweep {run.sweep_id} stopped early ({run.stopped['reason']}): nothing to resume; start a new "
+                  f"sweep (with another stop.{run.stopped['rule']} to search further)")
+            return 0
         print(f"resuming {run.sweep_id}")
     else:
         run = SweepRun(sweep_id=new_sweep_id(Path(args.name).stem), name=Path(args.name).stem, results=results,
@@ -196,6 +200,8 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"\n{task}:\n{render_table(top(rows, n=5))}")
     for error, count in (failed["error"].value_counts().items() if len(failed) else ()):
         print(f"{count} trial(s) failed: {error}", file=sys.stderr)
+    if outcome.stopped:
+        print(f"stopped early: {outcome.stopped}")
     print(f"python -m runner leaderboard --sweep {run.sweep_id} --results {run.results}")
     return 0
 

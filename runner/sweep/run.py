@@ -13,7 +13,7 @@ import re
 import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from ray.tune import Callback, CLIReporter
 from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
+from runner.sweep.stopping import SweepStopper
 from runner.sweep.study import StudyAwareLimiter, study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
 from runner.sweep.warm import warm_column, warm_study
@@ -60,6 +61,10 @@ class SweepRun:
     profile: str | None
     quick: bool = False
     mlflow: str | None = None
+    #: When the sweep first started (ISO 8601, UTC): ``stop.time_budget_s`` counts from here across resumes.
+    started_at: str | None = None
+    #: ``{"rule": "patience", "reason": "..."}`` once ``stop:`` ended the sweep early; ``--resume`` refuses it.
+    stopped: dict[str, str] | None = None
 
     @property
     def trials_dir(self) -> str:
@@ -343,6 +348,15 @@ def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -
     return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.written_row)]
 
 
+def _stopping(run: SweepRun, spec: SweepSpec, callbacks: list[Callback]) -> dict[str, Any]:
+    """``RunConfig``'s ``callbacks`` and ``stop``: with ``stop:`` in the space, one ``SweepStopper`` is both
+    Tune's stopper and the last callback (it reads the row the leaderboard writer has just written)."""
+    if not spec.stop.active:
+        return {"callbacks": callbacks}
+    stopper = SweepStopper(spec.stop, spec.mode, run, callbacks)
+    return {"callbacks": [*callbacks, stopper], "stop": stopper}
+
+
 def storage_failure(error: BaseException | None) -> StorageError | None:
     """A leaderboard row that could not be written, inside the ``TuneError`` Tune raises for an exception in
     a callback (Tune keeps it as the context of its own): the driver shows that one line, not Tune's
@@ -358,6 +372,7 @@ def storage_failure(error: BaseException | None) -> StorageError | None:
 class SweepOutcome:
     rows: int
     interrupted: bool
+    stopped: str | None = None  # why ``stop:`` ended the sweep early
 
 
 def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, resume: bool = False,
@@ -371,6 +386,7 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", experiment_state_period(spec.num_samples))
     check_gpu(spec, ray.cluster_resources().get("GPU", 0), cluster=bool(address or os.environ.get("RAY_ADDRESS")),
               printer=printer)
+    run = run if run.started_at else replace(run, started_at=datetime.now(timezone.utc).isoformat())
     run.save()
     trainable = _trainable(spec, run)
     path = storage.join(run.storage, run.sweep_id)
@@ -387,7 +403,7 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, epochs),
                                         num_samples=spec.num_samples, reuse_actors=True),
             run_config=tune.RunConfig(name=run.sweep_id, storage_path=run.storage,
-                                      callbacks=_callbacks(run, spec, printer),
+                                      **_stopping(run, spec, _callbacks(run, spec, printer)),
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       progress_reporter=progress_reporter(spec), verbose=1),
@@ -404,5 +420,7 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
             raise
         raise failure from None
     ended = grid.num_terminated + grid.num_errors
+    stopped = find_sweep(run.results, run.name, run.sweep_id).stopped
     return SweepOutcome(rows=len(leaderboard.load(run.results, sweep=run.sweep_id)),
-                        interrupted=ended < spec.num_samples)
+                        interrupted=ended < spec.num_samples and not stopped,
+                        stopped=stopped["reason"] if stopped else None)

@@ -35,11 +35,12 @@ TOP_KEYS = {
     "description": str, "tasks": list, "models": list, "data": (str, dict, type(None)), "fixed": dict,
     "space": dict, "per_model": dict, "per_task": dict, "metric": str, "mode": str, "num_samples": int,
     "seed": int, "scheduler": dict, "searcher": str, "resources": dict, "max_concurrent_trials": (int, type(None)),
-    "max_failures": int, "checkpoint_every": int, "profiles": dict, "warm_start": (list, dict),
+    "max_failures": int, "checkpoint_every": int, "profiles": dict, "warm_start": (list, dict), "stop": dict,
 }
 SCHEDULER_KEYS = {"type": str, "max_t": int, "grace_period": int, "reduction_factor": (int, float)}
 RESOURCE_KEYS = {"cpu": (int, float), "gpu": (int, float), "workers": int}
 WARM_START_KEYS = {"sweeps": list, "enqueue": int}
+STOP_KEYS = {"patience": int, "min_delta": (int, float), "target": (int, float), "time_budget_s": (int, float)}
 DISTRIBUTION_TYPES = ("float", "int", "categorical")
 
 
@@ -99,6 +100,30 @@ class WarmStart:
 
 
 @dataclass(frozen=True)
+class Stop:
+    """``stop:``: when the sweep ends before ``num_samples`` (``runner.sweep.stopping``). Each rule is off
+    when None; ``min_delta`` only qualifies ``patience``."""
+
+    patience: int | None = None
+    min_delta: float = 0.0
+    target: float | None = None
+    time_budget_s: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return (self.patience, self.target, self.time_budget_s) != (None, None, None)
+
+    def describe(self, mode: str) -> str:
+        """The rules as ``sweep --dry-run`` prints them."""
+        rules = [f"after {self.patience} ended trials in a row without an improvement of more than "
+                 f"{self.min_delta:g}" if self.patience is not None else "",
+                 f"once a trial's objective is {'>=' if mode == 'max' else '<='} {self.target:g}"
+                 if self.target is not None else "",
+                 f"{self.time_budget_s:g} s after the sweep started" if self.time_budget_s is not None else ""]
+        return " or ".join(rule for rule in rules if rule) or "after num_samples trials"
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A validated search space file."""
 
@@ -124,6 +149,7 @@ class SweepSpec:
     checkpoint_every: int = 1
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     warm_start: WarmStart = WarmStart()
+    stop: Stop = Stop()
 
     def trial_values(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The flat config keys of one trial: fixed keys, then the sampled task, model and parameters
@@ -294,11 +320,12 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
             raise ConfigError(f"{source}: '{required}' must list at least one name")
     _check_keys(source, "scheduler.", raw.get("scheduler", {}), SCHEDULER_KEYS)
     _check_keys(source, "resources.", raw.get("resources", {}), RESOURCE_KEYS)
-    values = {k: v for k, v in raw.items() if k not in ("scheduler", "resources", "warm_start")}
+    _check_keys(source, "stop.", raw.get("stop", {}), STOP_KEYS)
+    values = {k: v for k, v in raw.items() if k not in ("scheduler", "resources", "warm_start", "stop")}
     spec = SweepSpec(name=name, source=source, **{**values, "tasks": tuple(raw["tasks"]),
                                                  "models": tuple(raw["models"])},
                      scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})),
-                     warm_start=_warm_start(source, raw.get("warm_start", [])))
+                     warm_start=_warm_start(source, raw.get("warm_start", [])), stop=_checked_stop(source, raw.get("stop")))
     _check_resources(source, spec.resources)
     _check_scheduler(source, spec.scheduler)
     if spec.max_concurrent_trials is not None and spec.max_concurrent_trials < 1:
@@ -379,6 +406,26 @@ def _check_resources(source: str, resources: Resources) -> None:
     if resources.cpu == 0 and resources.gpu == 0:
         raise ConfigError(f"{source}: resources: cpu 0 and gpu 0: a trial needs some resource to run on: set "
                           "resources.cpu >= 1 (or a gpu)")
+
+
+def _checked_stop(source: str, block: Mapping[str, Any] | None) -> Stop:
+    """``stop:`` with each rule's range checked; an empty block, or ``min_delta`` alone, would look like a
+    stopping rule and never stop, so both are refused."""
+    if block is None:
+        return Stop()
+    stop = Stop(**block)
+    if not stop.active:
+        raise ConfigError(f"{source}: stop needs patience, target or time_budget_s (min_delta only qualifies "
+                          "patience): add one, or remove 'stop'")
+    if stop.patience is not None and stop.patience < 1:
+        raise ConfigError(f"{source}: stop.patience={stop.patience} must be >= 1 (ended trials without an "
+                          "improvement)")
+    if stop.min_delta < 0 or ("min_delta" in block and stop.patience is None):
+        raise ConfigError(f"{source}: stop.min_delta={stop.min_delta} must be >= 0 and goes with stop.patience")
+    if stop.time_budget_s is not None and stop.time_budget_s <= 0:
+        raise ConfigError(f"{source}: stop.time_budget_s={stop.time_budget_s} must be > 0 (seconds since the "
+                          "sweep started)")
+    return stop
 
 
 def _check_scheduler(source: str, scheduler: Scheduler) -> None:
@@ -540,6 +587,7 @@ def describe_run(spec: SweepSpec, cluster: Mapping[str, float]) -> str:
         f"{cluster.get('GPU', 0):g} GPUs" + (" (max_concurrent_trials)" if spec.max_concurrent_trials else ""),
         f"  scheduler: {_describe_scheduler(spec)}",
         f"  searcher: {_describe_searcher(spec)}",
+        f"  stops: {spec.stop.describe(spec.mode)}",
     ])
 
 
