@@ -15,6 +15,7 @@ from runner import leaderboard
 from runner.errors import ConfigError
 from runner.sweep.space import Stop, load_sweep
 from runner.sweep.stopping import StopRule, TrialEnd, ended_in_order
+from runner.sweep.study import load_study
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -202,6 +203,11 @@ def test_a_sweep_that_reaches_its_target_stops_early_with_every_ended_trial_reco
         assert f"stopped early: target 0 reached by trial {first} (" in out
         record = json.loads((results / "sweeps" / f"{sweep_id}.json").read_text())
         assert record["stopped"]["rule"] == "target" and record["started_at"]
+        study = {t.user_attrs.get("trial_id"): t for t in load_study(results / "sweeps" / f"{sweep_id}.optuna.log",
+                                                                      sweep_id).trials}
+        states = {trial_id: study[trial_id].state.name for trial_id in board["trial_id"]}
+        assert states == {r.trial_id: "COMPLETE" if r.status == "completed" else "PRUNED" for r in board.itertuples()}
+        assert all(t.state.is_finished() for t in study.values()), "the stop leaves no trial RUNNING in the study"
         assert record["stopped"]["reason"].startswith(f"target 0 reached by trial {first}")
 
         code = main(["sweep", str(path), "--results", str(results), "--resume", sweep_id])

@@ -24,7 +24,7 @@ from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.stopping import SweepStopper
-from runner.sweep.study import StudyAwareLimiter, study_file
+from runner.sweep.study import StudyAwareLimiter, settle_stopped_study, study_file
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
 from runner.sweep.warm import warm_column, warm_study
 
@@ -421,6 +421,9 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
         raise failure from None
     ended = grid.num_terminated + grid.num_errors
     stopped = find_sweep(run.results, run.name, run.sweep_id).stopped
-    return SweepOutcome(rows=len(leaderboard.load(run.results, sweep=run.sweep_id)),
+    board = leaderboard.load(run.results, sweep=run.sweep_id)
+    if stopped:
+        settle_stopped_study(study_file(run), run.sweep_id, set(board["trial_id"]) if len(board) else set())
+    return SweepOutcome(rows=len(board),
                         interrupted=ended < spec.num_samples and not stopped,
                         stopped=stopped["reason"] if stopped else None)

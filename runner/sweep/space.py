@@ -325,7 +325,8 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     spec = SweepSpec(name=name, source=source, **{**values, "tasks": tuple(raw["tasks"]),
                                                  "models": tuple(raw["models"])},
                      scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})),
-                     warm_start=_warm_start(source, raw.get("warm_start", [])), stop=_checked_stop(source, raw.get("stop")))
+                     warm_start=_warm_start(source, raw.get("warm_start", [])),
+                     stop=_checked_stop(source, raw.get("stop")))
     _check_resources(source, spec.resources)
     _check_scheduler(source, spec.scheduler)
     if spec.max_concurrent_trials is not None and spec.max_concurrent_trials < 1:

@@ -101,6 +101,22 @@ def tpe_sampler(num_samples: int, seed: int) -> optuna.samplers.TPESampler:
                                           group=True, constant_liar=True, seed=seed)
 
 
+def settle_stopped_study(path: Path, study_name: str, recorded: set[str]) -> int:
+    """Ends the study's RUNNING trials once a ``stop:`` rule ended the sweep, and returns how many. Tune's
+    experiment-wide stop terminates the running trials without telling the searcher, so their Optuna trials
+    would stay RUNNING for good (and TPE would treat them as running forever). A trial with a leaderboard row
+    was stopped mid-run, like an ASHA-stopped one: pruned, with the values it reported. One without a row was
+    created but never started: failed, as Optuna's own ``fail_stale_trials`` records trials that never ended."""
+    import optuna
+
+    study = load_study(path, study_name)
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        stopped = trial.user_attrs.get(TRIAL_ID_ATTR) in recorded
+        study.tell(trial.number, state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.FAIL)
+    return len(running)
+
+
 class StoredOptunaSearch(OptunaSearch):
     """``OptunaSearch`` over a study in storage that may hold trials the restored searcher never saw."""
 
