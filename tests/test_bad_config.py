@@ -210,7 +210,7 @@ def test_dry_run_checks_and_prints_the_sweep_without_ray(tmp_path: Path, capsys,
                  "  per trial: 1 CPU, 0 GPU, trained in the trial process",
                  "  scheduler: ASHA: after epoch 1, 3 a trial goes on only if in the best 1/3 so far (max_t 4, "
                  "grace_period 1)",
-                 "  searcher: Optuna TPE (seed 0)",
+                 "  searcher: Optuna TPE (seed 0): 2 random trials, then proposals from the results so far",
                  f"  data for pneumonia: {tmp_path / 'images'} (class_folders): train ",
                  "classes normal, pneumonia",
                  "dry run: every check passed; nothing was trained and Ray was not started"]:

@@ -596,7 +596,27 @@ def _describe_searcher(spec: SweepSpec) -> str:
     if spec.searcher == "grid":
         points = math.prod(len(choices) for choices in grid_points(spec).values())
         return f"grid: {spec.num_samples} of {points} points, in a random order (seed {spec.seed})"
-    return f"{'Optuna TPE' if spec.searcher == 'optuna' else 'random sampling'} (seed {spec.seed})"
+    if spec.searcher == "optuna":
+        return (f"Optuna TPE (seed {spec.seed}): {startup_trials(spec.num_samples)} random trials, then proposals "
+                "from the results so far")
+    return f"random sampling (seed {spec.seed})"
+
+
+#: Optuna's default startup (10 random trials) is sized for budgets of a hundred trials and more; it is the cap.
+MAX_STARTUP_TRIALS = 10
+#: TPE splits the trials it has seen into a "good" and a "bad" density and needs one trial in each.
+MIN_STARTUP_TRIALS = 2
+
+
+def startup_trials(num_samples: int) -> int:
+    """How many trials TPE draws at random before it models the results: a quarter of the budget, at least 2
+    and at most Optuna's 10. Our sweeps run 4-16 trials, so Optuna's 10 made every one of them (nearly) a
+    random search; a quarter leaves three quarters of any budget to model-based proposals, and TPE's prior
+    keeps its first proposals broad, so starting the model early costs little. Measured on the synthetic
+    learning-rate objective of tests/test_tpe.py (the best trial's distance from the optimum in decades,
+    40-150 seeds): 16 trials 0.055 with 4 startup trials, 0.066 with 10, 0.146 random; 8 trials 0.155 with 2,
+    0.216 random; at 6 trials TPE and random tie. Trials already in the study (resumed, warm-started) count."""
+    return max(MIN_STARTUP_TRIALS, min(MAX_STARTUP_TRIALS, num_samples // 4))
 
 
 def _describe_scheduler(spec: SweepSpec) -> str:

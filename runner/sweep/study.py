@@ -30,6 +30,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from runner import storage
+from runner.sweep.space import startup_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -66,23 +67,6 @@ def load_study(path: Path, study_name: str) -> optuna.Study:
     import optuna
 
     return optuna.load_study(study_name=study_name, storage=journal_storage(path))
-
-
-#: Optuna's default startup (10 random trials) is sized for budgets of a hundred trials and more; it is the cap.
-MAX_STARTUP_TRIALS = 10
-#: TPE splits the trials it has seen into a "good" and a "bad" density and needs one trial in each.
-MIN_STARTUP_TRIALS = 2
-
-
-def startup_trials(num_samples: int) -> int:
-    """How many trials TPE draws at random before it models the results: a quarter of the budget, at least 2
-    and at most Optuna's 10. Our sweeps run 4-16 trials, so Optuna's 10 made every one of them (nearly) a
-    random search; a quarter leaves three quarters of any budget to model-based proposals, and TPE's prior
-    keeps its first proposals broad, so starting the model early costs little. Measured on the synthetic
-    learning-rate objective of tests/test_tpe.py (the best trial's distance from the optimum in decades,
-    40-150 seeds): 16 trials 0.055 with 4 startup trials, 0.066 with 10, 0.146 random; 8 trials 0.155 with 2,
-    0.216 random; at 6 trials TPE and random tie. Trials already in the study (resumed, warm-started) count."""
-    return max(MIN_STARTUP_TRIALS, min(MAX_STARTUP_TRIALS, num_samples // 4))
 
 
 def tpe_sampler(num_samples: int, seed: int) -> optuna.samplers.TPESampler:
