@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from bench._results import Section, figure, work_folder
@@ -244,6 +245,24 @@ def _positions(hits: list[int | None]) -> str:
     return "[" + ", ".join("never" if hit is None else str(hit) for hit in hits) + "]"
 
 
+def _lone_bars(counted: list[dict[str, Trace]]) -> int:
+    """Runs where a single strategy reached the bar: the bar is then one lucky trial of that strategy."""
+    return sum(sum(t.first_reaching(target_of(traces)) is not None for t in traces.values()) == 1
+               for traces in counted)
+
+
+def _smallest_steps(found: dict[tuple[str, int], dict[str, Trace]]) -> str:
+    """Each family's smallest gap between distinct objective values any trial scored: how coarse a small
+    validation set makes the objective, against the tolerance."""
+    steps = []
+    for family in dict.fromkeys(family for family, _ in found):
+        values = sorted({round(v, 6) for (f, _), traces in found.items() if f == family
+                         for trace in traces.values() for v in trace.scores if v >= 0})
+        gaps = [b - a for a, b in pairwise(values)]
+        steps.append(f"{family} {min(gaps):.4f}" if gaps else f"{family} -")
+    return ", ".join(steps)
+
+
 def reading(found: dict[tuple[str, int], dict[str, Trace]], figures: dict[str, dict], size: Size) -> str:
     """Why each target was met or missed, from what the run shows: where (in finishing order) each strategy's
     first near-best trial came, how much ASHA stopped early, how many of TPE's hits it drew at random."""
@@ -261,7 +280,11 @@ def reading(found: dict[tuple[str, int], dict[str, Trace]], figures: dict[str, d
     at_random = sum(hit is not None and hit <= startup for hit in hits["optuna_asha"])
     return "\n".join([
         "Position (in finishing order) of each strategy's first near-best trial, per counted family and seed: "
-        + "; ".join(f"{strategy} {_positions(hits[strategy])}" for strategy in STRATEGIES) + ".", "",
+        + "; ".join(f"{strategy} {_positions(hits[strategy])}" for strategy in STRATEGIES) + ". "
+        f"In {_lone_bars(counted)} of {len(counted)} runs only one strategy reached the bar at all, so the bar "
+        "was a single trial's score; the smallest step between distinct objective values in a family (" +
+        _smallest_steps(found) + f") against the {TOLERANCE} tolerance says how much of that is the small "
+        "validation set's granularity rather than the search.", "",
         f"- {_verdict('hpo_compute_ratio', figures)}. ASHA stopped {stopped} of {asha_trials} ASHA trials "
         f"early: an ASHA trial cost {asha_per_trial:,.0f} images x epochs on average, a grid trial "
         f"{grid_per_trial:,.0f}; TPE + ASHA found the near-best trial {_order(hits['optuna_asha'], hits['grid'])} "
