@@ -75,8 +75,9 @@ def _soak(full: bool, work: Path) -> Section:
 def _hpo_efficiency(full: bool, work: Path) -> Section:
     from bench import hpo_efficiency
 
-    families = list(hpo_efficiency.FAMILIES) if full else ["scratch"]
-    return hpo_efficiency.section(families, [0, 1, 2], 9, 9 if full else 6, work)
+    families = list(hpo_efficiency.FAMILIES) if full else hpo_efficiency.DEFAULT_FAMILIES
+    size = hpo_efficiency.Size(trials=12, epochs=9, images=200, image_size=48) if full else hpo_efficiency.Size()
+    return hpo_efficiency.section(families, [0, 1, 2, 3, 4], size, work)
 
 
 def _gpu_throughput(full: bool, work: Path) -> Section:

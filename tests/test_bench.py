@@ -37,15 +37,48 @@ def test_benchmarks_md_lists_every_target_with_its_verdict() -> None:
     assert "Command: `python -m bench.two`" in text and "in 9.5 minutes" in text
 
 
-def test_hpo_cost_counts_compute_until_the_first_near_best_trial() -> None:
+def test_hpo_cost_counts_compute_until_the_first_trial_near_the_best_of_all_strategies() -> None:
     grid = hpo.Trace(compute=[90, 90, 90, 90], scores=[0.5, 0.7, 0.9, 0.6], aucs=[0.6, 0.7, 0.9, 0.6])
     asha = hpo.Trace(compute=[90, 10, 30, 10], scores=[0.6, 0.4, 0.895, 0.3], aucs=[0.6, 0.5, 0.85, 0.5])
     random = hpo.Trace(compute=[10, 10], scores=[0.2, 0.3], aucs=[0.5, 0.5])
-    cost = hpo.costs({"grid": grid, "optuna_asha": asha, "random_asha": random})
-    assert cost == {"grid": (270, True), "optuna_asha": (130, True), "random_asha": (20, False)}
+    warm = hpo.Trace(compute=[30, 90], scores=[0.93, 0.5], aucs=[0.9, 0.6])
+    cost = hpo.costs({"grid": grid, "random_asha": random, "optuna_asha": asha, "warm_asha": warm})
+    assert cost == {"grid": (360, False), "random_asha": (20, False), "optuna_asha": (140, False),
+                    "warm_asha": (30, True)}, "the bar is the best of all four strategies (0.93), minus 0.01"
+    assert hpo.costs({"grid": grid, "optuna_asha": asha}) == {"grid": (270, True), "optuna_asha": (130, True)}
     assert hpo.learned({"grid": grid, "optuna_asha": asha})
     flat = hpo.Trace(compute=[10], scores=[0.66], aucs=[0.52])
     assert not hpo.learned({"grid": flat, "optuna_asha": flat}), "chance-level sweeps are left out of the ratio"
+
+
+def test_hpo_ratios_sum_costs_over_the_seeds_that_learned() -> None:
+    reached = {"grid": hpo.Trace([100, 100], [0.5, 0.9], [0.9, 0.9]),
+               "random_asha": hpo.Trace([10, 40], [0.5, 0.9], [0.9, 0.9]),
+               "optuna_asha": hpo.Trace([20, 10], [0.9, 0.5], [0.9, 0.9]),
+               "warm_asha": hpo.Trace([10], [0.9], [0.9])}
+    flat = {strategy: hpo.Trace([1], [0.5], [0.5]) for strategy in hpo.STRATEGIES}
+    figures, labels = hpo.ratio_figures({("scratch", 0): reached, ("scratch", 1): flat}, ["scratch"])
+    assert figures["hpo_compute_ratio"] == {"value": 0.1, "target": 0.25, "unit": "x", "better": "lower"}
+    assert figures["hpo_tpe_vs_random_ratio"]["value"] == 0.4 and figures["hpo_warm_vs_cold_ratio"]["value"] == 0.5
+    assert figures["hpo_warm_vs_cold_ratio_scratch"]["target"] is None
+    assert "scratch alone" in labels["hpo_compute_ratio_scratch"]
+
+
+def test_hpo_section_says_by_how_much_each_target_is_met_or_missed() -> None:
+    found = {("scratch", 0): {"grid": hpo.Trace([100, 100], [0.5, 0.9], [0.9, 0.9]),
+                              "random_asha": hpo.Trace([10, 40], [0.5, 0.9], [0.9, 0.9]),
+                              "optuna_asha": hpo.Trace([20, 10], [0.5, 0.9], [0.9, 0.9]),
+                              "warm_asha": hpo.Trace([10, 30], [0.5, 0.9], [0.9, 0.9])}}
+    body = hpo.render(found, ["scratch"], [0], hpo.Size(trials=8)).body
+    assert "`hpo_compute_ratio` = 0.150: met, 0.100 under its 0.25 target" in body
+    assert "`hpo_tpe_vs_random_ratio` = 0.600: met" in body
+    assert "`hpo_warm_vs_cold_ratio` = 1.333: missed by 0.833 (2.7x its 0.5 target)" in body
+    assert "TPE draws its first 2 of 8 trials at random" in body and "1 of its hits came within" in body
+
+
+def test_hpo_warm_sweeps_start_from_another_seeds_cold_tpe_sweep() -> None:
+    assert [hpo.warm_source([0, 1, 2], index) for index in range(3)] == [1, 2, 0]
+    assert hpo.warm_source([3], 0) == 103, "one seed: an extra earlier sweep, never the sweep itself"
 
 
 @pytest.mark.parametrize("family", sorted(hpo.FAMILIES))
@@ -53,10 +86,13 @@ def test_hpo_cost_counts_compute_until_the_first_near_best_trial() -> None:
 def test_hpo_benchmark_sweeps_are_valid_search_spaces(family: str, strategy: str) -> None:
     from runner.sweep.space import parse_spec
 
-    spec = parse_spec(hpo.sweep_yaml(family, strategy, seed=1, trials=9, epochs=9), "hpo", "hpo")
-    assert spec.num_samples == 9 and spec.searcher == {"grid": "grid", "optuna_asha": "optuna",
-                                                       "random_asha": "random"}[strategy]
+    warm_from = hpo.sweep_id(family, "optuna_asha", 2)
+    spec = parse_spec(hpo.sweep_yaml(family, strategy, seed=1, size=hpo.Size(trials=6), warm_from=warm_from),
+                      "hpo", "hpo")
+    assert spec.num_samples == (9 if strategy == "grid" else 6), "grid runs every point of its 3 x 3 grid"
+    assert spec.searcher == {"grid": "grid", "random_asha": "random"}.get(strategy, "optuna")
     assert spec.scheduler.type == ("fifo" if strategy == "grid" else "asha")
+    assert list(spec.warm_start.sweeps) == ([warm_from] if strategy == "warm_asha" else [])
 
 
 def test_gpu_benchmark_without_a_gpu_says_so_and_exits_0() -> None:
