@@ -2,7 +2,9 @@
 
 Usage: ``python -m bench [--full] [--only NAME ...] [--out DIR]``.
 
-The default sizes finish in about 13 minutes on 2 cores (no GPU; 13.3 measured); ``--full`` runs each
+The default sizes took 13.3 minutes on 2 cores (no GPU) before the HPO benchmark grew to 5 seeds x 2 families x
+4 strategies; that section alone took 23.9 minutes (on a loaded machine), so a default run now takes about 35
+minutes, over its ~15-minute budget, until the HPO sizes are cut; ``--full`` runs each
 benchmark at its own default size (longer; closer to real trials), the HPO benchmark on the transfer task
 too. A complete run rewrites both files, so every figure in them comes from one run on one machine;
 ``--only`` runs some benchmarks, prints their sections and merges their figures into results.json, leaving
