@@ -110,11 +110,10 @@ def check_data_spec(value: Mapping[str, Any]) -> None:
     """A normalised data spec's options and local path, without listing a file: what a sweep checks for
     each data set when its search space loads, so a typo fails in a second rather than in every trial."""
     from runner.data import parse_data_spec
+    from runner.data.adapters._common import require_exists
 
-    path = value.get("path")
-    if path and not Path(path).exists():
-        raise ConfigError(f"data path {path} does not exist: fix the path (a relative one is relative to the "
-                          "folder the command runs in, or to its data spec file)")
+    if value.get("path"):
+        require_exists(Path(value["path"]))  # parse_data_spec only looks at the files when it detects the layout
     parse_data_spec(value)
 
 
