@@ -503,10 +503,14 @@ class _DefineByRun:
     def __call__(self, trial) -> None:
         task = trial.suggest_categorical("task", list(self.spec.tasks))
         model = trial.suggest_categorical("model", list(self.spec.models))
-        chosen = {**self.space, **{f"{model}.{k}": v for k, v in self.per_model.get(model, {}).items()},
-                  **{f"{task}.{k}": v for k, v in self.per_task.get(task, {}).items()}}
-        for name, distribution in chosen.items():
+        for name, distribution in self.drawn(task, model).items():
             _suggest(trial, name, distribution)
+
+    def drawn(self, task: str, model: str) -> dict[str, Any]:
+        """The parameters a trial of (task, model) draws after those two, by the names Optuna sees (the warm
+        start rebuilds earlier trials with them)."""
+        return {**self.space, **{f"{model}.{k}": v for k, v in self.per_model.get(model, {}).items()},
+                **{f"{task}.{k}": v for k, v in self.per_task.get(task, {}).items()}}
 
 
 def max_concurrent(spec: SweepSpec, cluster: Mapping[str, float]) -> int:

@@ -35,6 +35,7 @@ import pandas as pd
 from runner import leaderboard
 from runner.errors import ConfigError
 from runner.sweep.importance import finished_rows, inferred_distributions, row_value, space_distributions, trial_params
+from runner.sweep.space import define_by_run
 
 if TYPE_CHECKING:
     import optuna
@@ -98,9 +99,9 @@ def plan(spec: SweepSpec, results: str) -> WarmPlan:
     for index in rows.index.difference(scored.index):
         if rows.at[index, "status"] != "failed":  # a failed trial teaches TPE nothing: not counted
             found.skipped[f"no value of {metric[index]}"] += 1
-    distributions = space_distributions(spec)
+    distributions, space = space_distributions(spec), define_by_run(spec)
     for _, row in scored.iterrows():
-        fitted = _fit(row, spec, distributions)
+        fitted = _fit(row, spec, distributions, space)
         if isinstance(fitted, str):
             found.skipped[fitted] += 1
         else:
@@ -132,14 +133,16 @@ def _metric(rows: pd.DataFrame, spec: SweepSpec) -> pd.Series:
     return rows["monitor"] if spec.metric == "objective" else pd.Series(spec.metric, index=rows.index)
 
 
-def _fit(row: pd.Series, spec: SweepSpec, distributions: dict[str, Any]) -> optuna.trial.FrozenTrial | str:
-    """The row as a finished trial of the new space, or why it does not fit it."""
+def _fit(row: pd.Series, spec: SweepSpec, distributions: dict[str, Any], space: Any,
+         ) -> optuna.trial.FrozenTrial | str:
+    """The row as a finished trial of the new space (``space``: its define-by-run function, which names what
+    a trial of the row's task and model draws), or why it does not fit it."""
     import optuna
 
     for what, names in (("task", spec.tasks), ("model", spec.models)):
         if row[what] not in names:
             return f"{what} {row[what]} not in this sweep"
-    drawn = _drawn(spec, row["task"], row["model"], distributions)
+    drawn = {name: distributions[name] for name in ("task", "model", *space.drawn(row["task"], row["model"]))}
     params, used = trial_params(row, drawn)
     missing = [name for name in drawn if name not in params]
     if missing:
@@ -151,13 +154,6 @@ def _fit(row: pd.Series, spec: SweepSpec, distributions: dict[str, Any]) -> optu
         state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.COMPLETE,
         intermediate_values={step: row["objective"]} if stopped else None,
         user_attrs={FROM_ATTR: f"{row['sweep_id']}/{row['trial_id']}"})
-
-
-def _drawn(spec: SweepSpec, task: str, model: str, distributions: dict[str, Any]) -> dict[str, Any]:
-    """The parameters the define-by-run space draws for a trial of (task, model), as it names them."""
-    names = ["task", "model", *spec.space, *(f"{model}.{key}" for key in spec.per_model.get(model, {})),
-             *(f"{task}.{key}" for key in spec.per_task.get(task, {}))]
-    return {name: distributions[name] for name in names}
 
 
 def _dropped_params(rows: pd.DataFrame, spec: SweepSpec) -> list[str]:
