@@ -31,12 +31,11 @@ from ray.tune.search.optuna import OptunaSearch
 
 from runner import storage
 from runner.paths import default_cache_dir
+from runner.sweep.record import SweepRun
 from runner.sweep.space import startup_trials
 
 if TYPE_CHECKING:
     import optuna
-
-    from runner.sweep.run import SweepRun
 
 logger = logging.getLogger(__name__)
 STUDY_SUFFIX = ".optuna.log"
