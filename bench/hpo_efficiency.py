@@ -149,7 +149,8 @@ def sweep_id(family: str, strategy: str, seed: int) -> str:
 def run_strategy(family: str, strategy: str, seed: int, size: Size, work: Path, warm_from: str | None = None
                  ) -> Trace:
     """One real sweep through the sweep driver into the family's results folder."""
-    from runner.sweep.run import SweepRun, run_sweep
+    from runner.sweep.record import SweepRun
+    from runner.sweep.run import run_sweep
     from runner.sweep.space import parse_spec
 
     name = sweep_id(family, strategy, seed)

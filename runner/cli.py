@@ -153,7 +153,8 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         return _dry_run(args)
-    from runner.sweep.run import SweepRun, find_sweep, init_ray, new_sweep_id, run_sweep
+    from runner.sweep.record import SweepRun, find_sweep, new_sweep_id
+    from runner.sweep.run import init_ray, run_sweep
     from runner.sweep.warm import earlier_rows
 
     results = storage.resolve(args.results)

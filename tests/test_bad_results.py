@@ -115,7 +115,8 @@ def test_a_metric_the_sweep_would_not_optimise_is_refused_at_load(tmp_path: Path
 
 
 def test_a_named_metric_sets_the_mode_and_is_what_optuna_asha_and_ranking_use(tmp_path: Path) -> None:
-    from runner.sweep.run import LeaderboardWriter, SweepRun, _scheduler, _searcher
+    from runner.sweep.record import SweepRun
+    from runner.sweep.run import LeaderboardWriter, _scheduler, _searcher
 
     spec = load_sweep(str(_write(tmp_path, {**TINY, "metric": "val_loss"})))
     assert (spec.metric, spec.mode) == ("val_loss", "min")  # mode left out: the metric's own direction

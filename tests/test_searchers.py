@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from runner.errors import ConfigError
-from runner.sweep.run import SweepRun, _searcher
+from runner.sweep.record import SweepRun
+from runner.sweep.run import _searcher
 from runner.sweep.space import load_sweep
 
 

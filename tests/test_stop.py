@@ -104,7 +104,7 @@ def test_the_rule_is_rebuilt_from_the_rows_at_every_start_not_from_pickled_state
     rule must come from the rows written since, the controller's copy must follow the callback that Tune
     set up, and a reason the rows imply (the driver died between the deciding row and the stop) must stop
     the resumed sweep at once and be recorded."""
-    from runner.sweep.run import SweepRun, find_sweep
+    from runner.sweep.record import SweepRun, find_sweep
     from runner.sweep.stopping import SweepStopper
 
     run = SweepRun(sweep_id="s-1", name="s", results=str(tmp_path / "results"), storage=str(tmp_path / "tune"),

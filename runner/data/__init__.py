@@ -7,13 +7,11 @@ package does not import TensorFlow.
 
 from __future__ import annotations
 
+from runner.data._dataset import DataSet, DataSpec, load_dataset, parse_data_spec
 from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
-from runner.registry import Registry
-
-ADAPTERS: Registry[type[DataAdapter]] = Registry("data layout", package="runner.data.adapters")
-
-from runner.data._dataset import DataSet, DataSpec, load_dataset, parse_data_spec  # noqa: E402
-from runner.data.cache import CachedData, default_cache_dir, prepare  # noqa: E402
+from runner.data.adapters._registry import ADAPTERS
+from runner.data.cache import CachedData, prepare
+from runner.paths import default_cache_dir
 
 __all__ = [
     "ADAPTERS",

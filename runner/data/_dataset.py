@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from runner import yamlfile
-from runner.data import ADAPTERS
 from runner.data._records import SPLITS, Ignored, Listing, Problem, Record
 from runner.data.adapters._common import require_exists
+from runner.data.adapters._registry import ADAPTERS
 from runner.data.splits import ClassNeed, SplitConfig, assign_splits, check_split_classes
 from runner.errors import ConfigError, DataError
 from runner.overrides import deep_merge
+from runner.paths import default_cache_dir
 
 #: Options every layout accepts; they are applied after listing, the same way for every layout.
 COMMON_OPTIONS: Mapping[str, Any] = {
@@ -288,8 +289,6 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     ``classes`` option narrows the data set on purpose. ``split_needs`` (``splits.class_needs`` of the task)
     are the classes each split must hold after splitting; without it (no task known) any split is accepted.
     """
-    from runner.data.cache import default_cache_dir
-
     resolved = parse_data_spec(spec)
     options = resolved.options
     adapter = ADAPTERS.get(resolved.layout)()

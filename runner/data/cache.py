@@ -35,6 +35,7 @@ from runner.data._records import Problem, Record
 from runner.data.images import ImageError, ImageInfo, load_image, load_mask
 from runner.data.masks import MaskRead, decode_rle, parse_threshold
 from runner.errors import DataError
+from runner.paths import default_cache_dir
 
 #: 2: images shrunk before conversion (bounded memory), 100 MP limit; 3: EXIF orientation, masks in any
 #: encoding, content hash and mask encoding/fraction per image
@@ -45,11 +46,6 @@ IN_MEMORY_BYTES = 64 * 2**20
 #: Builds at least this large show a progress bar even when stderr is not a terminal (a Ray trial's log):
 #: one line at the end, which says where the minutes went. Smaller builds take seconds and stay quiet there.
 PROGRESS_MIN_IMAGES = 200
-
-
-def default_cache_dir() -> Path:
-    """``$CXR_RUNNER_CACHE`` or ``~/.cache/cxr-runner``."""
-    return Path(os.environ.get("CXR_RUNNER_CACHE", Path.home() / ".cache" / "cxr-runner")).expanduser()
 
 
 def pixels_key(records: Sequence[Record], image_size: int, channels: int, mask_threshold: float | None = None) -> str:

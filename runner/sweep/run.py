@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,18 @@ from ray.tune import Callback, CLIReporter
 
 from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
+from runner.paths import CACHE_ENV
+from runner.sweep.record import SweepRun, find_sweep
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.stopping import SweepStopper
-from runner.sweep.study import StudyAwareLimiter, settle_stopped_study, study_file
+from runner.sweep.study import (
+    StoredOptunaSearch,
+    StudyAwareLimiter,
+    journal_storage,
+    settle_stopped_study,
+    study_file,
+    tpe_sampler,
+)
 from runner.sweep.trainable import NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
 from runner.sweep.warm import warm_column, warm_study
 
@@ -46,68 +54,6 @@ STATE_EVERY_STEP_MAX_TRIALS = 500
 
 def experiment_state_period(num_samples: int) -> str:
     return "0" if num_samples <= STATE_EVERY_STEP_MAX_TRIALS else "auto"
-
-
-@dataclass(frozen=True)
-class SweepRun:
-    """Where one sweep lives: ``<results>/sweeps/<sweep_id>.json`` records how to resume it."""
-
-    sweep_id: str
-    name: str
-    results: str
-    storage: str
-    source: str
-    overrides: dict[str, Any]
-    profile: str | None
-    quick: bool = False
-    mlflow: str | None = None
-    #: When the sweep first started (ISO 8601, UTC): ``stop.time_budget_s`` counts from here across resumes.
-    started_at: str | None = None
-    #: ``{"rule": "patience", "reason": "..."}`` once ``stop:`` ended the sweep early; ``--resume`` refuses it.
-    stopped: dict[str, str] | None = None
-
-    @property
-    def trials_dir(self) -> str:
-        return storage.join(self.results, "trials", self.sweep_id)
-
-    def save(self) -> None:
-        """Writes the record atomically (``storage.write_text``): a crash mid-write keeps the old record."""
-        storage.write_text(storage.join(self.results, "sweeps", f"{self.sweep_id}.json"),
-                           json.dumps(asdict(self), indent=2))
-
-
-def new_sweep_id(name: str) -> str:
-    return f"{name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-def find_sweep(results: str, name: str, sweep_id: str | None) -> SweepRun:
-    """The sweep to resume: ``sweep_id``, or the newest sweep called ``name`` in ``results``."""
-    folder = storage.join(results, "sweeps")
-    if sweep_id:
-        location = storage.join(folder, f"{sweep_id}.json")
-        if not storage.is_file(location):
-            raise ConfigError(f"no sweep '{sweep_id}' in {folder}: check --results and the id")
-    else:
-        found = sorted((mtime, path) for path, mtime in storage.list_files(folder, ".json")
-                       if path.rsplit("/", 1)[-1].startswith(f"{name}-"))
-        if not found:
-            raise ConfigError(f"no sweep named '{name}' to resume in {folder}")
-        location = found[-1][1]
-    return _parse_record(storage.read_bytes(location) or b"", location)
-
-
-def _parse_record(data: bytes, location: str) -> SweepRun:
-    """A sweep record as ``SweepRun.save`` wrote it; a damaged one (cut short by a full disk, edited by hand)
-    is one error saying how to go on: the leaderboard rows are files of their own and stay intact."""
-    try:
-        record = json.loads(data.decode())
-        if not isinstance(record, dict):
-            raise TypeError("not a JSON object")
-        return SweepRun(**record)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"sweep record {location} is damaged ({' '.join(str(error).split())}): restore it from "
-                          "a backup, or start a new sweep (the finished trials' leaderboard rows are intact)"
-                          ) from None
 
 
 class LeaderboardWriter(Callback):
@@ -226,8 +172,8 @@ def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
 
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": WORKER_START_TIMEOUT_S,
            "TUNE_FUNCTION_THREAD_TIMEOUT_S": STOPPED_THREAD_TIMEOUT_S}
-    if "CXR_RUNNER_CACHE" in os.environ:
-        env["CXR_RUNNER_CACHE"] = os.environ["CXR_RUNNER_CACHE"]
+    if CACHE_ENV in os.environ:
+        env[CACHE_ENV] = os.environ[CACHE_ENV]
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", WORKER_START_TIMEOUT_S)
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
@@ -282,8 +228,6 @@ def _searcher(spec: SweepSpec, run: SweepRun):
     optimises ``objective``, which each trial reports as the sweep's ``metric`` (``epoch_metrics``), in the
     sweep's ``mode``; ``searcher: optuna`` is TPE sized to the sweep's budget (``tpe_sampler``)."""
     import optuna
-
-    from runner.sweep.study import StoredOptunaSearch, journal_storage, tpe_sampler
 
     samplers = {"random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
                 "grid": lambda: optuna.samplers.GridSampler(grid_points(spec), seed=spec.seed),

@@ -38,8 +38,9 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.stopper import Stopper
 
+from runner.sweep.record import SweepRun, find_sweep
+
 if TYPE_CHECKING:
-    from runner.sweep.run import SweepRun
     from runner.sweep.space import Stop
 
 
@@ -167,7 +168,6 @@ class SweepStopper(Callback, Stopper):
         """The rule rebuilt from the sweep's record (its start) and leaderboard rows (the trials that ended),
         at every start of the experiment, ``--resume`` included."""
         from runner import leaderboard
-        from runner.sweep.run import find_sweep
 
         record = find_sweep(self.run.results, self.run.name, self.run.sweep_id)
         self.rule = StopRule(self.stop, self.mode, started_at(record), self.clock)
@@ -233,7 +233,5 @@ def _started(trial: Trial) -> bool:
 
 def record_stop(run: SweepRun, reason: Reason) -> None:
     """The reason in the sweep record (``stopped``), which ``--resume`` reads to refuse more trials."""
-    from runner.sweep.run import find_sweep
-
     record = find_sweep(run.results, run.name, run.sweep_id)
     replace(record, stopped={"rule": reason.rule, "reason": reason.text}).save()

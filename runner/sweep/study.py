@@ -30,12 +30,12 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from runner import storage
+from runner.paths import default_cache_dir
+from runner.sweep.record import SweepRun
 from runner.sweep.space import startup_trials
 
 if TYPE_CHECKING:
     import optuna
-
-    from runner.sweep.run import SweepRun
 
 logger = logging.getLogger(__name__)
 STUDY_SUFFIX = ".optuna.log"
@@ -50,8 +50,6 @@ def study_file(run: SweepRun) -> Path:
     found, path = storage.filesystem(run.results)
     if found is None:
         return Path(path) / "sweeps" / f"{run.sweep_id}{STUDY_SUFFIX}"
-    from runner.data.cache import default_cache_dir
-
     return default_cache_dir() / "optuna" / f"{run.sweep_id}{STUDY_SUFFIX}"
 
 

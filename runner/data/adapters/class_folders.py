@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.data import ADAPTERS
 from runner.data._records import SPLIT_NAMES, DataAdapter, Listing, Record
 from runner.data.adapters._common import IMAGE_KINDS, account_files, image_files, patient_from_name, require_root
+from runner.data.adapters._registry import ADAPTERS
 from runner.errors import DataError
 
 UNUSED_IMAGE = "image outside the class folders (ROOT/<class>/ or ROOT/<split>/<class>/)"

@@ -16,8 +16,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from runner.data import ADAPTERS
 from runner.data._records import DataAdapter, Listing
+from runner.data.adapters._registry import ADAPTERS
 from runner.data.synthetic import write_demo
 
 DEMO_VERSION = 1

@@ -14,7 +14,6 @@ from typing import Any
 
 from PIL import Image
 
-from runner.data import ADAPTERS
 from runner.data._records import DataAdapter, Listing, Problem, Record
 from runner.data.adapters._common import (
     IMAGE_KINDS,
@@ -24,6 +23,7 @@ from runner.data.adapters._common import (
     read_csv_rows,
     require_root,
 )
+from runner.data.adapters._registry import ADAPTERS
 from runner.errors import DataError
 
 #: The manifest columns a record takes: two rows of one image that differ in one of them conflict.

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.data import ADAPTERS
 from runner.data._records import SPLIT_NAMES, SPLITS, DataAdapter, Listing, Problem, Record
 from runner.data.adapters._common import account_files, pick_column, read_csv_rows, require_root, resolve_inside
+from runner.data.adapters._registry import ADAPTERS
 from runner.errors import DataError
 
 

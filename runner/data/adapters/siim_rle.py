@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.data import ADAPTERS
 from runner.data._records import DataAdapter, Listing, Record
 from runner.data.adapters._common import account_files, read_csv_rows, require_root, resolve_inside
+from runner.data.adapters._registry import ADAPTERS
 from runner.data.masks import RLE_FORMATS, is_empty_rle
 from runner.errors import DataError
 

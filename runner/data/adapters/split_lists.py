@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.data import ADAPTERS
 from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
 from runner.data.adapters._common import account_files, require_root, resolve_inside
+from runner.data.adapters._registry import ADAPTERS
 from runner.errors import DataError
 
 KNOWN_COLUMNS = ("path", "label", "patient_id", "source", "ignore")
