@@ -80,7 +80,7 @@ def backbone_classifier(
     return model
 
 
-@register("vgg16", min_size=FAMILIES["vgg16"].min_size)
+@register("vgg16", output="classes", min_size=FAMILIES["vgg16"].min_size)
 def vgg16(
     input_shape: tuple[int, int, int],
     num_outputs: int,
@@ -106,7 +106,7 @@ def vgg16(
     )
 
 
-@register("vgg19", min_size=FAMILIES["vgg19"].min_size)
+@register("vgg19", output="classes", min_size=FAMILIES["vgg19"].min_size)
 def vgg19(
     input_shape: tuple[int, int, int],
     num_outputs: int,
@@ -132,7 +132,7 @@ def vgg19(
     )
 
 
-@register("inception_v3", min_size=FAMILIES["inception_v3"].min_size)
+@register("inception_v3", output="classes", min_size=FAMILIES["inception_v3"].min_size)
 def inception_v3(
     input_shape: tuple[int, int, int],
     num_outputs: int,
@@ -158,7 +158,7 @@ def inception_v3(
     )
 
 
-@register("densenet121", min_size=FAMILIES["densenet121"].min_size)
+@register("densenet121", output="classes", min_size=FAMILIES["densenet121"].min_size)
 def densenet121(
     input_shape: tuple[int, int, int],
     num_outputs: int,
