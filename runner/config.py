@@ -119,7 +119,7 @@ def check_data_spec(value: Mapping[str, Any]) -> None:
 
 def make_config(values: Mapping[str, Any]) -> TrialConfig:
     """A validated config from flat keys (and optional explicit ``model_params`` / ``task_params``)."""
-    from runner.models import MODELS
+    from runner.models import MODELS, check_fits
     from runner.task import TASKS
 
     values = dict(values)
@@ -152,6 +152,7 @@ def make_config(values: Mapping[str, Any]) -> TrialConfig:
     spec = MODELS.get(values["model"])
     config = TrialConfig(**training, model_params=spec.bind(model_params), task_params=task.bind_params(task_params))
     _check_types(config)
+    check_fits(task, config.model, config.task_params)
     try:
         spec.check_input_shape((config.image_size, config.image_size, 1), config.model_params)
     except ConfigError as error:

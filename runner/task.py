@@ -11,6 +11,8 @@ so a new task of a known kind is a few lines. The contract every kind fulfils, u
   flat metric dict (validation predictions are passed for threshold tuning, never test ones);
 - ``headline``: the metrics that get bootstrap confidence intervals; ``prediction_columns``: what goes into
   ``predictions.parquet`` so any metric can be recomputed later.
+- ``model_output`` and ``model_features(params)``: what the model must output and which of its declared
+  feature layers a trial reads (``runner.models.check_fits`` refuses a model that does not fit).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -26,6 +28,9 @@ from runner import metrics
 from runner.data import Record
 from runner.errors import ConfigError
 from runner.registry import Registry
+
+if TYPE_CHECKING:
+    from runner.models import ModelOutput
 
 Kind = Literal["binary", "multiclass", "anomaly", "segmentation"]
 
@@ -69,6 +74,12 @@ class Task(ABC):
 
     kind: ClassVar[Kind]
     headline: ClassVar[tuple[str, ...]] = ()
+    #: What the model must output for this kind (``runner.models.check_fits`` compares it with the model's).
+    model_output: ClassVar[ModelOutput]
+
+    def model_features(self, params: Mapping[str, Any]) -> frozenset[str]:
+        """Feature layers (``runner.models`` ``features``) a trial with these bound params reads from the model."""
+        return frozenset()
 
     @property
     def needs_masks(self) -> bool:
@@ -138,6 +149,7 @@ class BinaryTask(Task):
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: {
         "class_weights": (True, False), "threshold_criterion": metrics.TUNING_CRITERIA})
     kind: ClassVar[Kind] = "binary"
+    model_output: ClassVar[ModelOutput] = "classes"
     headline: ClassVar[tuple[str, ...]] = ("roc_auc", "f1", "recall", "specificity")
 
     def positives(self, split: Split) -> np.ndarray:
@@ -186,6 +198,7 @@ class MulticlassTask(Task):
     params: Mapping[str, Any] = field(default_factory=lambda: {"class_weights": False})
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: {"class_weights": (True, False)})
     kind: ClassVar[Kind] = "multiclass"
+    model_output: ClassVar[ModelOutput] = "classes"
     headline: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr")
 
     def indices(self, split: Split) -> np.ndarray:
@@ -241,7 +254,9 @@ def _reconstruction_scores(model, images: np.ndarray, score: str) -> np.ndarray:
 def _latent_features(model, images: np.ndarray) -> np.ndarray:
     import keras
 
-    encoder = keras.Model(model.input, model.get_layer("bottleneck").output)
+    from runner.models import feature_layer
+
+    encoder = keras.Model(model.input, model.get_layer(feature_layer(model, "latent")).output)
     features = _batched_predict(encoder, images)
     return features.reshape(len(features), -1, features.shape[-1]).mean(axis=1) if features.ndim == 4 else features
 
@@ -257,6 +272,7 @@ class AnomalyTask(Task):
     params: Mapping[str, Any] = field(default_factory=lambda: {"score": "mse", "percentile": 95.0})
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: {"score": ANOMALY_SCORES})
     kind: ClassVar[Kind] = "anomaly"
+    model_output: ClassVar[ModelOutput] = "image"
     headline: ClassVar[tuple[str, ...]] = ("roc_auc",)
 
     def positives(self, split: Split) -> np.ndarray:
@@ -272,6 +288,9 @@ class AnomalyTask(Task):
         import keras
 
         return keras.losses.MeanSquaredError()
+
+    def model_features(self, params):
+        return frozenset({"latent"}) if params["score"] == "latent" else frozenset()
 
     def normals(self, split: Split) -> Split:
         return split.subset(self.positives(split) == 0)
@@ -328,6 +347,7 @@ class SegmentationTask(Task):
     monitor: str = "val_dice"
     params: Mapping[str, Any] = field(default_factory=lambda: {"bce_weight": 1.0, "dice_weight": 1.0})
     kind: ClassVar[Kind] = "segmentation"
+    model_output: ClassVar[ModelOutput] = "mask"
     headline: ClassVar[tuple[str, ...]] = ("dice", "iou")
 
     def bind_params(self, given):

@@ -100,15 +100,21 @@ def test_registered_models() -> None:
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_builds_and_runs(name: str) -> None:
+    """Built as its registration declares: named after it, the declared output, every feature layer there."""
+    spec = MODELS.get(name)
     params = fast_params(name)
     size = smallest_size(name, params)
-    model = create_model(name, input_shape=(size, size, 1), num_outputs=3, **params)
+    outputs = None if spec.output == "image" else 3  # a reconstruction has its input's channels
+    model = create_model(name, input_shape=(size, size, 1), num_outputs=outputs, **params)
+    assert model.name == name  # feature_layer finds a built model's registration by its name
     y = model(images(size))
     assert y.dtype == "float32"
     assert model.get_layer("output").dtype_policy.compute_dtype == "float32"
     values = np.asarray(y)
     assert np.all((values >= 0) & (values <= 1))  # every default output activation is a sigmoid
-    if len(y.shape) == 2:  # a classifier: one column per output, and a Grad-CAM-ready feature map
+    for layer in spec.features.values():
+        assert len(model.get_layer(layer).output.shape) >= 2
+    if spec.output == "classes":  # one column per output, and a Grad-CAM-ready feature map
         assert y.shape == (2, 3)
         conv = last_conv_layer(model)
         if name in LAST_CONV:
@@ -116,8 +122,26 @@ def test_every_model_builds_and_runs(name: str) -> None:
         grad_model = keras.Model(model.input, [model.get_layer(conv).output, model.output])
         features, _ = grad_model(images(size))
         assert len(features.shape) == 4
-    else:  # an image model: output as large as the input
-        assert y.shape[:3] == (2, size, size)
+    else:  # an image or a mask: as large as the input, a reconstruction as deep, a mask num_outputs deep
+        assert y.shape == (2, size, size, 1 if spec.output == "image" else 3)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_backbone_parameters_and_defaults(name: str) -> None:
+    """One builder serves the four backbones: each still takes exactly these parameters and defaults."""
+    assert MODELS.get(name).defaults() == {
+        "weights": "imagenet", "frozen_layers": 0, "pooling": "avg", "hidden": 256, "dropout": 0.5,
+    }
+    with pytest.raises(ConfigError, match=f"model '{name}': parameter 'pooling' must be one of avg, max, flatten"):
+        create_model(name, input_shape=(96, 96, 1), weights="none", pooling="mean")
+
+
+def test_mask_model_outputs_num_outputs_channels_with_the_activation() -> None:
+    model = create_model("vgg16_unet", input_shape=(32, 32, 1), num_outputs=2, output_activation="softmax",
+                         **fast_params("vgg16_unet"))
+    masks = np.asarray(model(images(32)))
+    assert masks.shape == (2, 32, 32, 2)
+    np.testing.assert_allclose(masks.sum(axis=-1), 1.0, rtol=1e-5)
 
 
 def test_min_image_size() -> None:

@@ -5,20 +5,30 @@ against the builder's signature and the image size against the model's minimum, 
 ``keras.Model`` that takes float32 images in [0, 1] of ``input_shape`` (grayscale (H, W, 1) or RGB
 (H, W, 3)) and returns float32 outputs even under a ``mixed_float16`` policy.
 
+Each model declares at its registration what it outputs (``output``: ``classes``, ``image`` or ``mask``)
+and which feature layers it offers (``features``: feature name -> layer name); a task declares what it
+needs, and ``check_fits`` / ``check_pairs`` refuse a pair that does not fit when the config loads.
+
 Registered models (see each builder's docstring for its parameters):
 
-* ``baseline``, ``small_cnn`` (``runner.models.simple``): small from-scratch CNNs.
+* ``baseline``, ``small_cnn`` (``runner.models.simple``): small from-scratch CNNs; output classes.
 * ``vgg16``, ``vgg19``, ``inception_v3``, ``densenet121`` (``runner.models.applications``):
-  ``keras.applications`` backbones with a classification head.
-* ``conv_autoencoder`` (``runner.models.autoencoder``): image reconstruction.
-* ``vgg16_unet`` (``runner.models.unet``): segmentation masks.
+  ``keras.applications`` backbones with a classification head; output classes.
+* ``conv_autoencoder`` (``runner.models.autoencoder``): output a reconstructed image; feature ``latent``
+  (layer ``bottleneck``).
+* ``vgg16_unet`` (``runner.models.unet``): output a segmentation mask.
+
+Adding a model is one builder module here: a function ``(input_shape, num_outputs, output_activation, *,
+param=default, ...) -> keras.Model`` decorated with ``@register(name, output=..., features=...)``, naming
+its keras model ``name``. Its keyword-only arguments are its parameters (YAML keys), their defaults the
+defaults.
 
 Layer names later code can rely on: the classifier's final activation is ``"output"`` (the pre-activation
-dense layer ``"logits"``), the autoencoder's code is ``"bottleneck"``, and ``last_conv_layer(model)`` names
-the last convolutional feature map for Grad-CAM (``block5_conv3`` for VGG16, ``relu`` for DenseNet121,
-``mixed10`` for InceptionV3, ``block4_conv`` for ``small_cnn``). Backbone layers keep their keras names and
-sit directly in the model (not nested in a sub-model), so ``model.get_layer("block5_conv3").output`` is
-connected to ``model.input`` and a Grad-CAM model is just
+dense layer ``"logits"``), a feature layer is the one ``feature_layer(model, feature)`` names, and
+``last_conv_layer(model)`` names the last convolutional feature map for Grad-CAM (``block5_conv3`` for
+VGG16, ``relu`` for DenseNet121, ``mixed10`` for InceptionV3, ``block4_conv`` for ``small_cnn``). Backbone
+layers keep their keras names and sit directly in the model (not nested in a sub-model), so
+``model.get_layer("block5_conv3").output`` is connected to ``model.input`` and a Grad-CAM model is just
 ``keras.Model(model.input, [model.get_layer(last_conv_layer(model)).output, model.output])``.
 
 Importing this package does not import TensorFlow: the builder modules (which do) are imported by the
@@ -30,7 +40,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.models._spec import ModelSpec
+from runner.models._contract import check_fits, check_pairs, feature_layer
+from runner.models._spec import ModelOutput, ModelSpec
 from runner.registry import Registry
 
 if TYPE_CHECKING:
@@ -38,9 +49,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODELS",
+    "ModelOutput",
     "ModelSpec",
     "backbone_layers",
+    "check_fits",
+    "check_pairs",
     "create_model",
+    "feature_layer",
     "last_conv_layer",
     "min_image_size",
     "save_backbone_weights",
@@ -53,20 +68,22 @@ def create_model(
     name: str,
     *,
     input_shape: tuple[int, int, int],
-    num_outputs: int = 1,
+    num_outputs: int | None = None,
     output_activation: str = "sigmoid",
     **params: Any,
 ) -> keras.Model:
     """Build model ``name`` for images of ``input_shape``.
 
-    ``num_outputs`` units with ``output_activation`` form the classification output (ignored by the
-    autoencoder and the U-Net, whose outputs are images). ``params`` are the model's own parameters; an
-    unknown one, an unknown model or an image too small for the model is a ConfigError.
+    The ``output`` layer has ``num_outputs`` class units or mask channels with ``output_activation``
+    (None: one); an image model's reconstruction has the input's channels, and any other ``num_outputs``
+    is refused. ``params`` are the model's own parameters; an unknown one, an unknown model or an image
+    too small for the model is a ConfigError.
     """
     spec = MODELS.get(name)
     bound = spec.bind(params)
     shape = spec.check_input_shape(input_shape, bound)
-    return spec.build(shape, num_outputs=num_outputs, output_activation=output_activation, **bound)
+    count = spec.output_count(shape, num_outputs)
+    return spec.build(shape, num_outputs=count, output_activation=output_activation, **bound)
 
 
 def min_image_size(name: str, **params: Any) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import keras
 
 from runner.errors import ConfigError
-from runner.models._spec import check_int
 
 # Layers that never carry the feature map Grad-CAM wants, even though their output is 4-D.
 _NOT_FEATURES = (
@@ -65,23 +64,27 @@ def output_block(
     dtype policy, so sigmoid/softmax and the loss see float32 and the model's output dtype never depends on
     the global policy.
     """
-    num_outputs = check_int(model, "num_outputs", num_outputs, minimum=1)
-    try:
-        keras.activations.get(activation)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(
-            f"model '{model}': unknown output_activation {activation!r} (use sigmoid, softmax or linear)"
-        ) from error
+    check_activation(model, activation)
     x = keras.layers.Dense(
         num_outputs, kernel_regularizer=keras.regularizers.L2(l2) if l2 else None, name="logits"
     )(x)
     return keras.layers.Activation(activation, dtype="float32", name="output")(x)
 
 
-def image_output(x: keras.KerasTensor, channels: int) -> keras.KerasTensor:
-    """A ``channels``-deep sigmoid image (reconstruction or mask) named ``output``, in float32."""
+def image_output(x: keras.KerasTensor, channels: int, activation: str, model: str) -> keras.KerasTensor:
+    """A ``channels``-deep image (reconstruction or mask) named ``output``, activated in float32."""
+    check_activation(model, activation)
     x = keras.layers.Conv2D(channels, 1, name="output_conv")(x)
-    return keras.layers.Activation("sigmoid", dtype="float32", name="output")(x)
+    return keras.layers.Activation(activation, dtype="float32", name="output")(x)
+
+
+def check_activation(model: str, activation: str) -> None:
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(
+            f"model '{model}': unknown output_activation {activation!r} (use sigmoid, softmax or linear)"
+        ) from error
 
 
 def last_conv_layer(model: keras.Model) -> str:

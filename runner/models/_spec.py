@@ -2,7 +2,9 @@
 
 Nothing here imports Keras: ``create_model`` validates names, parameters and image sizes before a builder
 module (and with it TensorFlow) is asked to build anything, so a typo in a YAML file fails in milliseconds
-with a message naming the key, not deep inside a layer constructor.
+with a message naming the key, not deep inside a layer constructor. For the same reason a model declares
+what it outputs and which feature layers it offers at its registration: a task that cannot use the model
+is refused when the config loads (``runner.models.check_fits``), not when Keras meets a shape it cannot fit.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 from runner.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 SizeRule = int | Callable[[Mapping[str, Any]], int]
+#: What a model's ``output`` layer holds: one unit per class (``num_outputs`` of them), an image of the input's
+#: shape and channels (a reconstruction), or a mask of the input's height and width (``num_outputs`` channels).
+ModelOutput = Literal["classes", "image", "mask"]
+OUTPUTS: dict[str, str] = {"classes": "class scores", "image": "a reconstructed image", "mask": "a mask"}
 
 # Builders take these three from ``create_model`` itself; every other parameter is a keyword-only model
 # parameter with its default in the builder's signature, so the signature is the single list of parameters.
@@ -25,15 +31,19 @@ FIXED_ARGUMENTS = ("input_shape", "num_outputs", "output_activation")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its builder and the input sizes it accepts.
+    """A registered model: its builder, what it outputs, the features it offers and the input sizes it accepts.
 
-    ``min_size`` and ``size_multiple`` are ints or functions of the bound parameters (the autoencoder's
-    depth, for example, decides both), so the size rule is checked once, in ``create_model``, with one
-    wording for every model.
+    ``output`` is what tasks are matched on (``Task.model_output``). ``features`` maps a feature a task may
+    read (``"latent"``: the code an anomaly score measures distances in) to the name of the layer that
+    holds it in every model the builder makes. ``min_size`` and ``size_multiple`` are ints or functions of
+    the bound parameters (the autoencoder's depth, for example, decides both), so the size rule is checked
+    once, in ``create_model``, with one wording for every model.
     """
 
     name: str
     build: Callable[..., Any]
+    output: ModelOutput
+    features: Mapping[str, str] = field(default_factory=dict)
     min_size: SizeRule = 1
     size_multiple: SizeRule = 1
 
@@ -84,14 +94,40 @@ class ModelSpec:
             )
         return shape
 
+    def output_count(self, input_shape: tuple[int, int, int], num_outputs: int | None) -> int:
+        """Units (classes) or channels (image, mask) of the output: ``num_outputs``, or when None 1 (classes,
+        mask) or the input's channels (image). A reconstruction has its input's channels, so an image model
+        refuses any other count rather than build an output the caller did not ask for."""
+        channels = input_shape[2]
+        if num_outputs is None:
+            return channels if self.output == "image" else 1
+        count = check_int(self.name, "num_outputs", num_outputs, minimum=1)
+        if self.output == "image" and count != channels:
+            raise ConfigError(
+                f"model '{self.name}' reconstructs its input, so it outputs the input's {channels} channel(s): "
+                f"num_outputs={count} cannot be built; leave num_outputs out or give {channels}"
+            )
+        return count
 
-def register(name: str, *, min_size: SizeRule = 1, size_multiple: SizeRule = 1) -> Callable[[F], F]:
-    """Register the decorated builder in ``runner.models.MODELS`` under ``name``; returns it unchanged."""
+
+def register(
+    name: str,
+    *,
+    output: ModelOutput,
+    features: Mapping[str, str] | None = None,
+    min_size: SizeRule = 1,
+    size_multiple: SizeRule = 1,
+) -> Callable[[F], F]:
+    """Register the decorated builder in ``runner.models.MODELS`` under ``name``; returns it unchanged.
+
+    ``output`` and ``features`` are the model's side of the task contract (see ``ModelSpec``)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"model '{name}': output must be one of {', '.join(OUTPUTS)}, not {output!r}")
 
     def add(build: F) -> F:
         from runner.models import MODELS  # here, not at import: runner.models imports this module
 
-        MODELS.register(name)(ModelSpec(name, build, min_size, size_multiple))
+        MODELS.register(name)(ModelSpec(name, build, output, dict(features or {}), min_size, size_multiple))
         return build
 
     return add

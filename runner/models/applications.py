@@ -1,9 +1,14 @@
 """Transfer-learning classifiers: a ``keras.applications`` backbone plus a small head.
 
-One generic builder, ``backbone_classifier``, and thin named variants whose signatures list the parameters
-(and defaults) a YAML config may set, the way ``keras.applications.DenseNet121`` wraps ``DenseNet``.
+One generic builder, ``backbone_classifier``, registered once per ``keras.applications`` family in
+``_backbone.FAMILIES`` under the family's name (``vgg16``, ``vgg19``, ``inception_v3``, ``densenet121``) as
+``functools.partial(backbone_classifier, family)``: the partial's signature lists the parameters (and
+defaults) a YAML config may set, as a hand-written wrapper's would. Each outputs classes; the last
+convolutional feature map (Grad-CAM) is ``block5_conv3`` for VGG16, ``block5_conv4`` for VGG19,
+``mixed10`` for InceptionV3 (inputs of at least 75 px) and ``relu`` (after the final BN) for DenseNet121,
+CheXNet's backbone.
 
-Parameters shared by every variant:
+Parameters of every family:
 
 * ``weights``: ``"imagenet"`` (downloaded and cached by keras; offline this is a ConfigError suggesting the
   alternatives), ``"none"`` (random init) or a path to a weights file of the backbone (see
@@ -22,7 +27,7 @@ Layers: ``image`` (input) -> ``backbone_input`` (gray -> RGB 0..255 -> the famil
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 import keras
 
@@ -57,16 +62,14 @@ def backbone_classifier(
     num_outputs: int,
     output_activation: str,
     *,
-    weights: Any,
-    frozen_layers: Any,
-    pooling: str,
-    hidden: int,
-    dropout: float,
+    weights: str | None = "imagenet",
+    frozen_layers: int | float | str = 0,
+    pooling: str = "avg",
+    hidden: int = 256,
+    dropout: float = 0.5,
 ) -> keras.Model:
-    """The generic builder behind ``vgg16``, ``vgg19``, ``inception_v3`` and ``densenet121``.
-
-    Each is registered under its family's name, which is also the keras model's name.
-    """
+    """``family``'s backbone with weights, the head, and the leading ``frozen_layers`` frozen; the keras
+    model is named after the family, which is also its registered name."""
     name = family
     pooling = check_choice(name, "pooling", pooling, POOLING)
     hidden = check_int(name, "hidden", hidden)
@@ -80,105 +83,5 @@ def backbone_classifier(
     return model
 
 
-@register("vgg16", min_size=FAMILIES["vgg16"].min_size)
-def vgg16(
-    input_shape: tuple[int, int, int],
-    num_outputs: int,
-    output_activation: str,
-    *,
-    weights: str | None = "imagenet",
-    frozen_layers: int | float | str = 0,
-    pooling: str = "avg",
-    hidden: int = 256,
-    dropout: float = 0.5,
-) -> keras.Model:
-    """VGG16 backbone; the last conv feature map (Grad-CAM) is ``block5_conv3``."""
-    return backbone_classifier(
-        "vgg16",
-        input_shape,
-        num_outputs,
-        output_activation,
-        weights=weights,
-        frozen_layers=frozen_layers,
-        pooling=pooling,
-        hidden=hidden,
-        dropout=dropout,
-    )
-
-
-@register("vgg19", min_size=FAMILIES["vgg19"].min_size)
-def vgg19(
-    input_shape: tuple[int, int, int],
-    num_outputs: int,
-    output_activation: str,
-    *,
-    weights: str | None = "imagenet",
-    frozen_layers: int | float | str = 0,
-    pooling: str = "avg",
-    hidden: int = 256,
-    dropout: float = 0.5,
-) -> keras.Model:
-    """VGG19 backbone; the last conv feature map (Grad-CAM) is ``block5_conv4``."""
-    return backbone_classifier(
-        "vgg19",
-        input_shape,
-        num_outputs,
-        output_activation,
-        weights=weights,
-        frozen_layers=frozen_layers,
-        pooling=pooling,
-        hidden=hidden,
-        dropout=dropout,
-    )
-
-
-@register("inception_v3", min_size=FAMILIES["inception_v3"].min_size)
-def inception_v3(
-    input_shape: tuple[int, int, int],
-    num_outputs: int,
-    output_activation: str,
-    *,
-    weights: str | None = "imagenet",
-    frozen_layers: int | float | str = 0,
-    pooling: str = "avg",
-    hidden: int = 256,
-    dropout: float = 0.5,
-) -> keras.Model:
-    """InceptionV3 backbone (inputs of at least 75 px); the last feature map (Grad-CAM) is ``mixed10``."""
-    return backbone_classifier(
-        "inception_v3",
-        input_shape,
-        num_outputs,
-        output_activation,
-        weights=weights,
-        frozen_layers=frozen_layers,
-        pooling=pooling,
-        hidden=hidden,
-        dropout=dropout,
-    )
-
-
-@register("densenet121", min_size=FAMILIES["densenet121"].min_size)
-def densenet121(
-    input_shape: tuple[int, int, int],
-    num_outputs: int,
-    output_activation: str,
-    *,
-    weights: str | None = "imagenet",
-    frozen_layers: int | float | str = 0,
-    pooling: str = "avg",
-    hidden: int = 256,
-    dropout: float = 0.5,
-) -> keras.Model:
-    """DenseNet121 backbone (CheXNet's); the last feature map (Grad-CAM) is ``relu`` (after the final BN)."""
-    return backbone_classifier(
-        "densenet121",
-        input_shape,
-        num_outputs,
-        output_activation,
-        weights=weights,
-        frozen_layers=frozen_layers,
-        pooling=pooling,
-        hidden=hidden,
-        dropout=dropout,
-    )
+for _name, _family in FAMILIES.items():
+    register(_name, output="classes", min_size=_family.min_size)(functools.partial(backbone_classifier, _name))

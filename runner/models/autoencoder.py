@@ -1,7 +1,8 @@
 """Convolutional autoencoder: reconstructs its input through a small bottleneck.
 
-Used for unsupervised pretraining and anomaly scores (reconstruction error). The bottleneck layer is named
-``bottleneck`` so an encoder is ``keras.Model(model.input, model.get_layer("bottleneck").output)``.
+Used for unsupervised pretraining and anomaly scores (reconstruction error). The code is the layer named
+``bottleneck`` in both bottleneck variants, declared as the model's ``latent`` feature, so an encoder is
+``keras.Model(model.input, model.get_layer(feature_layer(model, "latent")).output)``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def decoder_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasT
     return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
 
 
-@register("conv_autoencoder", min_size=_scale, size_multiple=_scale)
+@register("conv_autoencoder", output="image", features={"latent": "bottleneck"}, min_size=_scale, size_multiple=_scale)
 def conv_autoencoder(
     input_shape: tuple[int, int, int],
     num_outputs: int,
@@ -43,8 +44,9 @@ def conv_autoencoder(
 
     ``bottleneck="conv"``: a 3x3 conv with ``latent_dim`` channels keeps the spatial map (side / 2**N).
     ``bottleneck="dense"``: the map is flattened to a ``latent_dim`` vector (a true fixed-size code) and
-    expanded back (``bottleneck_expand``, ``bottleneck_reshape``). The output (``output``, float32 sigmoid)
-    has the input's shape; ``num_outputs`` and ``output_activation`` do not apply and are ignored.
+    expanded back (``bottleneck_expand``, ``bottleneck_reshape``). The output (``output``, float32,
+    ``output_activation``: sigmoid by default, for [0, 1] images) has the input's shape; ``num_outputs`` is
+    the input's channels (``create_model`` refuses any other count).
     """
     filters = check_int_list("conv_autoencoder", "filters", filters)
     bottleneck = check_choice("conv_autoencoder", "bottleneck", bottleneck, BOTTLENECKS)
@@ -65,5 +67,5 @@ def conv_autoencoder(
         x = keras.layers.Reshape(map_shape, name="bottleneck_reshape")(x)
     for index, width in reversed(list(enumerate(filters, start=1))):
         x = decoder_block(x, width, f"decoder{index}")
-    outputs = image_output(x, input_shape[-1])
+    outputs = image_output(x, num_outputs, output_activation, "conv_autoencoder")
     return keras.Model(inputs, outputs, name="conv_autoencoder")

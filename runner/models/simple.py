@@ -14,7 +14,7 @@ from runner.models._spec import check_fraction, check_int, check_number, registe
 SMALL_CNN_FILTERS = (32, 64, 128, 128)
 
 
-@register("baseline", min_size=1)
+@register("baseline", output="classes", min_size=1)
 def baseline(
     input_shape: tuple[int, int, int],
     num_outputs: int,
@@ -38,7 +38,7 @@ def baseline(
     return keras.Model(inputs, outputs, name="baseline")
 
 
-@register("small_cnn", min_size=2 ** len(SMALL_CNN_FILTERS))
+@register("small_cnn", output="classes", min_size=2 ** len(SMALL_CNN_FILTERS))
 def small_cnn(
     input_shape: tuple[int, int, int],
     num_outputs: int,

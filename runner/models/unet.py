@@ -32,7 +32,7 @@ def up_block(
     return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv2")(x)
 
 
-@register("vgg16_unet", min_size=32, size_multiple=16)
+@register("vgg16_unet", output="mask", min_size=32, size_multiple=16)
 def vgg16_unet(
     input_shape: tuple[int, int, int],
     num_outputs: int,
@@ -43,11 +43,12 @@ def vgg16_unet(
     skip_connections: bool = True,
     decoder_filters: Sequence[int] = (256, 128, 64, 32),
 ) -> keras.Model:
-    """VGG16 encoder -> ``decoder1..4`` (``decoder_filters``, deepest first) -> 1-channel ``output`` mask.
+    """VGG16 encoder -> ``decoder1..4`` (``decoder_filters``, deepest first) -> ``output`` mask.
 
     Sides must be multiples of 16 (four 2x poolings undone by four upsamplings) and at least 32 (VGG16's
-    keras minimum). The output is a float32 sigmoid mask of the input's height and width;
-    ``num_outputs`` and ``output_activation`` do not apply and are ignored.
+    keras minimum). The output is a float32 mask of the input's height and width with ``num_outputs``
+    channels (one per mask class) and ``output_activation`` (sigmoid: independent masks; softmax: one class
+    per pixel).
     """
     skip_connections = check_bool("vgg16_unet", "skip_connections", skip_connections)
     decoder_filters = check_int_list("vgg16_unet", "decoder_filters", decoder_filters, length=len(SKIPS))
@@ -57,7 +58,7 @@ def vgg16_unet(
     x = encoder.output
     for index, (skip, filters) in enumerate(zip(skips, decoder_filters, strict=True), start=1):
         x = up_block(x, skip, filters, f"decoder{index}")
-    outputs = image_output(x, 1)
+    outputs = image_output(x, num_outputs, output_activation, "vgg16_unet")
     model = keras.Model(inputs, outputs, name="vgg16_unet")
     _backbone.freeze("vgg16_unet", model, frozen_layers)
     return model

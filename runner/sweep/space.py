@@ -215,7 +215,7 @@ def _distributions(source: str, where: str, block: Any) -> dict[str, Any]:
 
 
 def _check_names(source: str, spec: SweepSpec) -> None:
-    from runner.models import MODELS
+    from runner.models import MODELS, check_pairs
     from runner.task import TASKS
 
     for task in spec.tasks:
@@ -229,6 +229,7 @@ def _check_names(source: str, spec: SweepSpec) -> None:
             if name not in names:
                 raise ConfigError(f"{source}: '{block}.{name}' is not one of this sweep's {block[4:]}s: "
                                   f"{', '.join(names)}")
+    check_pairs(source, [TASKS.get(task) for task in spec.tasks], spec.models)
     if spec.mode not in ("max", "min"):
         raise ConfigError(f"{source}: mode must be max or min, not {spec.mode!r}")
     if spec.searcher not in SEARCHERS:
