@@ -27,12 +27,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-
-if TYPE_CHECKING:
-    from _pytest.mark.structures import ParameterSet
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The packages whose imports are walked: ``runner``, and the top-level ``tasks`` while it exists.
@@ -206,15 +202,44 @@ def _resolve(modules: Mapping[str, Module], defined: set[RegistryName], module: 
     return None if source is None else _resolve(modules, defined, *source)
 
 
+def _registers_into(node: ast.AST, registry: RegistryName) -> bool:
+    """Whether ``node`` holds a call of ``<registry>.register`` by its own name."""
+    return any(isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "register"
+               and isinstance(call.func.value, ast.Name) and call.func.value.id == registry.name
+               for call in ast.walk(node))
+
+
+def _register_functions(modules: Mapping[str, Module], registry: RegistryName) -> set[str]:
+    """Module-level functions of the registry's own module that register into it (``runner.models._spec.register``):
+    a module calling one of them registers as surely as one calling ``MODELS.register``."""
+    return {node.name for node in modules[registry.module].tree.body
+            if isinstance(node, ast.FunctionDef) and _registers_into(node, registry)}
+
+
+def _registry_called(modules: Mapping[str, Module], defined: set[RegistryName],
+                     helpers: Mapping[RegistryName, set[str]], bindings: Mapping[str, tuple[str, str]],
+                     func: ast.expr) -> RegistryName | None:
+    """The registry a call's function registers into: ``X.register`` with X bound to a registry, or a name bound
+    to one of a registry module's register functions."""
+    if (isinstance(func, ast.Attribute) and func.attr == "register" and isinstance(func.value, ast.Name)
+            and func.value.id in bindings):
+        return _resolve(modules, defined, *bindings[func.value.id])
+    if isinstance(func, ast.Name) and func.id in bindings:
+        module, name = bindings[func.id]
+        return next((registry for registry, names in helpers.items() if registry.module == module and name in names),
+                    None)
+    return None
+
+
 def registrants(modules: Mapping[str, Module], defined: set[RegistryName]) -> dict[RegistryName, set[str]]:
-    """For each registry, the other modules that call its ``register``, at module level or in a function."""
+    """For each registry, the other modules that register into it, at module level or in a function."""
     found: dict[RegistryName, set[str]] = {registry: set() for registry in defined}
+    helpers = {registry: _register_functions(modules, registry) for registry in defined}
     for name, module in modules.items():
         bindings = _bindings(module)
         for node in ast.walk(module.tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register"
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in bindings):
-                registry = _resolve(modules, defined, *bindings[node.func.value.id])
+            if isinstance(node, ast.Call):
+                registry = _registry_called(modules, defined, helpers, bindings, node.func)
                 if registry is not None and registry.module != name:
                     found[registry].add(name)
     return found
@@ -235,27 +260,13 @@ MODULES = find_modules(ROOT, PACKAGES)
 GRAPH = import_graph(MODULES)
 REGISTRIES = registries(MODULES)
 REGISTERING = registrants(MODULES, set(REGISTRIES))
-#: Registries known not to be leaves yet, by name, each with what fixes it. Strict: once fixed, the test fails
-#: until its entry here is removed.
-NOT_LEAVES_YET = {
-    "MODELS": "runner.models defines MODELS and imports runner.models._spec, whose register() imports MODELS "
-              "inside a function to dodge the cycle: define MODELS in _spec and re-export it",
-}
-
-
-def _leaf_case(registry: RegistryName) -> ParameterSet:
-    known = NOT_LEAVES_YET.get(registry.name)
-    return pytest.param(registry, id=str(registry),
-                        marks=[pytest.mark.xfail(reason=known, strict=True)] if known else [])
-
-
 def test_the_walk_finds_the_registries_and_their_entries() -> None:
     """A walk that found nothing would pass the test below for no reason."""
     found = {registry.name: modules for registry, modules in REGISTERING.items()}
     assert all(found.get(name) for name in ("ADAPTERS", "MODELS", "TASKS")), found
 
 
-@pytest.mark.parametrize("registry", [_leaf_case(registry) for registry in REGISTRIES])
+@pytest.mark.parametrize("registry", REGISTRIES, ids=str)
 def test_each_registry_is_a_leaf(registry: RegistryName) -> None:
     imported_here = reachable(GRAPH, registry.module) & REGISTERING[registry]
     assert not imported_here, (f"{registry} is defined in a module that imports {', '.join(sorted(imported_here))}, "

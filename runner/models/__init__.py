@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.models._contract import check_fits, check_pairs, feature_layer
-from runner.models._spec import ModelOutput, ModelSpec
-from runner.registry import Registry
+from runner.models._spec import MODELS, ModelOutput, ModelSpec
 
 if TYPE_CHECKING:
     import keras
@@ -60,9 +59,6 @@ __all__ = [
     "min_image_size",
     "save_backbone_weights",
 ]
-
-MODELS: Registry[ModelSpec] = Registry("model", package="runner.models")
-
 
 def create_model(
     name: str,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from runner.errors import ConfigError
+from runner.registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 SizeRule = int | Callable[[Mapping[str, Any]], int]
@@ -110,6 +111,10 @@ class ModelSpec:
         return count
 
 
+#: Every model by its YAML / CLI name; defined here, beside ``register``, so this registry module imports no builder.
+MODELS: Registry[ModelSpec] = Registry("model", package="runner.models")
+
+
 def register(
     name: str,
     *,
@@ -118,15 +123,13 @@ def register(
     min_size: SizeRule = 1,
     size_multiple: SizeRule = 1,
 ) -> Callable[[F], F]:
-    """Register the decorated builder in ``runner.models.MODELS`` under ``name``; returns it unchanged.
+    """Register the decorated builder in ``MODELS`` under ``name``; returns it unchanged.
 
     ``output`` and ``features`` are the model's side of the task contract (see ``ModelSpec``)."""
     if output not in OUTPUTS:
         raise ValueError(f"model '{name}': output must be one of {', '.join(OUTPUTS)}, not {output!r}")
 
     def add(build: F) -> F:
-        from runner.models import MODELS  # here, not at import: runner.models imports this module
-
         MODELS.register(name)(ModelSpec(name, build, output, dict(features or {}), min_size, size_multiple))
         return build
 
