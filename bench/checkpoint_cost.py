@@ -29,7 +29,7 @@ def measure(model_name: str, size: int, params: dict) -> dict[str, float]:
 
     from runner.checkpoint import Checkpointing, EpochCheckpoint, load_state
     from runner.config import make_config
-    from runner.task import TASKS
+    from runner.tasks import TASKS
     from runner.trial import build_model, setup_backend
 
     config = make_config({"task": "pneumonia", "model": model_name, "image_size": size, **params})

@@ -103,7 +103,7 @@ def measure_one(model: str, size: int, precision: str, batch: int, steps: int, i
     from runner.config import make_config
     from runner.data.pipeline import make_dataset
     from runner.models import MODELS as REGISTERED
-    from runner.task import TASKS
+    from runner.tasks import TASKS
     from runner.trial import build_model, load_splits, setup_backend
 
     task_name = MODELS[model][0]

@@ -88,7 +88,7 @@ def timed(commands: list[list[str]], env: dict[str, str]) -> tuple[float, float]
 
 def warm_cache(env: dict[str, str]) -> None:
     """Decode the demo images at the benchmark's size once, outside both timings."""
-    code = ("from runner.config import make_config; from runner.task import TASKS; from runner.trial import "
+    code = ("from runner.config import make_config; from runner.tasks import TASKS; from runner.trial import "
             f"load_splits; c = make_config({{'task': 'pneumonia', 'model': 'small_cnn', 'image_size': {IMAGE_SIZE},"
             f" 'data': {{'n': {DEMO_IMAGES}}}}}); load_splits(c, TASKS.get('pneumonia'), print)")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)

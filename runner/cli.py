@@ -57,19 +57,15 @@ def _data_demo(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from runner.data import load_dataset, parse_data_spec, prepare
+    from runner.data import parse_data_spec, prepare
     from runner.data.check import CHECK_IMAGE_SIZE, check_dataset
-    from runner.data.splits import class_needs
     from runner.overrides import parse_overrides
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
     task = TASKS.get(args.task)
     spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
-    dataset = load_dataset(spec, expected_classes=task.expected_classes, need_two_classes=task.need_two_classes,
-                           split_needs=class_needs(task.kind, task.classes), cache_dir=args.cache_dir)
+    dataset = task.load_data(spec, cache_dir=args.cache_dir)
     cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False)
-    if task.needs_masks and not cached.has_masks:
-        raise CxrError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or siim_rle layout")
     report = check_dataset(dataset, cached, strict=args.strict or bool(spec.options["strict"]))
     print(report.render())
     return 1 if report.errors else 0
@@ -286,10 +282,8 @@ def _dry_run(args: argparse.Namespace) -> int:
 def _check_sweep_data(spec: SweepSpec) -> list[str]:
     """Lists every data set the sweep's trials read, as a trial would (files, labels, splits, masks present;
     no pixel decoded), each once; returns a summary line per data set."""
-    from runner.data import load_dataset
-    from runner.data.splits import class_needs
     from runner.sweep.space import edge_configs
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
     seen, lines = set(), []
     for _, config in edge_configs(spec):
@@ -300,13 +294,8 @@ def _check_sweep_data(spec: SweepSpec) -> list[str]:
                 continue
             seen.add((config.task, repr(value), config.cache_dir))
             try:
-                needs = class_needs(task.kind, task.classes) if key == "data" else None  # test_data: used whole
-                dataset = load_dataset(value, expected_classes=task.expected_classes,
-                                       need_two_classes=task.need_two_classes and key == "data", split_needs=needs,
-                                       cache_dir=Path(config.cache_dir) if config.cache_dir else None)
-                if task.needs_masks and not any(r.mask_path or r.mask_rle for r in dataset.records):
-                    raise ConfigError(f"{dataset.root}: task '{task.name}' needs masks: use the image_masks or "
-                                      "siim_rle layout")
+                dataset = task.load_data(value, whole=key == "test_data",
+                                         cache_dir=Path(config.cache_dir) if config.cache_dir else None)
             except CxrError as error:
                 raise ConfigError(f"{spec.source}: {key} of task '{task.name}': {error}") from None
             counts = ", ".join(f"{split} {sum(n.values())}" for split, n in dataset.counts().items())

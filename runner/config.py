@@ -120,7 +120,7 @@ def check_data_spec(value: Mapping[str, Any]) -> None:
 def make_config(values: Mapping[str, Any]) -> TrialConfig:
     """A validated config from flat keys (and optional explicit ``model_params`` / ``task_params``)."""
     from runner.models import MODELS, check_fits
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
     values = dict(values)
     for required in ("task", "model"):

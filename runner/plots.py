@@ -1,17 +1,18 @@
 """Per-trial plots: PNG files in the trial directory, drawn from what the trial already holds.
 
 ``write_trial_plots`` is called by ``runner.trial.run_trial`` after evaluation (config key ``plots``, on by
-default) with the history, the prediction rows, the test split and the model, so no plot recomputes a metric
-or reloads anything. Which files a trial gets depends on its task kind (every file is listed in the trial's
-``result.json`` under ``plots`` and described in ``results/README.md``):
+default) with the result, the prediction rows, the test split and the model, so no plot recomputes a metric
+or reloads anything. This module is the library of pictures; which of them a trial gets, and from which
+inputs, is its task kind's choice (``Task.plots`` in ``runner.tasks``). Every file is listed in the trial's
+``result.json`` under ``plots`` and described in ``results/README.md``:
 
-- every task: ``training_curves.png`` (loss, train and validation; the monitored validation metric);
-- binary, multi-class, anomaly: ``confusion_matrix.png`` (counts and row-normalised, test split),
-  ``roc_pr.png`` (ROC and precision-recall curves with their areas, test split);
-- anomaly: ``anomaly_scores.png`` (score distribution per class, KDE and strip plot, threshold marked),
-  ``reconstructions.png`` (test images beside their reconstructions, with each one's MSE);
-- segmentation: ``masks.png`` (test images with the true and the predicted mask, with each one's Dice);
-- binary, multi-class: ``gradcam.png`` (Grad-CAM heat maps over test images per class, correct and wrong).
+- ``training_curves``: loss, train and validation; the monitored validation metric;
+- ``confusion_matrix`` (counts and row-normalised) and ``roc_pr`` (ROC and precision-recall curves with
+  their areas), test split;
+- ``anomaly_scores``: score distribution per class, KDE and strip plot, threshold marked;
+  ``reconstructions``: test images beside their reconstructions, with each one's MSE;
+- ``masks``: test images with the true and the predicted mask, with each one's Dice;
+- ``gradcam_grid``: Grad-CAM heat maps over test images per class, correct and wrong.
 
 Figures are ``matplotlib.figure.Figure`` objects drawn on the Agg canvas: no pyplot global state, no display,
 safe in Ray's worker processes.
@@ -19,14 +20,15 @@ safe in Ray's worker processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from runner.task import Split, Task
+if TYPE_CHECKING:
+    from runner.tasks import Split, Task
 
 DPI = 100
 EXAMPLES_PER_CELL = 2  # Grad-CAM: images per (class, correct / wrong)
@@ -35,35 +37,15 @@ MAX_GRID = 6  # reconstructions and masks: images shown
 
 def write_trial_plots(directory: Path, task: Task, result: Mapping[str, Any], predictions: pd.DataFrame,
                       test: Split, model) -> list[str]:
-    """Draws the task's plots into ``directory``; returns the file names written, in drawing order."""
+    """Draws the task's plots (``task.plots``) into ``directory``; returns the file names written, in
+    drawing order."""
+    test_rows = predictions[predictions["split"] == "test"].reset_index(drop=True)
     written = []
-    for name, draw in _plots_for(task, result, predictions, test, model):
+    for name, draw in task.plots(result, test_rows, test, model):
         figure = draw()
         figure.savefig(directory / name, dpi=DPI)
         written.append(name)
     return written
-
-
-def _plots_for(task: Task, result: Mapping[str, Any], predictions: pd.DataFrame, test: Split, model
-               ) -> list[tuple[str, Callable[[], Any]]]:
-    rows = predictions[predictions["split"] == "test"].reset_index(drop=True)
-    metrics = result["metrics"]["test"]
-    plots: list[tuple[str, Callable[[], Any]]] = [
-        ("training_curves.png", lambda: training_curves(result["history"], result["monitor"], result["best_epoch"]))]
-    if task.kind != "segmentation":
-        names = _outcome_names(task)
-        plots += [("confusion_matrix.png", lambda: confusion_matrix(metrics["confusion_matrix"], names, _cm_note(task,
-                                                                                                           metrics))),
-                  ("roc_pr.png", lambda: roc_pr(_curves_input(task, rows)))]
-    if task.kind == "anomaly":
-        score = result["config"]["task_params"]["score"]
-        plots += [("anomaly_scores.png", lambda: anomaly_scores(rows, metrics["threshold"], score)),
-                  ("reconstructions.png", lambda: reconstructions(model, test))]
-    if task.kind == "segmentation":
-        plots.append(("masks.png", lambda: masks(model, test, rows["dice"].to_numpy())))
-    if task.kind in ("binary", "multiclass"):
-        plots.append(("gradcam.png", lambda: gradcam_grid(model, test, task.classes, _predicted(task, rows))))
-    return plots
 
 
 def new_figure(width: float, height: float):
@@ -107,16 +89,6 @@ def _series(axes, history: Mapping[str, Sequence[float | None]], *keys: tuple[st
 # ------------------------------------------------------------------------------------------- classification
 
 
-def _outcome_names(task: Task) -> tuple[str, ...]:
-    return (task.classes[0], f"not {task.classes[0]}") if task.kind == "anomaly" else task.classes
-
-
-def _cm_note(task: Task, metrics: Mapping[str, Any]) -> str:
-    if task.kind == "anomaly":
-        return f"test, threshold {metrics['threshold']:.4g} (percentile of validation normals)"
-    return "test, threshold 0.5" if task.kind == "binary" else "test, arg-max class"
-
-
 def confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str], note: str):
     """Counts and row-normalised (each true class sums to 1: per-class recall on the diagonal)."""
     counts = np.asarray(matrix, dtype=float)
@@ -137,18 +109,10 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str], note
     return figure
 
 
-def _curves_input(task: Task, rows: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(label, is_positive, score) per curve: one for a binary or anomaly task, one-vs-rest per class."""
-    if task.kind == "multiclass":
-        return [(name, (rows["target"] == index).to_numpy(int), rows[f"score_{name}"].to_numpy(float))
-                for index, name in enumerate(task.classes)]
-    label = task.classes[-1] if task.kind == "binary" else f"not {task.classes[0]}"
-    return [(label, rows["target"].to_numpy(int), rows["score"].to_numpy(float))]
-
-
 def roc_pr(curves: list[tuple[str, np.ndarray, np.ndarray]]):
-    """ROC and precision-recall curves of the test split, with ROC AUC and average precision (the same
-    functions as ``result.json``'s metrics); a class absent from the test split is named, not drawn."""
+    """ROC and precision-recall curves of the test split, one per (label, is_positive, score) (one-vs-rest
+    per class for a multi-class task), with ROC AUC and average precision (the same functions as
+    ``result.json``'s metrics); a class absent from the test split is named, not drawn."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     from runner import metrics
@@ -173,12 +137,6 @@ def roc_pr(curves: list[tuple[str, np.ndarray, np.ndarray]]):
         axes.legend(loc="lower right" if axes is roc_axes else "lower left", fontsize="small")
         axes.grid(alpha=0.3)
     return figure
-
-
-def _predicted(task: Task, rows: pd.DataFrame) -> np.ndarray:
-    if task.kind == "multiclass":
-        return rows["predicted"].to_numpy(int)
-    return (rows["score"].to_numpy(float) >= 0.5).astype(int)
 
 
 def select_examples(truth: np.ndarray, predicted: np.ndarray, classes: int, per_cell: int = EXAMPLES_PER_CELL

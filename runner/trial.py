@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runner.config import TrialConfig, save_config
-from runner.data import CachedData, load_dataset, parse_data_spec, prepare
-from runner.data.splits import class_needs
-from runner.task import TASKS, Split, Task
+from runner.data import CachedData, prepare
+from runner.tasks import TASKS, Split, Task
 
 if TYPE_CHECKING:
     from runner.checkpoint import Checkpointing
@@ -104,9 +103,7 @@ def forget_custom_gradients() -> None:
 
 
 def load_splits(config: TrialConfig, task: Task, printer: Callable[[str], None]) -> tuple[CachedData, dict]:
-    dataset = load_dataset(config.data, expected_classes=task.expected_classes,
-                           need_two_classes=task.need_two_classes, split_needs=class_needs(task.kind, task.classes),
-                           cache_dir=_cache_dir(config))
+    dataset = task.load_data(config.data, cache_dir=_cache_dir(config))
     for warning in dataset.warnings:
         printer(f"warning: {warning}")
     cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config))
@@ -237,8 +234,8 @@ def _json_float(value: Any) -> float | None:
 
 def evaluate(config: TrialConfig, task: Task, model, splits: dict, external: Split | None
              ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Validation and test (and external test) metrics of the restored best model, test headline metrics with
-    bootstrap confidence intervals, and the per-image prediction rows."""
+    """Validation and test (and external test) metrics of the restored best model, the task's bootstrapped
+    test metrics with confidence intervals, and the per-image prediction rows."""
     from runner import metrics as m
 
     params = config.task_params
@@ -276,9 +273,7 @@ def load_external(config: TrialConfig, task: Task) -> Split | None:
     """The ``test_data`` set, every usable image of it, at the trial's image size."""
     if not config.test_data:
         return None
-    spec = parse_data_spec(config.test_data)
-    dataset = load_dataset(spec, expected_classes=task.expected_classes, need_two_classes=False,
-                           cache_dir=_cache_dir(config))
+    dataset = task.load_data(config.test_data, whole=True, cache_dir=_cache_dir(config))
     cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config), whole=True)
     return _split(cached, None, task)
 

@@ -16,7 +16,7 @@ from bad_corpus import HUGE_SIDE, rgba_pixels, write_corpus
 from PIL import Image
 
 from runner.cli import main
-from runner.data import load_dataset, prepare
+from runner.data import prepare
 from runner.data.images import load_image
 from runner.errors import ConfigError, DataError
 from runner.sweep.space import load_sweep
@@ -32,12 +32,9 @@ def _task_of(item: str) -> str:
 
 
 def _load(path: Path, task: str, **options):
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
-    spec = {"path": str(path), **options}
-    definition = TASKS.get(task)
-    return load_dataset(spec, expected_classes=definition.expected_classes,
-                        need_two_classes=definition.need_two_classes)
+    return TASKS.get(task).load_data({"path": str(path), **options})
 
 
 SKIPPED = {
@@ -284,12 +281,9 @@ def test_data_check_reads_or_refuses_each_bad_data_set(case: str, bad_corpus: di
 
 
 def _cached(path: Path, task: str):
-    from runner.data.splits import class_needs
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
-    definition = TASKS.get(task)
-    return prepare(load_dataset(str(path), split_needs=class_needs(definition.kind, definition.classes)), 64,
-                   progress=False)
+    return prepare(TASKS.get(task).load_data(str(path)), 64, progress=False)
 
 
 def test_masks_in_every_encoding_give_their_foreground_and_check_says_how(bad_corpus: dict[str, Path],

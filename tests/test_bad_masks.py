@@ -15,8 +15,8 @@ from runner.cli import main
 from runner.data import load_dataset, prepare
 from runner.data.check import degenerate_warning, duplicate_warning, empty_positive_warning, mask_summary
 from runner.data.images import load_image, load_mask
-from runner.data.splits import class_needs
 from runner.errors import ConfigError, DataError
+from runner.tasks import TASKS
 
 SIZE = 32
 WIDTH, HEIGHT = 48, 40
@@ -257,9 +257,9 @@ def test_a_split_that_lost_a_class_to_decoding_is_an_error_for_classification(tm
     make_class_folders(tmp_path, {"normal": 2, "pneumonia": 2}, split="val", seed=1)
     for path in (tmp_path / "val" / "pneumonia").iterdir():
         path.write_bytes(b"")
-    assert prepare(load_dataset(str(tmp_path), split_needs=class_needs("segmentation", ())), SIZE,
+    assert prepare(load_dataset(str(tmp_path), split_needs=TASKS.get("pneumothorax").split_needs()), SIZE,
                    progress=False).skipped
-    dataset = load_dataset(str(tmp_path), split_needs=class_needs("binary", ("normal", "pneumonia")))
+    dataset = load_dataset(str(tmp_path), split_needs=TASKS.get("pneumonia").split_needs())
     with pytest.raises(DataError, match=r": split 'val' has no usable 'pneumonia' images: none of its 2 could "
                                         r"be decoded \(first: .*pneumonia-0\.png: image file is empty"):
         prepare(dataset, SIZE, progress=False)

@@ -16,11 +16,12 @@ from PIL import Image
 
 from runner.cli import main
 from runner.data import load_dataset, parse_data_spec
-from runner.data.splits import class_needs
 from runner.errors import ConfigError, DataError
 from runner.overrides import parse_overrides
+from runner.tasks import TASKS
 
-BINARY = class_needs("binary", ("normal", "pneumonia"))
+BINARY = TASKS.get("pneumonia").split_needs()
+ANOMALY = TASKS.get("anomaly").split_needs()
 
 
 def _manifest(root: Path, rows: list[str], header: str = "file,label,patient_id", name: str = "manifest.csv",
@@ -136,8 +137,8 @@ def test_anomaly_val_and_test_need_an_abnormal_image(tmp_path: Path) -> None:
     make_class_folders(tmp_path, {"normal": 9, "pneumonia": 1})
     with pytest.raises(DataError, match=r"^split '(val|test)' has no images of a class other than 'normal' "
                                         r"\(1 patient groups"):
-        load_dataset(str(tmp_path), need_two_classes=True, split_needs=class_needs("anomaly", ("normal",)))
-    assert class_needs("segmentation", ("pneumothorax",)) == {}
+        load_dataset(str(tmp_path), need_two_classes=True, split_needs=ANOMALY)
+    assert TASKS.get("pneumothorax").split_needs() == {}
 
 
 def test_data_check_refuses_splits_missing_a_class(tmp_path: Path, capsys) -> None:
@@ -147,7 +148,7 @@ def test_data_check_refuses_splits_missing_a_class(tmp_path: Path, capsys) -> No
 
 
 def test_small_demo_still_loads_for_every_task_kind() -> None:
-    for needs in (BINARY, class_needs("anomaly", ("normal",))):
+    for needs in (BINARY, ANOMALY):
         dataset = load_dataset({"layout": "demo", "n": 60, "size": 32}, split_needs=needs)
         assert {s: sorted(c) for s, c in dataset.counts().items()} == {
             s: ["normal", "pneumonia"] for s in ("train", "val", "test")}

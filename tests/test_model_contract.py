@@ -24,7 +24,7 @@ from runner.data import Record
 from runner.errors import ConfigError
 from runner.models import MODELS, ModelOutput, ModelSpec, check_fits, create_model, feature_layer
 from runner.sweep.space import load_sweep
-from runner.task import TASKS, Split
+from runner.tasks import TASKS, Split
 
 OUTPUTS = set(get_args(ModelOutput))
 

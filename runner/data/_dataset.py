@@ -56,7 +56,7 @@ class DataSet:
     files_found: int = 0
     #: About the data set as a whole (duplicate rows removed): printed by ``data check`` and by a trial.
     warnings: list[str] = field(default_factory=list)
-    #: What each split must hold for its task (``splits.class_needs``): checked after listing and again
+    #: What each split must hold for its task (``Task.split_needs``): checked after listing and again
     #: after decoding, which can lose images.
     split_needs: Mapping[str, Sequence[ClassNeed]] = field(default_factory=dict)
 
@@ -286,7 +286,7 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     """List, label, filter and split a data set. Reads no pixels: the cache does that once, in ``prepare``.
 
     ``expected_classes`` are the task's classes: a label outside them is an error unless the spec's own
-    ``classes`` option narrows the data set on purpose. ``split_needs`` (``splits.class_needs`` of the task)
+    ``classes`` option narrows the data set on purpose. ``split_needs`` (the task's ``Task.split_needs``)
     are the classes each split must hold after splitting; without it (no task known) any split is accepted.
     """
     resolved = parse_data_spec(spec)

@@ -69,7 +69,8 @@ def _check_type(key: str, value: Any) -> None:
 @dataclass(frozen=True)
 class ClassNeed:
     """A split needs at least one image of ``label``, or with ``other_than``, of any class but ``label``
-    (the anomaly task's val and test need some abnormal image, whichever)."""
+    (the anomaly task's val and test need some abnormal image, whichever). Each task says what its splits
+    need (``Task.split_needs``); this module only checks it."""
 
     label: str
     other_than: bool = False
@@ -79,19 +80,6 @@ class ClassNeed:
 
     def describe(self) -> str:
         return f"images of a class other than '{self.label}'" if self.other_than else f"'{self.label}' images"
-
-
-def class_needs(kind: str, classes: Sequence[str]) -> dict[str, tuple[ClassNeed, ...]]:
-    """What each split must hold for a task of ``kind``: every class for classification (a split without
-    one trains blind to it or reports f1 0.0), normal images to train an anomaly model and both kinds to
-    evaluate it, nothing for segmentation."""
-    if kind in ("binary", "multiclass"):
-        return dict.fromkeys(SPLITS, tuple(ClassNeed(c) for c in classes))
-    if kind == "anomaly":
-        normal = classes[0]
-        evaluate = (ClassNeed(normal), ClassNeed(normal, other_than=True))
-        return {"train": (ClassNeed(normal),), "val": evaluate, "test": evaluate}
-    return {}
 
 
 def check_split_classes(records: Sequence[Record], needs: Mapping[str, Sequence[ClassNeed]]) -> None:

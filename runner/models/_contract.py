@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class TaskNeeds(Protocol):
-    """What the check reads from a task (``runner.task.Task``); a protocol, so models never import tasks."""
+    """What the check reads from a task (``runner.tasks.Task``); a protocol, so models never import tasks."""
 
     @property
     def name(self) -> str: ...

@@ -124,7 +124,7 @@ class LeaderboardWriter(Callback):
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
         from runner.config import make_config
-        from runner.task import TASKS
+        from runner.tasks import TASKS
 
         config = make_config(self.spec.trial_values(trial.config))
         task = TASKS.get(config.task)

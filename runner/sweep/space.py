@@ -216,7 +216,7 @@ def _distributions(source: str, where: str, block: Any) -> dict[str, Any]:
 
 def _check_names(source: str, spec: SweepSpec) -> None:
     from runner.models import MODELS, check_pairs
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
     for task in spec.tasks:
         if task not in TASKS:
@@ -247,7 +247,7 @@ def _check_trial_keys(source: str, spec: SweepSpec) -> None:
     """Every fixed and searched key must be a key a trial of each (task, model) pair accepts."""
     from runner.config import TRAINING_KEYS
     from runner.models import MODELS
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
     for task_name in spec.tasks:
         task = TASKS.get(task_name)
@@ -356,7 +356,7 @@ def _checked_metric(spec: SweepSpec, mode_given: bool) -> SweepSpec:
     something other than what the file says."""
     from runner.leaderboard import natural_mode
     from runner.sweep.trainable import reported_metrics
-    from runner.task import TASKS
+    from runner.tasks import TASKS
 
     if spec.metric == "objective":
         directions = {TASKS.get(task).mode for task in spec.tasks}

@@ -74,7 +74,7 @@ def reported_metrics(task_name: str) -> list[str]:
     Keras's ``val_loss`` and the task's own validation metrics (``ValidationMetrics``), found by evaluating
     the task on a six-image made-up validation split, so the list cannot drift from what the task computes."""
     from runner.data import Record
-    from runner.task import TASKS, Split
+    from runner.tasks import TASKS, Split
 
     task = TASKS.get(task_name)
     labels = [task.classes[i % len(task.classes)] for i in range(6)]
@@ -83,13 +83,7 @@ def reported_metrics(task_name: str) -> list[str]:
     masks = (rng.random(shape) > 0.7).astype(np.uint8) * 255 if task.needs_masks else None
     split = Split("val", [Record(f"{i}.png", label) for i, label in enumerate(labels)], np.zeros(shape, np.uint8),
                   masks)
-    if task.needs_masks:
-        scores = rng.random(shape)
-    elif task.kind == "multiclass":
-        scores = rng.dirichlet(np.ones(len(task.classes)), len(labels))
-    else:
-        scores = rng.random(len(labels))
-    found = task.evaluate(split, scores, task.bind_params({}))
+    found = task.evaluate(split, task.random_scores(split, rng), task.bind_params({}))
     names = ["val_loss", *(f"val_{key}" for key, value in found.items()
                            if value is None or (isinstance(value, int | float) and not isinstance(value, bool)))]
     return [name for name in names if not name.startswith(NOT_OBJECTIVES)]
@@ -141,7 +135,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     import tensorflow as tf
 
     from runner.config import make_config
-    from runner.task import TASKS
+    from runner.tasks import TASKS
     from runner.trial import run_trial
 
     use_threads(tf, loop_config["threads"])

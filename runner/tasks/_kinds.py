@@ -1,16 +1,21 @@
-"""Tasks: what is predicted from which data, with which loss, head and metrics.
+"""The four task kinds: ``BinaryTask``, ``MulticlassTask``, ``AnomalyTask``, ``SegmentationTask``.
 
-One file per task in the top-level ``tasks/`` package registers an instance of one of the four kinds below
-(``BinaryTask``, ``MulticlassTask``, ``AnomalyTask``, ``SegmentationTask``); the kinds hold the behaviour,
-so a new task of a known kind is a few lines. The contract every kind fulfils, used by ``runner.trial``:
+A kind owns everything that differs between kinds, so no code outside ``runner.tasks`` asks which kind a
+task is; a named task (one module of ``runner.tasks``) is one instance of a kind. The contract every kind
+fulfils, used by ``runner.trial``, ``runner.report`` and the data and sweep checks:
 
+- data: ``load_data(spec)`` lists and splits a data set as the task reads it (``expected_classes``,
+  ``need_two_classes``, ``split_needs``, ``needs_masks``); ``default_data``: the data a trial reads when
+  none is given (the demo set, holding the task's classes);
 - ``head()``: (units, activation) of the model's output; ``loss(params)``: the Keras loss;
 - ``training_arrays(split, params)``: (images, targets, target kind) for ``make_dataset``; the anomaly
   task trains on normal images only;
 - ``predict(model, split, params, train)``: scores as numpy; ``evaluate(split, scores, params, val)``: a
   flat metric dict (validation predictions are passed for threshold tuning, never test ones);
-- ``headline``: the metrics that get bootstrap confidence intervals; ``prediction_columns``: what goes into
-  ``predictions.parquet`` so any metric can be recomputed later.
+- ``bootstrapped``: the test metrics that get bootstrap confidence intervals (``bootstrap_inputs``);
+  ``summary``: the wider set the end-of-trial table prints; ``prediction_columns``: what goes into
+  ``predictions.parquet`` so any metric can be recomputed later;
+- ``plots(result, test_rows, test, model)``: the trial's pictures, drawn by ``runner.plots``;
 - ``model_output`` and ``model_features(params)``: what the model must output and which of its declared
   feature layers a trial reads (``runner.models.check_fits`` refuses a model that does not fit).
 """
@@ -20,19 +25,24 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from runner import metrics
-from runner.data import Record
-from runner.errors import ConfigError
-from runner.registry import Registry
+from runner.data import SPLITS, DataSet, DataSpec, Record, load_dataset
+from runner.data.splits import ClassNeed
+from runner.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from runner.models import ModelOutput
 
 Kind = Literal["binary", "multiclass", "anomaly", "segmentation"]
+Plot = tuple[str, Callable[[], Any]]
+"""A picture of a trial: its file name and the function drawing it (a matplotlib ``Figure``)."""
 
 
 @dataclass
@@ -61,19 +71,29 @@ def _batched_predict(model, images: np.ndarray, batch_size: int = 64) -> np.ndar
 
 @dataclass(frozen=True)
 class Task(ABC):
-    """A registered task: its classes, default data, the validation metric a sweep optimises, and its
-    parameters (``params``: name -> default; ``choices``: name -> allowed values)."""
+    """A registered task: its name (the one used in YAML and on the command line), its classes, the
+    validation metric a sweep optimises, and its parameters (``params``: name -> default; ``choices``: name
+    -> allowed values). The defaults of the data methods are a classifier's; other kinds override them."""
 
     name: str
     classes: tuple[str, ...]
-    default_data: Mapping[str, Any] = field(default_factory=dict)
     monitor: str = "val_f1"
     mode: Literal["max", "min"] = "max"
     params: Mapping[str, Any] = field(default_factory=dict)
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     kind: ClassVar[Kind]
-    headline: ClassVar[tuple[str, ...]] = ()
+    bootstrapped: ClassVar[tuple[str, ...]] = ()
+    """Test metrics given bootstrap 95% intervals (``<metric>_ci_low`` / ``_ci_high``): the keys of
+    ``bootstrap_inputs``. Few, because each resamples the test split ``bootstrap`` times."""
+    summary: ClassVar[tuple[str, ...]] = ()
+    """Metrics the end-of-trial table prints (``runner.report``), in order: the bootstrapped ones and more."""
+    summary_note: ClassVar[str] = ""
+    """A line under that table saying how its figures were thresholded, where that needs saying."""
+    needs_masks: ClassVar[bool] = False
+    """The targets are masks: its splits carry them, and a data set without any is refused."""
+    need_two_classes: ClassVar[bool] = True
+    """A training data set must hold two classes at least (an external test set is used whole)."""
     #: What the model must output for this kind (``runner.models.check_fits`` compares it with the model's).
     model_output: ClassVar[ModelOutput]
 
@@ -82,17 +102,32 @@ class Task(ABC):
         return frozenset()
 
     @property
-    def needs_masks(self) -> bool:
-        return self.kind == "segmentation"
-
-    @property
     def expected_classes(self) -> tuple[str, ...] | None:
-        """Labels a data set may hold: any for anomaly (all non-normal are positive) and segmentation."""
-        return self.classes if self.kind in ("binary", "multiclass") else None
+        """Labels a data set may hold (None: any): a classifier's own classes."""
+        return self.classes
 
     @property
-    def need_two_classes(self) -> bool:
-        return self.kind != "segmentation"
+    def default_data(self) -> dict[str, Any]:
+        """The data a trial reads when none is given: the demo set, holding this task's classes."""
+        return {"layout": "demo", "classes": list(self.classes)}
+
+    def split_needs(self) -> dict[str, tuple[ClassNeed, ...]]:
+        """What each split must hold after splitting: every class in every split for a classifier (a split
+        without one trains blind to it or reports f1 0.0)."""
+        return dict.fromkeys(SPLITS, tuple(ClassNeed(c) for c in self.classes))
+
+    def load_data(self, spec: str | Mapping[str, Any] | DataSpec, *, whole: bool = False,
+                  cache_dir: Path | None = None) -> DataSet:
+        """``spec`` listed, labelled and split as this task reads it (no pixel decoded): labels outside
+        ``expected_classes`` are errors, and, unless ``whole`` (an external test set, used whole), so are a
+        single class and a split missing what ``split_needs`` asks; a task that needs masks refuses a data set
+        without any. The one place the trial, ``data check`` and ``sweep --dry-run`` load a task's data."""
+        dataset = load_dataset(spec, expected_classes=self.expected_classes,
+                               need_two_classes=self.need_two_classes and not whole,
+                               split_needs=None if whole else self.split_needs(), cache_dir=cache_dir)
+        if self.needs_masks and not any(r.mask_path or r.mask_rle is not None for r in dataset.records):
+            raise DataError(f"{dataset.root}: task '{self.name}' needs masks: use the image_masks or siim_rle layout")
+        return dataset
 
     def bind_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         bound = {**self.params, **given}
@@ -124,7 +159,7 @@ class Task(ABC):
 
     def bootstrap_inputs(self, split: Split, scores: np.ndarray, params: Mapping[str, Any],
                          ) -> dict[str, tuple[Callable[..., float | None], tuple[np.ndarray, ...]]]:
-        """headline metric -> (metric function, arrays to resample together)."""
+        """Each ``bootstrapped`` metric -> (metric function, arrays to resample together)."""
         return {}
 
     @abstractmethod
@@ -132,6 +167,25 @@ class Task(ABC):
 
     def class_weights(self, split: Split) -> dict[int, float] | None:
         return None
+
+    def random_scores(self, split: Split, rng: np.random.Generator) -> np.ndarray:
+        """Made-up scores shaped as ``predict`` returns them for ``split`` (one per image): what a sweep
+        evaluates to learn which validation metrics the task reports (``sweep.trainable.reported_metrics``)."""
+        return rng.random(len(split.records))
+
+    def plots(self, result: Mapping[str, Any], test_rows: pd.DataFrame, test: Split, model) -> list[Plot]:
+        """The pictures of a trial of this kind, in drawing order, from what the trial holds: its
+        ``result.json`` content, the test split's prediction rows, the test split and the model (no picture
+        recomputes a metric). Every kind: the training curves."""
+        from runner import plots
+
+        return [("training_curves.png",
+                 lambda: plots.training_curves(result["history"], result["monitor"], result["best_epoch"]))]
+
+
+def _score_curve(label: str, test_rows: pd.DataFrame) -> tuple[str, np.ndarray, np.ndarray]:
+    """The one ROC / precision-recall curve of a task scoring each image for one positive outcome."""
+    return label, test_rows["target"].to_numpy(int), test_rows["score"].to_numpy(float)
 
 
 def _balanced_weights(indices: np.ndarray, k: int) -> dict[int, float]:
@@ -150,7 +204,10 @@ class BinaryTask(Task):
         "class_weights": (True, False), "threshold_criterion": metrics.TUNING_CRITERIA})
     kind: ClassVar[Kind] = "binary"
     model_output: ClassVar[ModelOutput] = "classes"
-    headline: ClassVar[tuple[str, ...]] = ("roc_auc", "f1", "recall", "specificity")
+    bootstrapped: ClassVar[tuple[str, ...]] = ("roc_auc", "f1", "recall", "specificity")
+    summary: ClassVar[tuple[str, ...]] = ("f1", "roc_auc", "precision", "recall", "specificity", "accuracy",
+                                          "f1_tuned")
+    summary_note: ClassVar[str] = "(threshold 0.5, except *_tuned: threshold tuned on validation)"
 
     def positives(self, split: Split) -> np.ndarray:
         return np.array([label == self.classes[1] for label in split.labels], dtype=np.int64)
@@ -189,6 +246,17 @@ class BinaryTask(Task):
     def class_weights(self, split):
         return _balanced_weights(self.positives(split), 2)
 
+    def plots(self, result, test_rows, test, model):
+        from runner import plots
+
+        found = result["metrics"]["test"]
+        predicted = (test_rows["score"].to_numpy(float) >= 0.5).astype(int)
+        return [*super().plots(result, test_rows, test, model),
+                ("confusion_matrix.png",
+                 lambda: plots.confusion_matrix(found["confusion_matrix"], self.classes, "test, threshold 0.5")),
+                ("roc_pr.png", lambda: plots.roc_pr([_score_curve(self.classes[1], test_rows)])),
+                ("gradcam.png", lambda: plots.gradcam_grid(model, test, self.classes, predicted))]
+
 
 @dataclass(frozen=True)
 class MulticlassTask(Task):
@@ -199,7 +267,8 @@ class MulticlassTask(Task):
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: {"class_weights": (True, False)})
     kind: ClassVar[Kind] = "multiclass"
     model_output: ClassVar[ModelOutput] = "classes"
-    headline: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr")
+    bootstrapped: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr")
+    summary: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr", "precision_macro", "recall_macro")
 
     def indices(self, split: Split) -> np.ndarray:
         return np.array([self.classes.index(label) for label in split.labels], dtype=np.int64)
@@ -221,7 +290,7 @@ class MulticlassTask(Task):
     def bootstrap_inputs(self, split, scores, params):
         y = self.indices(split)
         return {key: ((lambda t, s, key=key: metrics.multiclass_metrics(t, s, self.classes)[key]), (y, scores))
-                for key in self.headline}
+                for key in self.bootstrapped}
 
     def prediction_columns(self, split, scores):
         columns: dict[str, Any] = {"target": self.indices(split), "predicted": np.argmax(scores, axis=1)}
@@ -231,6 +300,22 @@ class MulticlassTask(Task):
 
     def class_weights(self, split):
         return _balanced_weights(self.indices(split), len(self.classes))
+
+    def random_scores(self, split, rng):
+        return rng.dirichlet(np.ones(len(self.classes)), len(split.records))
+
+    def plots(self, result, test_rows, test, model):
+        from runner import plots
+
+        found = result["metrics"]["test"]
+        one_vs_rest = [(name, (test_rows["target"] == index).to_numpy(int), test_rows[f"score_{name}"].to_numpy(float))
+                       for index, name in enumerate(self.classes)]
+        return [*super().plots(result, test_rows, test, model),
+                ("confusion_matrix.png",
+                 lambda: plots.confusion_matrix(found["confusion_matrix"], self.classes, "test, arg-max class")),
+                ("roc_pr.png", lambda: plots.roc_pr(one_vs_rest)),
+                ("gradcam.png",
+                 lambda: plots.gradcam_grid(model, test, self.classes, test_rows["predicted"].to_numpy(int)))]
 
 
 ANOMALY_SCORES = ("mse", "ssim", "latent")
@@ -263,17 +348,30 @@ def _latent_features(model, images: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AnomalyTask(Task):
-    """An autoencoder trained on ``normal`` images only; any other label is a positive. The anomaly score
-    (``mse``, ``ssim`` or ``latent`` Mahalanobis distance) is a parameter because the notebooks' MSE score
-    measured ROC AUC 0.47 for pneumonia on real radiographs; the threshold is a percentile of validation
-    negatives' scores, applied unchanged to test."""
+    """An autoencoder trained on normal images only (``classes[0]``); any other label is a positive, and the
+    other ``classes`` are the abnormal ones of its default data. The anomaly score (``mse``, ``ssim`` or
+    ``latent`` Mahalanobis distance) is a parameter because the notebooks' MSE score measured ROC AUC 0.47 for
+    pneumonia on real radiographs; the threshold is a percentile of validation negatives' scores, applied
+    unchanged to test."""
 
     monitor: str = "val_roc_auc"
     params: Mapping[str, Any] = field(default_factory=lambda: {"score": "mse", "percentile": 95.0})
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: {"score": ANOMALY_SCORES})
     kind: ClassVar[Kind] = "anomaly"
     model_output: ClassVar[ModelOutput] = "image"
-    headline: ClassVar[tuple[str, ...]] = ("roc_auc",)
+    bootstrapped: ClassVar[tuple[str, ...]] = ("roc_auc",)
+    summary: ClassVar[tuple[str, ...]] = ("roc_auc", "pr_auc", "f1", "precision", "recall", "specificity")
+
+    @property
+    def expected_classes(self):
+        """Any label: every one but the normal class is a positive."""
+        return None
+
+    def split_needs(self):
+        """Normal images to train on; a normal and an abnormal image to evaluate."""
+        normal = self.classes[0]
+        evaluate = (ClassNeed(normal), ClassNeed(normal, other_than=True))
+        return {"train": (ClassNeed(normal),), "val": evaluate, "test": evaluate}
 
     def positives(self, split: Split) -> np.ndarray:
         return np.array([label != self.classes[0] for label in split.labels], dtype=np.int64)
@@ -324,6 +422,19 @@ class AnomalyTask(Task):
     def prediction_columns(self, split, scores):
         return {"score": scores.astype(float), "target": self.positives(split)}
 
+    def plots(self, result, test_rows, test, model):
+        from runner import plots
+
+        found = result["metrics"]["test"]
+        outcomes = (self.classes[0], f"not {self.classes[0]}")
+        note = f"test, threshold {found['threshold']:.4g} (percentile of validation normals)"
+        return [*super().plots(result, test_rows, test, model),
+                ("confusion_matrix.png", lambda: plots.confusion_matrix(found["confusion_matrix"], outcomes, note)),
+                ("roc_pr.png", lambda: plots.roc_pr([_score_curve(outcomes[1], test_rows)])),
+                ("anomaly_scores.png",
+                 lambda: plots.anomaly_scores(test_rows, found["threshold"], result["config"]["task_params"]["score"])),
+                ("reconstructions.png", lambda: plots.reconstructions(model, test))]
+
 
 def _dice_loss(weights: tuple[float, float]):
     import keras
@@ -348,7 +459,22 @@ class SegmentationTask(Task):
     params: Mapping[str, Any] = field(default_factory=lambda: {"bce_weight": 1.0, "dice_weight": 1.0})
     kind: ClassVar[Kind] = "segmentation"
     model_output: ClassVar[ModelOutput] = "mask"
-    headline: ClassVar[tuple[str, ...]] = ("dice", "iou")
+    bootstrapped: ClassVar[tuple[str, ...]] = ("dice", "iou")
+    summary: ClassVar[tuple[str, ...]] = ("dice", "iou", "pixel_f1", "detection_f1")
+    needs_masks: ClassVar[bool] = True
+    need_two_classes: ClassVar[bool] = False
+
+    @property
+    def expected_classes(self):
+        """Any label: the masks are the targets."""
+        return None
+
+    @property
+    def default_data(self):
+        return {"layout": "demo", "masks": True}
+
+    def split_needs(self):
+        return {}
 
     def bind_params(self, given):
         bound = super().bind_params(given)
@@ -387,7 +513,8 @@ class SegmentationTask(Task):
 
     def bootstrap_inputs(self, split, scores, params):
         per_image = self.per_image(split, scores)
-        return {key: ((lambda v: float(np.mean(v)) if len(v) else None), (per_image[key],)) for key in self.headline}
+        return {key: ((lambda v: float(np.mean(v)) if len(v) else None), (per_image[key],))
+                for key in self.bootstrapped}
 
     def prediction_columns(self, split, scores):
         per_image = self.per_image(split, scores)
@@ -395,5 +522,11 @@ class SegmentationTask(Task):
                 "true_area": (split.masks > 127).reshape(len(scores), -1).mean(axis=1),
                 "predicted_area": (scores >= 0.5).reshape(len(scores), -1).mean(axis=1)}
 
+    def random_scores(self, split, rng):
+        return rng.random(split.images.shape)
 
-TASKS: Registry[Task] = Registry("task", package="tasks")
+    def plots(self, result, test_rows, test, model):
+        from runner import plots
+
+        return [*super().plots(result, test_rows, test, model),
+                ("masks.png", lambda: plots.masks(model, test, test_rows["dice"].to_numpy()))]

@@ -1,0 +1,43 @@
+"""Tasks: what is predicted from which data, with which loss, head, metrics and pictures.
+
+A task *kind* is one class in ``runner/tasks/_kinds.py`` (``BinaryTask``, ``MulticlassTask``,
+``AnomalyTask``, ``SegmentationTask``) that owns all of the kind's behaviour. A named task is one module of
+this package, named as the task, that registers one instance of a kind, its name written once::
+
+    from runner.tasks._kinds import BinaryTask
+    from runner.tasks._registry import register
+
+    register(BinaryTask(name="pneumonia", classes=("normal", "pneumonia")))
+
+``TASKS`` imports those modules the first time it is read (every module here whose name does not start
+with ``_``).
+"""
+
+from __future__ import annotations
+
+from runner.tasks._kinds import (
+    ANOMALY_SCORES,
+    AnomalyTask,
+    BinaryTask,
+    Kind,
+    MulticlassTask,
+    Plot,
+    SegmentationTask,
+    Split,
+    Task,
+)
+from runner.tasks._registry import TASKS, register
+
+__all__ = [
+    "ANOMALY_SCORES",
+    "TASKS",
+    "AnomalyTask",
+    "BinaryTask",
+    "Kind",
+    "MulticlassTask",
+    "Plot",
+    "SegmentationTask",
+    "Split",
+    "Task",
+    "register",
+]
