@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from runner.errors import ConfigError
+from runner.sweep.assemble import load_sweep
 from runner.sweep.run import SweepRun, _searcher
-from runner.sweep.space import load_sweep
 
 
 def _space(tmp_path: Path, **changes) -> Path:
