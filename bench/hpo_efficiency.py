@@ -149,12 +149,12 @@ def sweep_id(family: str, strategy: str, seed: int) -> str:
 def run_strategy(family: str, strategy: str, seed: int, size: Size, work: Path, warm_from: str | None = None
                  ) -> Trace:
     """One real sweep through the sweep driver into the family's results folder."""
+    from runner.sweep.assemble import build_sweep
     from runner.sweep.record import SweepRun
     from runner.sweep.run import run_sweep
-    from runner.sweep.space import parse_spec
 
     name = sweep_id(family, strategy, seed)
-    spec = parse_spec(sweep_yaml(family, strategy, seed, size, warm_from), name, name)
+    spec = build_sweep(sweep_yaml(family, strategy, seed, size, warm_from), name=name)
     results = str(work / family / "results")
     run = SweepRun(sweep_id=name, name=name, results=results, storage=str(work / family / "tune"), source=name,
                    overrides={}, profile=None)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,16 +110,23 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
+    from runner.sweep.assemble import AUTO_PROFILE
+
     sweep = commands.add_parser("sweep", help="run a search space as a Ray Tune sweep (the main command)",
-                                description="Run every trial of a search space (search_spaces/NAME.yaml or a "
-                                            "YAML path) on Ray: Optuna proposes, ASHA stops poor trials early, "
-                                            "each finished trial becomes a leaderboard row.")
+                                description="Run every trial of a search space (NAME: ./search_spaces/NAME.yaml, "
+                                            "else a shipped one; or a YAML path) on Ray: Optuna proposes, ASHA "
+                                            "stops poor trials early, each finished trial becomes a leaderboard "
+                                            "row. Layers, later ones winning: the file < --profile < --quick < "
+                                            "--set.")
     sweep.add_argument("name", nargs="?", help="transfer, scratch, anomaly, segmentation, or a .yaml path")
-    sweep.add_argument("--list", action="store_true", help="show the sweeps and their spaces")
+    sweep.add_argument("--list", action="store_true",
+                       help="show the sweeps (or NAME), their spaces and where each file came from")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override any search-space value, e.g. --set num_samples=4 --set fixed.epochs=2")
-    sweep.add_argument("--profile", help="a profile of the YAML (default: 'cpu' when Ray sees no GPU)")
-    sweep.add_argument("--quick", action="store_true", help="2 trials, 1 epoch, 64 px: a smoke run")
+    sweep.add_argument("--profile", default=AUTO_PROFILE,
+                       help=f"a profile of the YAML; {AUTO_PROFILE} (the default): its 'cpu' profile when there is no "
+                            "GPU")
+    sweep.add_argument("--quick", action="store_true", help="2 trials, 1 epoch, 64 px: a smoke run (--set still wins)")
     sweep.add_argument("--dry-run", action="store_true",
                        help="check everything that can be checked without training (values, profiles, every "
                             "data set's files and labels) and print the resolved sweep; Ray is not started")
@@ -141,16 +147,13 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from runner.sweep.space import SEARCH_SPACES, describe, load_sweep
-
     if args.list or not args.name:
-        for name in SEARCH_SPACES.names():
-            print(describe(load_sweep(name)) + "\n")
-        return 0
+        return _list(args.name)
     if args.dry_run:
         return _dry_run(args)
+    from runner.sweep.assemble import build_sweep
     from runner.sweep.record import SweepRun, find_sweep, new_sweep_id
-    from runner.sweep.run import init_ray, run_sweep
+    from runner.sweep.run import run_sweep
     from runner.sweep.warm import earlier_rows
 
     results = storage.resolve(args.results)
@@ -170,16 +173,16 @@ def _sweep(args: argparse.Namespace) -> int:
                        source=args.name,
                        overrides=_overrides(args), profile=args.profile, quick=args.quick,
                        mlflow=args.mlflow)
-    first = load_sweep(run.source, run.overrides, run.profile)  # a bad file, key, profile or data set, or
-    # unwritable results, fail before Ray starts (load_sweep validates every profile: Ray's GPUs may choose 'cpu')
+    address = None if args.local else args.address
+    # a bad file, key, profile or data set, unwritable results or an unknown warm-start sweep fail before Ray
+    # starts: on this machine, build_sweep counts the GPUs without Ray
+    spec = build_sweep(run.source, run.overrides, run.profile, run.quick, gpus=_cluster_gpus(address))
     storage.check_writable(run.results)
-    if args.resume is None and first.warm_start.sweeps:
-        earlier_rows(run.results, first.warm_start.sweeps)  # an unknown warm-start sweep id, too
-    init_ray(None if args.local else args.address, print)
-    run, spec = _final_spec(run)
+    if args.resume is None and spec.warm_start.sweeps:
+        earlier_rows(run.results, spec.warm_start.sweeps)
+    run = replace(run, profile=spec.profile)  # recorded, so a resume on another machine rebuilds the same trials
     try:
-        outcome = run_sweep(spec, run, address=None if args.local else args.address,
-                            resume=args.resume is not None)
+        outcome = run_sweep(spec, run, address=address, resume=args.resume is not None)
     except KeyboardInterrupt:
         outcome = None
     if outcome is None or outcome.interrupted:
@@ -203,6 +206,23 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(name: str | None) -> int:
+    """``sweep --list [NAME]``: each search space as its file says, and where the file came from (shipped,
+    ``./search_spaces`` or a path). A file that does not load is reported and the others still listed."""
+    from runner.sweep.assemble import load_sweep
+    from runner.sweep.space import SEARCH_SPACES, describe, find_search_space
+
+    found = [find_search_space(name)] if name else [SEARCH_SPACES.get(each) for each in SEARCH_SPACES.names()]
+    failed = False
+    for space_file in found:
+        try:
+            print(f"{describe(load_sweep(str(space_file.path)))}\n  from: {space_file.origin} ({space_file.path})\n")
+        except CxrError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+    return 2 if failed else 0
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``--set`` values, then ``--warm-start``, which replaces ``warm_start.sweeps`` (``enqueue`` stays). They
     are recorded with the sweep, so ``--resume`` rebuilds the same search space."""
@@ -212,65 +232,43 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return deep_merge(overrides, {"warm_start": {"sweeps": args.warm_start}}) if args.warm_start else overrides
 
 
-def _final_spec(run):
-    """The sweep as it runs: ``_assemble`` with the Ray cluster's GPUs, then ``weights: auto`` resolved. The
-    run records the profile chosen, so a resume on another machine rebuilds the same trials."""
+def _cluster_gpus(address: str | None) -> Callable[[], float] | None:
+    """What ``build_sweep`` counts to choose a profile: None (this machine's GPUs, which the Ray this command
+    starts sees) unless the sweep joins a cluster (``--address``, ``$RAY_ADDRESS``); then a function that joins
+    it and counts the cluster's GPUs, which ``build_sweep`` asks only after the file is checked."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        return None
 
-    import ray
+    def count() -> float:
+        import ray
 
-    from runner.sweep import space
-    from runner.sweep.weights import resolve_auto_weights
+        from runner.sweep.run import init_ray
 
-    profile, spec = _assemble(run.source, run.overrides, run.profile, run.quick,
-                              gpus=ray.cluster_resources().get("GPU", 0), where="in the Ray cluster", printer=print)
-    fixed = resolve_auto_weights(dict(spec.fixed), spec.models, print)
-    return replace(run, profile=profile), space.with_overrides(spec, fixed=fixed)
+        init_ray(address, print)
+        return ray.cluster_resources().get("GPU", 0)
 
-
-def _assemble(source: str, overrides: Mapping[str, Any], profile: str | None, quick: bool, *, gpus: float,
-              where: str, printer: Callable[[str], None]) -> tuple[str | None, SweepSpec]:
-    """The profile (explicit, or 'cpu' when there is no GPU ``where`` and the YAML has one), then ``--quick``:
-    the part of a sweep's assembly that needs no Ray, shared by the real run and ``--dry-run``."""
-    from runner.sweep import space
-
-    base = space.load_sweep(source, overrides)
-    if profile is None and not gpus and "cpu" in base.profiles:
-        profile = "cpu"
-        printer(f"no GPU {where}: using the search space's 'cpu' profile (--profile to choose another)")
-    spec = space.load_sweep(source, overrides, profile) if profile else base
-    return profile, space.quick(spec) if quick else spec
-
-
-def local_gpus() -> int:
-    """The GPUs this machine shows, found without starting Ray (or TensorFlow): ``CUDA_VISIBLE_DEVICES`` when
-    set, else ``nvidia-smi -L``. Only ``--dry-run`` uses it; a real sweep counts the Ray cluster's GPUs."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([device for device in visible.split(",") if device.strip() not in ("", "-1")])
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines()) if listed.returncode == 0 else 0
+    return count
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    """``sweep --dry-run``: the sweep assembled as the real run would (profile, ``--quick``, ``--set``),
-    every value validated, every data set listed, and what would run printed. Imports no Ray."""
+    """``sweep --dry-run``: the sweep ``build_sweep`` assembles for the real run here (profile, ``--quick``,
+    ``--set``), every value validated, every data set listed, and what would run printed. Imports no Ray, and
+    leaves ``weights: auto`` to the real run (resolving it may download ImageNet weights)."""
+    from runner.sweep.assemble import build_sweep, local_gpus
     from runner.sweep.space import describe, describe_run
     from runner.sweep.warm import plan
+    from runner.sweep.weights import AUTO
 
     if args.resume is not None:
         raise ConfigError("--dry-run checks a new sweep: leave --resume out")
     gpus = local_gpus()
-    profile, spec = _assemble(args.name, _overrides(args), args.profile, args.quick, gpus=gpus,
-                              where="on this machine", printer=print)
+    spec = build_sweep(args.name, _overrides(args), args.profile, args.quick, gpus=gpus, resolve_weights=False)
     data = _check_sweep_data(spec)
     print(describe(spec))
-    if profile:
-        print(f"  profile: {profile}")
+    if spec.profile:
+        print(f"  profile: {spec.profile}")
     print(describe_run(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}))
-    if spec.fixed.get("weights") == "auto":
+    if spec.fixed.get("weights") == AUTO:
         print("  weights: auto is resolved when the sweep starts (ImageNet if it loads, else none)")
     if spec.warm_start.sweeps:
         print("  " + plan(spec, storage.resolve(args.results)).line())

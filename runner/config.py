@@ -10,7 +10,7 @@ config, defaults included, is written beside every trial's results.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,9 @@ from runner.overrides import deep_merge
 
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "on", "off")
+#: ``weights`` values that are not a file path. ``auto`` (ImageNet when it loads, else none) is resolved where
+#: the config is assembled (``resolve_config``; a sweep's ``build_sweep``), by ``runner.sweep.weights``.
+WEIGHT_WORDS = ("imagenet", "none", "auto")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,9 @@ def check_data_spec(value: Mapping[str, Any]) -> None:
 
 
 def make_config(values: Mapping[str, Any]) -> TrialConfig:
-    """A validated config from flat keys (and optional explicit ``model_params`` / ``task_params``)."""
+    """A validated config from flat keys (and optional explicit ``model_params`` / ``task_params``). A
+    ``weights`` path is made absolute; ``weights: auto`` stays as it is for ``resolve_config`` (or a sweep's
+    ``build_sweep``) to resolve once."""
     from runner.models import MODELS, check_fits
     from runner.tasks import TASKS
 
@@ -145,7 +150,7 @@ def make_config(values: Mapping[str, Any]) -> TrialConfig:
     if isinstance(training.get("mixed_precision"), bool):  # YAML reads a bare on/off as true/false
         training["mixed_precision"] = "on" if training["mixed_precision"] else "off"
     weights = model_params.get("weights")
-    if isinstance(weights, str) and weights not in ("imagenet", "none"):
+    if isinstance(weights, str) and weights not in WEIGHT_WORDS:
         model_params["weights"] = str(Path(weights).expanduser().resolve())
     training["data"] = normalise_data(training.get("data"), task.default_data)
     training["test_data"] = normalise_data(training.get("test_data"))
@@ -165,12 +170,20 @@ def load_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
     return yamlfile.read_mapping(path, what)
 
 
-def resolve_config(*layers: Mapping[str, Any]) -> TrialConfig:
-    """Later layers win: defaults, then a config file, then command-line values, then ``--set``."""
+def resolve_config(*layers: Mapping[str, Any], printer: Callable[[str], None] = print) -> TrialConfig:
+    """``train``'s config. Later layers win: defaults, then a config file, then command-line values, then
+    ``--set``; then ``weights: auto`` is resolved as a sweep resolves it (ImageNet when it loads, else none
+    with a warning), after the rest is validated, so a typo fails before any weights load."""
+    from runner.sweep.weights import AUTO, auto_weights
+
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = deep_merge(merged, {k: v for k, v in layer.items() if v is not None})
-    return make_config(merged)
+    config = make_config(merged)
+    if config.model_params.get("weights") != AUTO:
+        return config
+    return dataclasses.replace(config, model_params={**config.model_params,
+                                                     "weights": auto_weights([config.model], printer)})
 
 
 def save_config(config: TrialConfig, path: Path) -> None:

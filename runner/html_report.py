@@ -114,13 +114,13 @@ def _search_space(record: dict[str, Any] | None):
     rebuilt (the YAML moved): importances then infer distributions from the rows."""
     if record is None:
         return None
-    from runner.sweep.space import load_sweep, quick
+    from runner.sweep.assemble import build_sweep
 
     try:
-        spec = load_sweep(record["source"], record.get("overrides") or {}, record.get("profile"))
+        return build_sweep(record["source"], record.get("overrides") or {}, record.get("profile"),
+                           bool(record.get("quick")), resolve_weights=False)
     except (ConfigError, OSError):
         return None
-    return quick(spec) if record.get("quick") else spec
 
 
 def _with_objective(board: pd.DataFrame) -> pd.DataFrame:

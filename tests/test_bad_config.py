@@ -17,8 +17,8 @@ from runner.config import load_config_file, resolve_config
 from runner.data._dataset import read_spec_file
 from runner.errors import ConfigError, StorageError
 from runner.overrides import parse_overrides
+from runner.sweep.assemble import load_sweep
 from runner.sweep.record import SweepRun, find_sweep
-from runner.sweep.space import load_sweep
 
 
 def _item(name: str, tmp_path: Path) -> Path:

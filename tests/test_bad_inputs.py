@@ -19,7 +19,7 @@ from runner.cli import main
 from runner.data import prepare
 from runner.data.images import load_image
 from runner.errors import ConfigError, DataError
-from runner.sweep.space import load_sweep
+from runner.sweep.assemble import load_sweep
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from test_sweep import TINY, _write
 
 from runner import leaderboard
 from runner.errors import ConfigError
-from runner.sweep.space import load_sweep
+from runner.sweep.assemble import load_sweep
 from runner.sweep.trainable import epoch_metrics, final_metrics
 
 # file name -> what the warning must say about it

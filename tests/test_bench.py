@@ -84,11 +84,11 @@ def test_hpo_warm_sweeps_start_from_another_seeds_cold_tpe_sweep() -> None:
 @pytest.mark.parametrize("family", sorted(hpo.FAMILIES))
 @pytest.mark.parametrize("strategy", hpo.STRATEGIES)
 def test_hpo_benchmark_sweeps_are_valid_search_spaces(family: str, strategy: str) -> None:
-    from runner.sweep.space import parse_spec
+    from runner.sweep.assemble import build_sweep
 
     warm_from = hpo.sweep_id(family, "optuna_asha", 2)
-    spec = parse_spec(hpo.sweep_yaml(family, strategy, seed=1, size=hpo.Size(trials=6), warm_from=warm_from),
-                      "hpo", "hpo")
+    spec = build_sweep(hpo.sweep_yaml(family, strategy, seed=1, size=hpo.Size(trials=6), warm_from=warm_from),
+                       name="hpo")
     assert spec.num_samples == (9 if strategy == "grid" else 6), "grid runs every point of its 3 x 3 grid"
     assert spec.searcher == {"grid": "grid", "random_asha": "random"}.get(strategy, "optuna")
     assert spec.scheduler.type == ("fifo" if strategy == "grid" else "asha")

@@ -23,7 +23,7 @@ from runner.config import make_config
 from runner.data import Record
 from runner.errors import ConfigError
 from runner.models import MODELS, ModelOutput, ModelSpec, check_fits, create_model, feature_layer
-from runner.sweep.space import load_sweep
+from runner.sweep.assemble import load_sweep
 from runner.tasks import TASKS, Split
 
 OUTPUTS = set(get_args(ModelOutput))

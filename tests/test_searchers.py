@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from runner.errors import ConfigError
+from runner.sweep.assemble import load_sweep
 from runner.sweep.record import SweepRun
 from runner.sweep.run import _searcher
-from runner.sweep.space import load_sweep
 
 
 def _space(tmp_path: Path, **changes) -> Path:

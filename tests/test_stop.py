@@ -13,7 +13,8 @@ import yaml
 
 from runner import leaderboard
 from runner.errors import ConfigError
-from runner.sweep.space import Stop, load_sweep
+from runner.sweep.assemble import load_sweep
+from runner.sweep.space import Stop
 from runner.sweep.stopping import StopRule, TrialEnd, ended_in_order
 from runner.sweep.study import load_study
 

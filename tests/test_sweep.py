@@ -17,7 +17,8 @@ import yaml
 from conftest import make_class_folders
 
 from runner.errors import ConfigError
-from runner.sweep.space import SEARCH_SPACES, load_sweep, quick
+from runner.sweep.assemble import build_sweep, load_sweep
+from runner.sweep.space import SEARCH_SPACES
 
 TINY = {
     "description": "tiny test sweep",
@@ -44,7 +45,7 @@ def test_every_shipped_search_space_and_profile_validates(name: str) -> None:
     spec = load_sweep(name)
     for profile in spec.profiles:
         load_sweep(name, profile=profile)
-    shrunk = quick(spec)
+    shrunk = build_sweep(name, profile=None, quick=True, resolve_weights=False)
     assert shrunk.num_samples == 2 and shrunk.fixed["epochs"] == 1 and shrunk.fixed["image_size"] == 64
 
 

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from runner.sweep.assemble import load_sweep
 from runner.sweep.record import SweepRun
 from runner.sweep.run import _searcher
-from runner.sweep.space import load_sweep
 from runner.sweep.study import TRIAL_ID_ATTR, StoredOptunaSearch, load_study, study_file
 from runner.sweep.trainable import RESULT_KEY
 

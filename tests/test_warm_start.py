@@ -18,9 +18,9 @@ from test_sweep import TINY
 from runner import leaderboard
 from runner.cli import _overrides, build_parser, main
 from runner.errors import ConfigError
+from runner.sweep.assemble import load_sweep
 from runner.sweep.record import SweepRun
 from runner.sweep.run import _searcher
-from runner.sweep.space import load_sweep
 from runner.sweep.study import TRIAL_ID_ATTR, load_study, study_file
 from runner.sweep.warm import FROM_ATTR, RERUN_ATTR, earlier_rows, warm_study
 

@@ -1,1 +1,2 @@
-"""Sweeps: search spaces (``search_spaces/*.yaml``) run as Ray Tune trials, recorded in the leaderboard."""
+"""Sweeps: search spaces (shipped in ``runner/search_spaces/``, or the user's own) assembled by ``assemble.build_sweep``
+and run as Ray Tune trials, recorded in the leaderboard."""

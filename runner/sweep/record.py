@@ -38,6 +38,11 @@ class SweepRun:
     def trials_dir(self) -> str:
         return storage.join(self.results, "trials", self.sweep_id)
 
+    @property
+    def train_storage(self) -> str:
+        """Ray Train's runs of this sweep's trials (``resources.workers: 1``)."""
+        return storage.join(self.storage, self.sweep_id, "train")
+
     def save(self) -> None:
         """Writes the record atomically (``storage.write_text``): a crash mid-write keeps the old record."""
         storage.write_text(storage.join(self.results, "sweeps", f"{self.sweep_id}.json"),

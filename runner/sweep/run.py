@@ -119,7 +119,7 @@ class LeaderboardWriter(Callback):
         self._written = (trial.trial_id, row)
         if trial.checkpoint is not None:
             trial.checkpoint.filesystem.delete_dir_contents(trial.checkpoint.path, missing_dir_ok=True)
-        storage.remove_folder(storage.join(self.run.storage, self.run.sweep_id, "train", f"{trial.trial_id}-train"))
+        storage.remove_folder(storage.join(self.run.train_storage, f"{trial.trial_id}-train"))
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
@@ -269,13 +269,10 @@ def _scheduler(spec: SweepSpec, epochs: int):
 
 
 def _trainable(spec: SweepSpec, run: SweepRun):
+    """The trial function with the sweep's typed spec and run (frozen dataclasses, not a dict of their fields)."""
     from ray import tune
 
-    sweep = {"spec": spec, "workers": spec.resources.workers, "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
-             "checkpoint_every": spec.checkpoint_every, "trials_dir": run.trials_dir, "results": run.results,
-             "sweep_id": run.sweep_id,
-             "train_storage": storage.join(run.storage, run.sweep_id, "train")}
-    return tune.with_resources(tune.with_parameters(tune_trial, sweep=sweep), trial_resources(spec))
+    return tune.with_resources(tune.with_parameters(tune_trial, spec=spec, run=run), trial_resources(spec))
 
 
 def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -> list[Callback]:

@@ -1,4 +1,7 @@
-"""Search spaces: ``search_spaces/<name>.yaml``, validated on load, turned into Optuna's define-by-run space.
+"""Search spaces: what a validated sweep is (``SweepSpec``), where its YAML files are found (``SEARCH_SPACES``:
+the user's ``./search_spaces/`` first, then the spaces shipped in ``runner/search_spaces/``), and Optuna's
+define-by-run space built from it. ``runner.sweep.assemble.build_sweep`` turns a file and the command line's
+choices into a ``SweepSpec``.
 
 A file names the tasks and models to cross, the data, fixed keys for every trial, and distributions in
 Optuna's own vocabulary (``{type: float, low, high, log}``, ``{type: int, ...}``,
@@ -11,7 +14,6 @@ starts, so a typo fails in a second with the file and key named.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import math
@@ -20,15 +22,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import yamlfile
 from runner.errors import ConfigError, CxrError
-from runner.overrides import deep_merge
 
 if TYPE_CHECKING:
     from runner.config import TrialConfig
 from runner.registry import Registry
 
-SEARCH_SPACE_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 SCHEDULERS = ("asha", "fifo")
 SEARCHERS = ("optuna", "random", "grid")
 TOP_KEYS = {
@@ -44,23 +43,47 @@ STOP_KEYS = {"patience": int, "min_delta": (int, float), "target": (int, float),
 DISTRIBUTION_TYPES = ("float", "int", "categorical")
 
 
-class _YamlRegistry(Registry[Path]):
-    """The search-space registry: one YAML file per sweep name in ``search_spaces/``."""
+#: The search spaces that ship with the package (package data, so any install has them).
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+#: The user's own search spaces: ``search_spaces/`` in the working directory, looked at before the shipped ones.
+USER_DIR = "search_spaces"
+#: Where a search space file came from, as ``sweep --list`` says it.
+SHIPPED, USER, GIVEN = "shipped", f"./{USER_DIR}", "path"
 
-    def __init__(self, folder: Path) -> None:
+
+@dataclass(frozen=True)
+class SpaceFile:
+    """A search space file and where it came from: ``shipped``, ``./search_spaces`` or a ``path`` given."""
+
+    path: Path
+    origin: str
+
+
+class _SearchSpaces(Registry[SpaceFile]):
+    """The search-space registry: sweep name -> YAML file, ``./search_spaces/NAME.yaml`` in the working directory
+    (the user's own spaces, which win) before the shipped ``runner/search_spaces/NAME.yaml``. Read again at each
+    lookup, since the working directory and the files in it may change while the runner is imported."""
+
+    def __init__(self) -> None:
         super().__init__("search space")
-        self._folder = folder
-        self._loaded = False
 
     def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for path in sorted(self._folder.glob("*.yaml")):
-            self.register(path.stem)(path)
+        found: dict[str, SpaceFile] = {}
+        for folder, origin in ((Path.cwd() / USER_DIR, USER), (SHIPPED_DIR, SHIPPED)):
+            for path in sorted(folder.glob("*.yaml")):
+                found.setdefault(path.stem, SpaceFile(path, origin))
+        self._entries = found
 
 
-SEARCH_SPACES = _YamlRegistry(SEARCH_SPACE_DIR)
+SEARCH_SPACES = _SearchSpaces()
+
+
+def find_search_space(name_or_path: str) -> SpaceFile:
+    """A registered sweep's file, or the given file: a name with a YAML suffix or a folder in it is a path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return SpaceFile(path, GIVEN)
+    return SEARCH_SPACES.get(name_or_path)
 
 
 @dataclass(frozen=True)
@@ -125,7 +148,7 @@ class Stop:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A validated search space file."""
+    """A validated search space, as one run uses it (``runner.sweep.assemble.build_sweep`` builds it)."""
 
     name: str
     source: str
@@ -150,6 +173,8 @@ class SweepSpec:
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     warm_start: WarmStart = WarmStart()
     stop: Stop = Stop()
+    #: The profile applied (``runner.sweep.assemble``); None: the file as written.
+    profile: str | None = None
 
     def trial_values(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The flat config keys of one trial: fixed keys, then the sampled task, model and parameters
@@ -280,9 +305,16 @@ def edge_configs(spec: SweepSpec) -> Iterator[tuple[str, TrialConfig]]:
             for block, params in (("space", spec.space), (f"per_model.{model}", spec.per_model.get(model, {})),
                                   (f"per_task.{task}", spec.per_task.get(task, {}))):
                 drawn.update({key: (block, distribution) for key, distribution in params.items()})
-            candidates = [("fixed", fixed)] + [(f"{block}.{key} = {value!r}", {**fixed, key: value})
-                                               for key, (block, distribution) in drawn.items()
-                                               for value in _range_ends(distribution)]
+            # a conditional block refines a fixed key for its model or task (fixed image_size 64 beside
+            # inception_v3's own per_model sizes): that pair's configs take a drawn value instead, since the fixed
+            # one never reaches its trials (a key both fixed and in space is checked as fixed, as written)
+            redrawn = {key: (block, _range_ends(distribution)[0]) for key, (block, distribution) in drawn.items()
+                       if key in fixed and block != "space"}
+            base = {**fixed, **{key: value for key, (_, value) in redrawn.items()}}
+            label = ", ".join(["fixed", *(f"{block}.{key} = {value!r}" for key, (block, value) in redrawn.items())])
+            candidates = [(label, base)] + [(f"{block}.{key} = {value!r}", {**base, key: value})
+                                            for key, (block, distribution) in drawn.items()
+                                            for value in _range_ends(distribution)]
             for where, values in candidates:
                 try:
                     yield where, make_config(values)
@@ -443,54 +475,6 @@ def _check_scheduler(source: str, scheduler: Scheduler) -> None:
                           "keeps 1/reduction_factor of the trials at each rung; 3 is usual)")
 
 
-def search_space_file(name_or_path: str) -> Path:
-    """A registered sweep's file, or the given file: a name with a YAML suffix or a folder in it is a path."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
-        return path
-    return SEARCH_SPACES.get(name_or_path)
-
-
-def load_sweep(name_or_path: str, overrides: Mapping[str, Any] | None = None, profile: str | None = None
-               ) -> SweepSpec:
-    """A sweep by registered name or YAML path, with a profile and ``--set`` overrides applied, validated.
-
-    Every profile of the file is validated too, not only the chosen one, so a typo in any profile fails at
-    load. With no profile given, the one used is decided later (``cpu`` when the Ray cluster has no GPU), after
-    Ray started, so each is checked with the overrides; with one chosen, the others are checked as written."""
-    path = search_space_file(name_or_path)
-    raw = copy.deepcopy(yamlfile.read_mapping(path, "search space"))
-    profiles = _profiles(raw, path)
-    if profile and profile not in profiles:
-        raise ConfigError(f"{path}: unknown profile '{profile}': choose from {', '.join(profiles) or 'none'}")
-    for other in [None, *profiles]:
-        if other != profile:
-            _profile_spec(raw, path, other, overrides if profile is None else None)
-    return _profile_spec(raw, path, profile, overrides)
-
-
-def _profiles(raw: Mapping[str, Any], path: Path) -> Mapping[str, Mapping[str, Any]]:
-    profiles = raw.get("profiles") or {}
-    if not isinstance(profiles, Mapping):
-        raise _type_error(str(path), "profiles", profiles, dict)
-    for name, block in profiles.items():
-        if not isinstance(block, Mapping):
-            raise ConfigError(f"{path}: profiles.{name} must be a mapping of the keys it overrides, not {block!r}")
-    return profiles
-
-
-def _profile_spec(raw: Mapping[str, Any], path: Path, profile: str | None,
-                  overrides: Mapping[str, Any] | None) -> SweepSpec:
-    """The file with one profile (or none) and the overrides applied, validated; errors name the profile."""
-    merged = deep_merge(raw, raw["profiles"][profile]) if profile else raw
-    source = f"{path} (profile '{profile}')" if profile else str(path)
-    return replace(parse_spec(deep_merge(merged, overrides or {}), path.stem, source), source=str(path))
-
-
-def with_overrides(spec: SweepSpec, **changes: Any) -> SweepSpec:
-    return replace(spec, **changes)
-
-
 class _DefineByRun:
     """Optuna's define-by-run function: draws task and model, then their own (conditional) parameters.
     A class, not a closure, so Ray can pickle the searcher with the experiment state for ``--resume``."""
@@ -638,14 +622,3 @@ def _describe_distribution(spec: Mapping[str, Any]) -> str:
         return "one of " + ", ".join(map(str, spec["choices"]))
     scale = " (log)" if spec.get("log") else ""
     return f"{spec['type']} {spec['low']} .. {spec['high']}{scale}"
-
-
-def quick(spec: SweepSpec) -> SweepSpec:
-    """``--quick``: any sweep as a 2-trial, 1-epoch smoke run at 64 px on a small demo set, no early stopping."""
-    fixed = {**spec.fixed, "epochs": 1, "early_stopping": 0, "image_size": 64, "bootstrap": 100}
-    if spec.data is None:
-        fixed["data"] = {"n": 120}
-    without_size = {k: v for k, v in spec.space.items() if k != "image_size"}
-    per_model = {m: {k: v for k, v in p.items() if k != "image_size"} for m, p in spec.per_model.items()}
-    return replace(spec, num_samples=2, fixed=fixed, space=without_size, per_model=per_model,
-                   scheduler=Scheduler(type="fifo"), resources=replace(spec.resources, gpu=min(spec.resources.gpu, 1)))

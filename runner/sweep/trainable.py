@@ -26,12 +26,16 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runner import storage
 from runner.checkpoint import Checkpointing, TrainingState
+
+if TYPE_CHECKING:
+    from runner.sweep.record import SweepRun
+    from runner.sweep.space import SweepSpec
 
 RESULT_KEY = "result_json"
 NODE_KEY = "node_id"
@@ -178,7 +182,7 @@ def use_threads(tf, threads: int) -> None:
         pass  # a reused process: TensorFlow was configured by its first trial
 
 
-def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
+def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun) -> None:
     """The Tune trainable: sampled ``params`` (namespaced conditional ones included) plus the sweep's fixed
     keys, run as a Ray Train job."""
     import ray.train
@@ -189,17 +193,18 @@ def tune_trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     from runner import leaderboard
 
     context = ray.tune.get_context()
-    if leaderboard.has_row(sweep["results"], sweep["sweep_id"], context.get_trial_id()):
+    if leaderboard.has_row(run.results, run.sweep_id, context.get_trial_id()):
         return  # it ended before a killed driver saved that, and ``--resume`` restarted it: its row stands
-    loop_config = {"values": sweep["spec"].trial_values(params), "workers": sweep["workers"],
-                   "threads": max(1, int(sweep["cpu"])), "trial_id": context.get_trial_id(),
-                   "out_dir": sweep["trials_dir"], "checkpoint_every": sweep["checkpoint_every"],
-                   "metric": sweep["spec"].metric, "mode": sweep["spec"].mode}
-    workers = sweep["workers"]
-    scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=sweep["gpu"] > 0,
-                                      resources_per_worker={"CPU": sweep["cpu"], "GPU": sweep["gpu"]}
+    resources = spec.resources
+    loop_config = {"values": spec.trial_values(params), "workers": resources.workers,
+                   "threads": max(1, int(resources.cpu)), "trial_id": context.get_trial_id(),
+                   "out_dir": run.trials_dir, "checkpoint_every": spec.checkpoint_every,
+                   "metric": spec.metric, "mode": spec.mode}
+    workers = resources.workers
+    scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=resources.gpu > 0,
+                                      resources_per_worker={"CPU": resources.cpu, "GPU": resources.gpu}
                                       if workers else None)
-    run_config = ray.train.RunConfig(name=f"{context.get_trial_id()}-train", storage_path=sweep["train_storage"],
+    run_config = ray.train.RunConfig(name=f"{context.get_trial_id()}-train", storage_path=run.train_storage,
                                      checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
                                      callbacks=[TuneReportCallback()] if workers else None)
     TensorflowTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling,

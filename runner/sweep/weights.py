@@ -1,11 +1,16 @@
 """``weights: auto``: ImageNet weights when this machine can load them, else training from scratch, said out
-loud and recorded as the value actually used, so a sweep runs offline and its leaderboard never lies."""
+loud and recorded as the value actually used, so a sweep or a ``train`` runs offline and its results never
+lie. It is resolved once, where the config is assembled (``runner.sweep.assemble.build_sweep`` for a sweep,
+``runner.config.resolve_config`` for ``train``), so no trial ever sees ``auto``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from runner.errors import ConfigError
+
+AUTO = "auto"
 
 
 def imagenet_loadable(models: Sequence[str]) -> str | None:
@@ -22,12 +27,19 @@ def imagenet_loadable(models: Sequence[str]) -> str | None:
     return None
 
 
-def resolve_auto_weights(fixed: dict, models: Sequence[str], printer: Callable[[str], None]) -> dict:
-    if fixed.get("weights") != "auto":
-        return fixed
+def auto_weights(models: Sequence[str], printer: Callable[[str], None]) -> str:
+    """What ``weights: auto`` means for these models here: ``imagenet``, or ``none`` with a warning."""
     problem = imagenet_loadable(models)
     if problem is None:
-        return {**fixed, "weights": "imagenet"}
+        return "imagenet"
     printer(f"warning: weights: auto -> none (ImageNet weights unavailable: {problem.split(';')[0]}); "
             "trials train from scratch; set weights=imagenet to require them")
-    return {**fixed, "weights": "none"}
+    return "none"
+
+
+def resolve_auto_weights(values: Mapping[str, Any], models: Sequence[str], printer: Callable[[str], None]
+                         ) -> dict[str, Any]:
+    """``values`` (flat config keys, e.g. a sweep's ``fixed``) with ``weights: auto`` resolved for ``models``."""
+    if values.get("weights") != AUTO:
+        return dict(values)
+    return {**values, "weights": auto_weights(models, printer)}
