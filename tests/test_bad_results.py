@@ -19,6 +19,7 @@ from test_sweep import TINY, _write
 
 from runner import leaderboard
 from runner.errors import ConfigError
+from runner.leaderboard.files import row_table
 from runner.sweep.assemble import load_sweep
 from runner.sweep.trainable import epoch_metrics, final_metrics
 
@@ -34,7 +35,7 @@ BAD_FILES = {
 
 def _row_table(trial_id: str) -> pa.Table:
     row = leaderboard.row_from_result(make_result("binary", trial_id), sweep_id="s1", sweep_name="demo_sweep")
-    return leaderboard._row_table(row)
+    return row_table(row)
 
 
 def _results_with_bad_files(root: Path) -> Path:

@@ -8,9 +8,12 @@ import io
 import json
 import multiprocessing
 import re
+import shutil
 import subprocess
 import sys
+import typing
 import warnings
+from collections.abc import Sequence
 from contextlib import redirect_stdout
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,8 +29,10 @@ import pytest
 from runner import leaderboard
 from runner import metrics as m
 from runner.errors import ConfigError, CxrError
+from runner.leaderboard.files import row_table
 
 README = Path(__file__).resolve().parents[1] / "results" / "README.md"
+V1 = Path(__file__).resolve().parent / "data" / "leaderboard_v1"  # a results folder written by the runner of d14512b
 START = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 # task kind -> (task, model, classes, monitor, model parameters)
@@ -288,7 +293,7 @@ def test_writing_a_trial_again_replaces_its_row(tmp_path: Path) -> None:
     copy.mkdir()
     old = leaderboard.row_from_result(make_result("binary", "t-1", val={"f1": 0.1}, finished=START), sweep_id="s1",
                                       sweep_name="demo_sweep")
-    pq.write_table(leaderboard._row_table(old), copy / "t-1.parquet")
+    pq.write_table(row_table(old), copy / "t-1.parquet")
     df = leaderboard.load(tmp_path)
     assert len(df) == 1 and df.loc[0, "val_f1"] == 0.8
 
@@ -316,17 +321,23 @@ def test_odd_ids_are_quoted_into_safe_file_names(tmp_path: Path) -> None:
     assert list(df["trial_id"]) == [".hidden/trial 1"] and list(df["sweep_id"]) == ["a/b"]
 
 
-def _write_many(results: str, worker: int, barrier: Any) -> None:
+def _write_many(results: str, rows: list[dict], barrier: Any) -> None:
     barrier.wait()
-    for i in range(20):
-        record(Path(results), ["binary", "multiclass", "segmentation"][i % 3], f"w{worker}-{i:02d}",
-               sweep=f"sweep-{worker}" if i % 2 else "shared", seed=i)
+    for row in rows:
+        leaderboard.write_row(results, row)
+    assert "tensorflow" not in sys.modules  # writing a built row (hp_test_data missing included) needs no model
 
 
 def test_two_processes_write_at_once(tmp_path: Path) -> None:
+    """Rows are built here, as the sweep driver builds them where its models are loaded; the two writers only
+    write, which needs no model (a worker that built rows would import TensorFlow first, for seconds)."""
+    rows = [[leaderboard.row_from_result(make_result(["binary", "multiclass", "segmentation"][i % 3],
+                                                     f"w{worker}-{i:02d}", seed=i),
+                                         sweep_id=f"sweep-{worker}" if i % 2 else "shared", sweep_name="demo_sweep")
+             for i in range(20)] for worker in range(2)]
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
-    workers = [context.Process(target=_write_many, args=(str(tmp_path), w, barrier)) for w in range(2)]
+    workers = [context.Process(target=_write_many, args=(str(tmp_path), rows[w], barrier)) for w in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -367,10 +378,18 @@ def test_row_checks() -> None:
     assert row["finished_at"].tzinfo is not None
 
 
-def test_module_does_not_import_tensorflow_or_ray() -> None:
-    code = "import sys, runner.leaderboard; print(sorted({'tensorflow', 'keras', 'ray'} & set(sys.modules)))"
+def test_reading_imports_neither_tensorflow_nor_ray() -> None:
+    """load, the leaderboard command and the report read the column types from the files: no model needed."""
+    code = ("import sys\n"
+            "from runner import leaderboard\n"
+            "from runner.cli import main\n"
+            "from runner.html_report import render_report\n"
+            f"assert len(leaderboard.load({str(V1)!r})) == 5\n"
+            f"assert main(['leaderboard', '--results', {str(V1)!r}, '--by', 'val_f1']) == 0\n"
+            f"assert 'c-4' in render_report({str(V1)!r}, 's1')\n"
+            "print(sorted({'tensorflow', 'keras', 'ray'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.splitlines()[-1] == "[]"
 
 
 # ------------------------------------------------------------------------------------------------ top
@@ -440,6 +459,15 @@ def test_cli_table_csv_json(tmp_path: Path) -> None:
     assert rows[0]["rank"] == 1 and rows[0]["finished_at"].startswith("2025-01-01T12:01")
 
 
+def test_table_shows_scalar_hyperparameters_before_lists_and_mappings(tmp_path: Path) -> None:
+    record(tmp_path, "binary", "b-1", hp={"augment": False, "filters": 32, "dropout": 0.1, "learning_rate": 0.01})
+    record(tmp_path, "binary", "b-2", seed=1, hp={"augment": {"rotation": 0.1}, "filters": [32, 64], "dropout": 0.2,
+                                                  "learning_rate": 0.01})
+    header = leaderboard.render_table(leaderboard.top(leaderboard.load(tmp_path))).splitlines()[0].split()
+    assert header[header.index("test_f1") + 1:] == ["hp_dropout", "hp_seed", "hp_augment", "hp_filters",
+                                                    "train_seconds"]
+
+
 def test_cli_errors_and_empty_leaderboard(tmp_path: Path) -> None:
     record(tmp_path, "binary", "b-1")
     code, out = run_cli(["--results", str(tmp_path), "--by", "val_f2"])
@@ -455,7 +483,7 @@ def test_cli_errors_and_empty_leaderboard(tmp_path: Path) -> None:
 def test_a_column_typed_differently_by_hand_is_read_as_text(tmp_path: Path) -> None:
     record(tmp_path, "binary", "b-1", hp={"dropout": 0.3})
     odd = leaderboard.row_from_result(make_result("binary", "b-old"), sweep_id="s1", sweep_name="demo_sweep")
-    table = leaderboard._row_table(odd)
+    table = row_table(odd)
     table = table.set_column(table.column_names.index("hp_dropout"), "hp_dropout", pa.array(["0.1"]))
     pq.write_table(table, tmp_path / "leaderboard" / "s1" / "b-old.parquet")  # e.g. written by an older runner
     with pytest.warns(UserWarning, match="different types in different files, read as text: hp_dropout"):
@@ -495,3 +523,104 @@ def test_a_row_read_back_through_pandas_can_be_written_again(tmp_path: Path) -> 
     assert len(again) == 3 and set(again["sweep_name"]) == {"demo_sweep", "renamed"}
     for column in ("val_f1", "hp_dropout", "epochs_run", "stopped_early", "finished_at", "hp_frozen_layers"):
         assert again[column].dtype == df[column].dtype, column
+
+
+# ----------------------------------------------------------------------- column types of hyper-parameters
+
+
+def _declarations(key: str) -> list[Any]:
+    """Every declared type of hyper-parameter ``key``: TrialConfig's field, else each model's parameter."""
+    from runner.config import TRAINING_KEYS, TrialConfig
+    from runner.models import MODELS
+
+    if key in TRAINING_KEYS:
+        return [typing.get_type_hints(TrialConfig)[key]]
+    specs = [MODELS.get(name) for name in MODELS.names()]
+    return [spec.parameter_types()[key] for spec in specs if key in spec.parameter_types()]
+
+
+def test_derived_kinds_are_the_old_hand_lists_for_todays_models() -> None:
+    """Until the kinds were derived they were two lists kept by hand beside the models: JSON for ``data``,
+    ``test_data``, ``augment``, ``filters``, ``decoder_filters`` and text for ``frozen_layers``, ``weights``.
+    The declarations give exactly those, and text too for parameters declared as strings only, whose values
+    were already stored as those same strings."""
+    kinds = leaderboard.hyperparameter_kinds()
+    assert {key for key, kind in kinds.items() if kind == "json"} == {"data", "test_data", "augment", "filters",
+                                                                      "decoder_filters"}
+    text = {key for key, kind in kinds.items() if kind == "text"}
+    assert {"frozen_layers", "weights"} <= text
+    for key in text - {"frozen_layers", "weights"}:
+        for declared in _declarations(key):
+            assert declared in (str, str | None), (key, declared)
+    assert _declarations("filters") == [int, Sequence[int]]  # baseline's number, conv_autoencoder's list
+
+
+def test_a_new_models_parameters_get_their_column_types_from_its_signature(tmp_path: Path, monkeypatch) -> None:
+    """A model registered here, with a list-or-number and a number-or-text parameter, gets JSON and text
+    columns from its builder's annotations alone: nothing in the leaderboard names them."""
+    from runner.models import MODELS
+    from runner.models._spec import register
+
+    MODELS.names()  # the real models first, then a copy of the registry that the test may change
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
+
+    @register("tiny_pyramid", output="classes")
+    def tiny_pyramid(input_shape: tuple[int, int, int], num_outputs: int, output_activation: str = "sigmoid", *,
+                     kernel_sizes: int | Sequence[int] = 3, padding: int | str = "same", width: float = 1.0) -> Any:
+        raise AssertionError("never built: only its signature is read")
+
+    for trial, values in (("p-list", {"kernel_sizes": [3, 5], "padding": 2, "width": 0.5}),
+                          ("p-number", {"kernel_sizes": 7, "padding": "valid", "width": 1})):
+        record(tmp_path, "binary", trial, model="tiny_pyramid", hp=values)
+    schemas = [pq.read_schema(p) for p in sorted((tmp_path / "leaderboard").rglob("*.parquet"))]
+    for schema in schemas:
+        types = {name: schema.field(name).type for name in ("hp_kernel_sizes", "hp_padding", "hp_width")}
+        assert types == {"hp_kernel_sizes": pa.string(), "hp_padding": pa.string(), "hp_width": pa.float64()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one type per column: no "read as text" warning
+        df = leaderboard.load(tmp_path).set_index("trial_id")
+    assert json.loads(df.loc["p-list", "hp_kernel_sizes"]) == [3, 5] and df.loc["p-number", "hp_kernel_sizes"] == "7"
+    assert list(df["hp_padding"]) == ["2", "valid"] and list(df["hp_width"]) == [0.5, 1.0]
+
+
+def _write_v1_inputs(results: Path) -> None:
+    """The rows of ``V1``, built and written again by today's code from the inputs they were written from."""
+    for entry in json.loads((V1 / "inputs.json").read_text()):
+        if "failed" in entry:
+            row = leaderboard.failed_row(sweep_id="s1", sweep_name="demo_sweep", **entry["failed"])
+        else:
+            options = {key: value for key, value in entry.items() if key != "result"}
+            row = leaderboard.row_from_result(entry["result"], sweep_id="s1", sweep_name="demo_sweep", **options)
+        leaderboard.write_row(results, row)
+
+
+def test_a_results_folder_written_by_schema_v1_still_loads(tmp_path: Path) -> None:
+    """Rows written before the column types were derived read back as they did, equal column for column and
+    type for type to the rows today's code writes from the same results; both kinds of file read as one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = leaderboard.load(V1)
+    by_id = old.set_index("trial_id").sort_index()
+    assert list(by_id.index) == ["a-ae", "b-small", "c-4", "s-all", "t-bad"]
+    assert old["val_f1"].dtype == np.float64 and old["epochs_run"].dtype == "Int64"
+    assert old["stopped_early"].dtype == bool and str(old["finished_at"].dt.tz) == "UTC"
+    assert list(by_id["hp_frozen_layers"].fillna("-")) == ["-", "-", "4", "all", "0.75"]
+    assert json.loads(by_id.loc["a-ae", "hp_filters"]) == [32, 64, 128] and by_id.loc["b-small", "hp_filters"] == "32"
+    assert pd.isna(by_id.loc["s-all", "hp_weights"]) and json.loads(by_id.loc["t-bad", "hp_augment"]) == {
+        "rotation": 0.1}
+
+    _write_v1_inputs(tmp_path)
+    pd.testing.assert_frame_equal(leaderboard.load(tmp_path), old)  # every column, in order, dtype and value
+    for old_file in sorted((V1 / "leaderboard").rglob("*.parquet")):
+        old_schema, new_schema = pq.read_schema(old_file), pq.read_schema(tmp_path / old_file.relative_to(V1))
+        assert new_schema.names == old_schema.names, old_file.name
+        changed = {was.name: (was.type, now.type) for was, now in zip(old_schema, new_schema, strict=True)
+                   if was.type != now.type}
+        # the one difference: cache_dir, declared a string, is a string column when missing too (was null-typed)
+        assert changed in ({}, {"hp_cache_dir": (pa.null(), pa.string())}), (old_file.name, changed)
+
+    shutil.copytree(V1 / "leaderboard" / "s1", tmp_path / "leaderboard" / "s1-old")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # old and new files join without a column read as text
+        both = leaderboard.load(tmp_path)
+    assert len(both) == 5 and both.dtypes.equals(old.dtypes)  # each trial twice, so once

@@ -56,6 +56,15 @@ class ModelSpec:
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
 
+    def parameter_types(self) -> dict[str, Any]:
+        """Each model parameter's declared type, from the builder's annotations (``Any`` where it has none):
+        what the leaderboard types the parameter's column by."""
+        return {
+            p.name: Any if p.annotation is p.empty else p.annotation
+            for p in inspect.signature(self.build, eval_str=True).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
     def bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``params``; an unknown parameter is a ConfigError listing the valid ones."""
         defaults = self.defaults()
