@@ -238,8 +238,12 @@ def registrants(modules: Mapping[str, Module], defined: set[RegistryName]) -> di
     for name, module in modules.items():
         bindings = _bindings(module)
         for node in ast.walk(module.tree):
-            if isinstance(node, ast.Call):
-                registry = _registry_called(modules, defined, helpers, bindings, node.func)
+            # a call (``register(task)``, ``@register(name)``) or a bare decorator (``@register`` on a class)
+            called = ([node.func] if isinstance(node, ast.Call) else
+                      [d for d in node.decorator_list if isinstance(d, ast.Name)]
+                      if isinstance(node, ast.ClassDef | ast.FunctionDef) else [])
+            for func in called:
+                registry = _registry_called(modules, defined, helpers, bindings, func)
                 if registry is not None and registry.module != name:
                     found[registry].add(name)
     return found

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.data._records import SPLIT_NAMES, DataAdapter, Listing, Record
 from runner.data.adapters._common import IMAGE_KINDS, account_files, image_files, patient_from_name, require_root
-from runner.data.adapters._registry import ADAPTERS
+from runner.data.adapters._registry import register
 from runner.errors import DataError
 
 UNUSED_IMAGE = "image outside the class folders (ROOT/<class>/ or ROOT/<split>/<class>/)"
@@ -35,7 +35,7 @@ def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -
                    patient_id=patient_from_name(f, pattern), where=str(f)) for f in files]
 
 
-@ADAPTERS.register("class_folders")
+@register
 class ClassFolders(DataAdapter):
     name = "class_folders"
     options: Mapping[str, Any] = {"patient_regex": None}

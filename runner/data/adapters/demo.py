@@ -17,7 +17,7 @@ from typing import Any
 from filelock import FileLock
 
 from runner.data._records import DataAdapter, Listing
-from runner.data.adapters._registry import ADAPTERS
+from runner.data.adapters._registry import ADAPTERS, register
 from runner.data.synthetic import write_demo
 
 DEMO_VERSION = 1
@@ -48,7 +48,7 @@ def materialise_demo(cache_dir: Path, *, n: int, seed: int, size: int, classes: 
     return folder
 
 
-@ADAPTERS.register("demo")
+@register
 class Demo(DataAdapter):
     name = "demo"
     options: Mapping[str, Any] = {"n": 600, "seed": 0, "size": 128, "masks": False}

@@ -23,7 +23,7 @@ from runner.data.adapters._common import (
     read_csv_rows,
     require_root,
 )
-from runner.data.adapters._registry import ADAPTERS
+from runner.data.adapters._registry import register
 from runner.errors import DataError
 
 #: The manifest columns a record takes: two rows of one image that differ in one of them conflict.
@@ -60,7 +60,7 @@ def _manifest_by_file(root: Path) -> dict[str, dict[str, str]]:
     return by_file
 
 
-@ADAPTERS.register("image_masks")
+@register
 class ImageMasks(DataAdapter):
     name = "image_masks"
     options: Mapping[str, Any] = {"mask_suffix": "", "positive_label": "pneumothorax", "negative_label": "normal",

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.data._records import SPLIT_NAMES, SPLITS, DataAdapter, Listing, Problem, Record
 from runner.data.adapters._common import account_files, pick_column, read_csv_rows, require_root, resolve_inside
-from runner.data.adapters._registry import ADAPTERS
+from runner.data.adapters._registry import register
 from runner.errors import DataError
 
 
@@ -40,7 +40,7 @@ def _check_filter_columns(filters: Mapping[str, Any], columns: list[str], csv_pa
             raise DataError(f"{csv_path} has no column '{column}' to filter on: its columns are {', '.join(columns)}")
 
 
-@ADAPTERS.register("manifest")
+@register
 class Manifest(DataAdapter):
     name = "manifest"
     options: Mapping[str, Any] = {

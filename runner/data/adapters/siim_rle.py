@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.data._records import DataAdapter, Listing, Record
 from runner.data.adapters._common import account_files, read_csv_rows, require_root, resolve_inside
-from runner.data.adapters._registry import ADAPTERS
+from runner.data.adapters._registry import register
 from runner.data.masks import RLE_FORMATS, is_empty_rle
 from runner.errors import DataError
 
@@ -48,7 +48,7 @@ def _runs_by_image(csv_path: Path) -> tuple[dict[str, list[str]], list[str]]:
     return runs, warnings
 
 
-@ADAPTERS.register("siim_rle")
+@register
 class SiimRle(DataAdapter):
     name = "siim_rle"
     options: Mapping[str, Any] = {"image_root": "", "image_suffix": ".png", "rle_format": "relative",

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
 from runner.data.adapters._common import account_files, require_root, resolve_inside
-from runner.data.adapters._registry import ADAPTERS
+from runner.data.adapters._registry import register
 from runner.errors import DataError
 
 KNOWN_COLUMNS = ("path", "label", "patient_id", "source", "ignore")
@@ -28,7 +28,7 @@ def _parse_columns(spec: str) -> list[str]:
     return columns
 
 
-@ADAPTERS.register("split_lists")
+@register
 class SplitLists(DataAdapter):
     name = "split_lists"
     options: Mapping[str, Any] = {"columns": "path label", "image_root": "", "split_subfolders": False}
