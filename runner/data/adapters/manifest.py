@@ -74,9 +74,7 @@ def _separated_labels(separator: Any, column: str) -> Callable[[Mapping[str, str
         findings = [name.strip() for name in row[column].split(separator) if name.strip()]
         if not findings:
             raise DataError(f"{where}: empty {column}: list the findings, or write '{NO_FINDING}' for none")
-        if NO_FINDING in findings and len(findings) > 1:
-            raise DataError(f"{where}: {column} '{row[column]}' says '{NO_FINDING}' and names findings: keep one")
-        return findings_label(name for name in findings if name != NO_FINDING)
+        return findings_label(findings)
 
     return read
 
