@@ -20,7 +20,8 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from runner import metrics
 from runner.cli import main
 from runner.config import make_config
-from runner.data import NO_FINDING, Record, findings_label, label_parts, read_findings
+from runner.data import NO_FINDING, Record, findings_label, label_parts, prepare, read_findings
+from runner.data.check import shortcut_warnings
 from runner.data.synthetic import DEMO_FINDINGS, write_demo
 from runner.errors import ConfigError, DataError
 from runner.leaderboard import load, row_from_result, write_row
@@ -80,6 +81,9 @@ def test_a_label_cell_listing_findings_with_a_separator(tmp_path: Path, separato
     assert labels == {"a.png": "cardiomegaly|effusion", "b.png": NO_FINDING, "c.png": "opacity", "d.png": NO_FINDING,
                       "e.png": "cardiomegaly|effusion|pneumothorax"}
     assert dataset.classes == TASK.classes
+    kept = TASK.load_data({**dataset.spec.options, "path": str(csv_path), "layout": "manifest",
+                           "classes": ["Cardiomegaly", "effusion", "OPACITY", "pneumothorax"]}, whole=True)
+    assert [r.label for r in kept.records] == [r.label for r in dataset.records]  # data.classes matches case aside
 
 
 CHEXPERT = ["Path", "Cardiomegaly", "Effusion", "Opacity", "Pneumothorax"]
@@ -187,6 +191,20 @@ def test_the_loss_leaves_out_unknown_labels_and_balances_each_finding() -> None:
 
 
 # -------------------------------------------------------------------------------------- demo and data check
+
+
+def test_the_shortcut_check_asks_finding_by_finding(tmp_path: Path) -> None:
+    """Every effusion image is a JPEG, every other one a PNG: metadata gives that one finding away, which the
+    check must see (each finding against the rest), not drown among the combinations of findings."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(80):
+        shown = [finding for finding in DEMO_FINDINGS if rng.random() < 0.4]
+        rows.append([f"{i}.jpg" if "effusion" in shown else f"{i}.png", findings_label(shown)])
+    dataset = TASK.load_data({"path": str(_manifest(tmp_path, ["path", "label"], rows))}, whole=True)
+    warnings = shortcut_warnings(prepare(dataset, 32, cache_dir=tmp_path / "cache", whole=True))
+    assert any("image metadata alone" in warning for warning in warnings), warnings
+
 
 
 def test_data_demo_writes_the_findings_set_and_data_check_counts_each_finding(tmp_path: Path, capsys) -> None:

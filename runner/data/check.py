@@ -91,15 +91,15 @@ def metadata_shortcut_auc(features: np.ndarray, labels: Sequence[str], groups: S
 
 def _metadata_auc(cached: CachedData, valid: Sequence[Record]) -> float | None:
     """``metadata_shortcut_auc`` of the data set's classes; with several classes per image (multi-label
-    findings) each class against the images without it, averaged, not every combination as a class of its own."""
+    findings) each class against the images without it, not every combination as a class of its own, and the
+    highest counts: metadata that gives one finding away (portable films and effusions) is a shortcut."""
     features = metadata_features(cached.metadata())
     groups = [r.patient_id or r.path for r in valid]
     parts = [label_parts(r.label) for r in valid]
     if all(len(p) == 1 for p in parts):
         return metadata_shortcut_auc(features, [p[0] for p in parts], groups)
     aucs = [metadata_shortcut_auc(features, [str(name in p) for p in parts], groups) for name in cached.dataset.classes]
-    defined = [auc for auc in aucs if auc is not None]
-    return float(np.mean(defined)) if defined else None
+    return max((auc for auc in aucs if auc is not None), default=None)
 
 
 def shortcut_warnings(cached: CachedData) -> list[str]:

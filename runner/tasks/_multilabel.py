@@ -250,8 +250,8 @@ class MultilabelTask(Task):
         negative for every finding (no image is dropped). A finding the task does not have is one error naming
         the first image holding it."""
         label_map = options["label_map"] or {}
-        keep = set(options["classes"]) if options["classes"] else None
         by_folded = {name.casefold(): name for name in self.classes}
+        keep = {by_folded.get(name.casefold(), name) for name in options["classes"]} if options["classes"] else None
         unknown: dict[str, list[Record]] = {}
 
         def finding(raw: str, record: Record) -> str | None:
