@@ -106,9 +106,12 @@ def test_chexpert_columns_and_each_uncertain_policy(tmp_path: Path, policy: str,
     """One column per finding: 1 present, 0 or blank absent, -1 uncertain (kept marked in the label; the task's
     ``uncertain`` policy decides: left out of loss and metrics, absent, or present). Column names match the
     task's findings whatever their case."""
-    dataset = TASK.load_data(_chexpert(tmp_path), whole=True)
+    spec = _chexpert(tmp_path)
+    dataset = TASK.load_data(spec, whole=True)
     assert [r.label for r in dataset.records] == ["cardiomegaly|effusion?", "effusion|opacity?|pneumothorax",
                                                   "opacity|pneumothorax?", "cardiomegaly?"]
+    as_typed = TASK.load_data({**spec, "label_columns": ",".join(CHEXPERT[1:])}, whole=True)  # --set a,b,c
+    assert [r.label for r in as_typed.records] == [r.label for r in dataset.records]
     params = TASK.bind_params({"uncertain": policy})
     targets, mask = TASK.targets(_whole(dataset), params)
     np.testing.assert_array_equal(targets, y)
@@ -127,6 +130,8 @@ def test_chexpert_columns_and_each_uncertain_policy(tmp_path: Path, policy: str,
      r"manifest.csv has no column 'Edema' for label_columns: its columns are Path, Cardiomegaly"),
     ({"options": {"label_separator": "|"}}, ConfigError, r"data.label_columns and data.label_separator are two ways"),
     ({"options": {"label_columns": [1, 2]}}, ConfigError, r"data.label_columns must be a list of column names"),
+    ({"options": {"label_columns": None, "label_separator": ""}}, ConfigError,
+     r"data.label_separator must be a non-empty string such as '\|', got ''"),
 ])
 def test_bad_label_columns_are_one_error_naming_file_row_and_column(tmp_path: Path, change: dict, error: type,
                                                                    message: str) -> None:

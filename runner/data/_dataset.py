@@ -141,7 +141,7 @@ def _check_common_types(options: dict[str, Any]) -> None:
             raise ConfigError(f"data.{key} must be true or false, got {options[key]!r}")
 
 
-def _check_layout_types(options: Mapping[str, Any]) -> None:
+def _check_layout_types(options: dict[str, Any]) -> None:
     pattern = options.get("patient_regex")
     if pattern is not None:
         if not isinstance(pattern, str):
@@ -154,6 +154,25 @@ def _check_layout_types(options: Mapping[str, Any]) -> None:
     delimiter = options.get("delimiter")
     if delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1):
         raise ConfigError(f"data.delimiter must be one character such as ';', got {delimiter!r}")
+    _check_label_options(options)
+
+
+def _check_label_options(options: dict[str, Any]) -> None:
+    """A manifest's multi-label options: ``label_separator`` a string, ``label_columns`` a list of column names
+    (``A,B``, as ``--set`` writes it, is two), not both."""
+    separator = options.get("label_separator")
+    if separator is not None and not (isinstance(separator, str) and separator):
+        raise ConfigError(f"data.label_separator must be a non-empty string such as '|', got {separator!r}")
+    columns = options.get("label_columns")
+    if isinstance(columns, str):
+        columns = options["label_columns"] = [name.strip() for name in columns.split(",") if name.strip()]
+    if columns is not None and (not isinstance(columns, list | tuple) or not columns
+                                or not all(isinstance(c, str) and c for c in columns)):
+        raise ConfigError(f"data.label_columns must be a list of column names, got {columns!r}: e.g. label_columns: "
+                          "[Atelectasis, Cardiomegaly, Edema]")
+    if columns is not None and separator is not None:
+        raise ConfigError("data.label_columns and data.label_separator are two ways to give several findings per "
+                          "image: set one")
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from runner.data._records import (
 )
 from runner.data.adapters._common import account_files, pick_column, read_csv_rows, require_root, resolve_inside
 from runner.data.adapters._registry import ADAPTERS
-from runner.errors import ConfigError, DataError
+from runner.errors import DataError
 
 #: A CheXpert label cell: present, absent (0 or blank: not mentioned in the report), or uncertain.
 COLUMN_VALUES = {"1": "present", "1.0": "present", "0": "absent", "0.0": "absent", "": "absent",
@@ -53,23 +53,8 @@ def _keep_row(row: Mapping[str, str], filters: Mapping[str, Any]) -> bool:
     return True
 
 
-def label_columns_option(value: Any) -> list[str] | None:
-    """``label_columns`` as a list of column names; ``A,B`` (as ``--set`` writes it) is two columns."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [name.strip() for name in value.split(",") if name.strip()]
-    if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"data.label_columns must be a list of column names, got {value!r}: e.g. label_columns: "
-                          "[Atelectasis, Cardiomegaly, Edema]")
-    return list(value)
-
-
-def _separated_labels(separator: Any, column: str) -> Callable[[Mapping[str, str], str], str]:
+def _separated_labels(separator: str, column: str) -> Callable[[Mapping[str, str], str], str]:
     """Reads a label cell listing several findings (``Cardiomegaly|Effusion``, ``No Finding``)."""
-    if not isinstance(separator, str) or not separator:
-        raise ConfigError(f"data.label_separator must be a non-empty string such as '|', got {separator!r}")
-
     def read(row: Mapping[str, str], where: str) -> str:
         findings = [name.strip() for name in row[column].split(separator) if name.strip()]
         if not findings:
@@ -82,14 +67,12 @@ def _separated_labels(separator: Any, column: str) -> Callable[[Mapping[str, str
 def _column_labels(columns: list[str]) -> Callable[[Mapping[str, str], str], str]:
     """Reads one column per finding (CheXpert): 1 present, 0 or blank absent, -1 uncertain."""
     def read(row: Mapping[str, str], where: str) -> str:
-        states: dict[str, list[str]] = {"present": [], "absent": [], "uncertain": []}
         for column in columns:
-            state = COLUMN_VALUES.get(row[column])
-            if state is None:
+            if row[column] not in COLUMN_VALUES:
                 raise DataError(f"{where}: column '{column}' holds {row[column]!r}: a label column holds 1 (present), "
                                 "0 or blank (absent) or -1 (uncertain)")
-            states[state].append(column)
-        return findings_label(states["present"], states["uncertain"])
+        return findings_label([c for c in columns if COLUMN_VALUES[row[c]] == "present"],
+                              [c for c in columns if COLUMN_VALUES[row[c]] == "uncertain"])
 
     return read
 
@@ -98,10 +81,7 @@ def _label_reader(options: Mapping[str, Any], columns: list[str], csv_path: Path
                   ) -> Callable[[Mapping[str, str], str], str]:
     """How this manifest's rows give their label: one class per ``label`` cell (the default), several findings
     in one cell (``label_separator``), or one column per finding (``label_columns``)."""
-    per_finding = label_columns_option(options["label_columns"])
-    if per_finding and options["label_separator"] is not None:
-        raise ConfigError("data.label_columns and data.label_separator are two ways to give several findings per "
-                          "image: set one")
+    per_finding = options["label_columns"]
     if per_finding:
         for name in per_finding:
             pick_column(columns, name, (), "label_columns", csv_path)
