@@ -23,9 +23,11 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     data_commands = data.add_subparsers(dest="data_command", required=True)
 
     demo = data_commands.add_parser("demo", help="write the synthetic demo data set as real files",
-                                    description="Writes OUT/classification/<class>/*.png (+ manifest.csv) and "
-                                                "OUT/segmentation/{images,masks}/*.png (+ manifest.csv): the "
-                                                "layouts your own data can use.")
+                                    description="Writes OUT/classification/<class>/*.png (+ manifest.csv), "
+                                                "OUT/segmentation/{images,masks}/*.png (+ manifest.csv) and "
+                                                "OUT/findings/images/*.png + manifest.csv (several findings per "
+                                                "image, label cells like cardiomegaly|effusion): the layouts "
+                                                "your own data can use.")
     demo.add_argument("--out", required=True, type=storage.folder_argument, help="folder to write into (created)")
     demo.add_argument("--n", type=int, default=600, help="images per layout (default 600)")
     demo.add_argument("--seed", type=int, default=0)
@@ -34,7 +36,8 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
 
     check = data_commands.add_parser("check", help="summarise a data set and report every problem")
     check.add_argument("path", help="data folder, CSV manifest, data spec .yaml, or 'demo'")
-    check.add_argument("--task", required=True, help="task the data is for (pneumonia, covid, anomaly, pneumothorax)")
+    check.add_argument("--task", required=True, help="task the data is for (pneumonia, covid, anomaly, pneumothorax, "
+                                                    "findings)")
     check.add_argument("--layout", help="layout (default: detected): class_folders, manifest, split_lists, "
                                         "image_masks, siim_rle, demo")
     check.add_argument("--strict", action="store_true", help="unreadable images are errors, not skipped")
@@ -45,13 +48,15 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _data_demo(args: argparse.Namespace) -> int:
-    from runner.data.synthetic import DEMO_CLASSES, write_demo
+    from runner.data.synthetic import DEMO_CLASSES, DEMO_FINDINGS, write_demo
 
     out = Path(args.out)
     classification = write_demo(out / "classification", n=args.n, seed=args.seed, size=args.size,
                                 classes=DEMO_CLASSES)
     segmentation = write_demo(out / "segmentation", n=args.n, seed=args.seed, size=args.size, masks=True)
-    print(f"wrote {classification} (class folders) and {segmentation} (images + masks)")
+    findings = write_demo(out / "findings", n=args.n, seed=args.seed, size=args.size, classes=DEMO_FINDINGS)
+    print(f"wrote {classification} (class folders), {segmentation} (images + masks) and {findings} (several "
+          "findings per image)")
     return 0
 
 

@@ -167,7 +167,7 @@ def test_shipped_spaces_are_found_from_a_folder_without_search_spaces(tmp_path: 
     assert found.origin == SHIPPED and found.path == SHIPPED_DIR / "transfer.yaml"
     assert SHIPPED_DIR.parent == Path(runner.__file__).parent, "shipped inside the package"
     assert load_sweep("transfer").models == ("vgg16", "vgg19", "inception_v3", "densenet121")
-    assert set(SEARCH_SPACES.names()) == {"anomaly", "scratch", "segmentation", "transfer"}
+    assert set(SEARCH_SPACES.names()) == {"anomaly", "findings", "scratch", "segmentation", "transfer"}
 
 
 def test_the_users_search_spaces_folder_wins_and_list_says_where_each_came_from(
@@ -210,4 +210,4 @@ def test_a_wheel_ships_the_search_spaces(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "dist").glob("cxr_runner-*.whl")
     shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("runner/search_spaces/")}
     assert shipped == {f"runner/search_spaces/{path.name}" for path in SHIPPED_DIR.glob("*.yaml")}
-    assert len(shipped) == 4, json.dumps(sorted(shipped))
+    assert len(shipped) == 5, json.dumps(sorted(shipped))

@@ -146,7 +146,7 @@ SWEEP_ERRORS = {
     "sweep_image_below_model_minimum": "fixed (task 'pneumonia', model 'inception_v3'): image_size=64 does not "
                                        "fit: model 'inception_v3' needs images of at least 75x75 pixels",
     "sweep_unknown_model": "unknown model 'resnet50' in models: choose from baseline",
-    "sweep_unknown_task": "unknown task 'tuberculosis' in tasks: choose from anomaly, covid, pneumonia",
+    "sweep_unknown_task": "unknown task 'tuberculosis' in tasks: choose from anomaly, covid, findings, pneumonia",
 }
 
 

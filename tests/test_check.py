@@ -35,7 +35,7 @@ def test_check_errors_are_one_line(tmp_path: Path) -> None:
     assert "label 'effusion' is not one of normal, pneumonia" in result.stderr
     bad_task = subprocess.run([sys.executable, "-m", "runner", "data", "check", str(tmp_path), "--task", "tb"],
                               capture_output=True, text=True)
-    assert bad_task.stderr.strip() == ("error: unknown task 'tb': choose one of anomaly, covid, pneumonia, "
+    assert bad_task.stderr.strip() == ("error: unknown task 'tb': choose one of anomaly, covid, findings, pneumonia, "
                                        "pneumothorax")
 
 

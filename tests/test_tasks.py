@@ -66,7 +66,7 @@ def test_no_module_outside_the_task_package_branches_on_a_task_kind() -> None:
 
 def test_every_task_module_registers_the_task_it_is_named_after() -> None:
     modules = {m.name for m in pkgutil.iter_modules([str(TASK_PACKAGE)]) if not m.name.startswith("_")}
-    assert modules == set(TASKS.names()) == {"anomaly", "covid", "pneumonia", "pneumothorax"}
+    assert modules == set(TASKS.names()) == {"anomaly", "covid", "findings", "pneumonia", "pneumothorax"}
     assert all(TASKS.get(name).name == name for name in modules)
 
 

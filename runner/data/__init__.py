@@ -7,24 +7,45 @@ package does not import TensorFlow.
 
 from __future__ import annotations
 
-from runner.data._dataset import DataSet, DataSpec, load_dataset, parse_data_spec
-from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
+from runner.data._dataset import DataSet, DataSpec, load_dataset, map_label, parse_data_spec
+from runner.data._records import (
+    LABEL_SEPARATOR,
+    NO_FINDING,
+    SPLITS,
+    UNCERTAIN_MARK,
+    DataAdapter,
+    Ignored,
+    Listing,
+    Problem,
+    Record,
+    findings_label,
+    label_parts,
+    read_findings,
+)
 from runner.data.adapters._registry import ADAPTERS
 from runner.data.cache import CachedData, prepare
 from runner.paths import default_cache_dir
 
 __all__ = [
     "ADAPTERS",
+    "LABEL_SEPARATOR",
+    "NO_FINDING",
     "SPLITS",
+    "UNCERTAIN_MARK",
     "CachedData",
     "DataAdapter",
     "DataSet",
     "DataSpec",
+    "Ignored",
     "Listing",
     "Problem",
     "Record",
     "default_cache_dir",
+    "findings_label",
+    "label_parts",
     "load_dataset",
+    "map_label",
     "parse_data_spec",
     "prepare",
+    "read_findings",
 ]

@@ -7,13 +7,13 @@ import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from runner import yamlfile
-from runner.data._records import SPLITS, Ignored, Listing, Problem, Record
+from runner.data._records import SPLITS, Ignored, Listing, Problem, Record, label_parts
 from runner.data.adapters._common import require_exists
 from runner.data.adapters._registry import ADAPTERS
 from runner.data.splits import ClassNeed, SplitConfig, assign_splits, check_split_classes
@@ -29,6 +29,10 @@ DETECTION_ORDER = ("siim_rle", "image_masks", "split_lists", "manifest", "class_
 BOOLEAN_OPTIONS = ("strict", "allow_outside_root")
 #: What may differ between two listings of one file (anything else is a conflict), checked in this order.
 RECORD_FIELDS = ("label", "split", "patient_id", "mask_path", "mask_rle", "source")
+#: How a task reads the raw labels of listed records: (records, data options) -> (labelled records, the data set's
+#: classes, records left out and why). The default (``_apply_labels``) maps each label whole with ``label_map``
+#: and keeps the ``classes`` asked for; a task whose labels hold several findings maps each finding instead.
+LabelReader = Callable[[list[Record], Mapping[str, Any]], tuple[list[Record], tuple[str, ...], list[Ignored]]]
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ def _check_common_types(options: dict[str, Any]) -> None:
             raise ConfigError(f"data.{key} must be true or false, got {options[key]!r}")
 
 
-def _check_layout_types(options: Mapping[str, Any]) -> None:
+def _check_layout_types(options: dict[str, Any]) -> None:
     pattern = options.get("patient_regex")
     if pattern is not None:
         if not isinstance(pattern, str):
@@ -150,6 +154,25 @@ def _check_layout_types(options: Mapping[str, Any]) -> None:
     delimiter = options.get("delimiter")
     if delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1):
         raise ConfigError(f"data.delimiter must be one character such as ';', got {delimiter!r}")
+    _check_label_options(options)
+
+
+def _check_label_options(options: dict[str, Any]) -> None:
+    """A manifest's multi-label options: ``label_separator`` a string, ``label_columns`` a list of column names
+    (``A,B``, as ``--set`` writes it, is two), not both."""
+    separator = options.get("label_separator")
+    if separator is not None and not (isinstance(separator, str) and separator):
+        raise ConfigError(f"data.label_separator must be a non-empty string such as '|', got {separator!r}")
+    columns = options.get("label_columns")
+    if isinstance(columns, str):
+        columns = options["label_columns"] = [name.strip() for name in columns.split(",") if name.strip()]
+    if columns is not None and (not isinstance(columns, list | tuple) or not columns
+                                or not all(isinstance(c, str) and c for c in columns)):
+        raise ConfigError(f"data.label_columns must be a list of column names, got {columns!r}: e.g. label_columns: "
+                          "[Atelectasis, Cardiomegaly, Edema]")
+    if columns is not None and separator is not None:
+        raise ConfigError("data.label_columns and data.label_separator are two ways to give several findings per "
+                          "image: set one")
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -163,7 +186,7 @@ def read_spec_file(path: Path) -> dict[str, Any]:
     return block
 
 
-def _map_label(raw: str, label_map: Mapping[str, Any]) -> str | None:
+def map_label(raw: str, label_map: Mapping[str, Any]) -> str | None:
     """Exact keys win; then glob patterns (``Pneumonia/*``) in the order written. ``null`` drops the row."""
     if raw in label_map:
         return label_map[raw]
@@ -178,7 +201,7 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: S
     label_map = options["label_map"] or {}
     mapped, dropped = [], []
     for record in records:
-        label = _map_label(record.label, label_map)
+        label = map_label(record.label, label_map)
         if label is not None and label != "":
             mapped.append(replace(record, label=str(label)))
         else:
@@ -247,7 +270,7 @@ def _match_case(records: list[Record], wanted: Sequence[str]) -> list[Record]:
 
 
 def _check_classes(records: list[Record], classes: tuple[str, ...], root: Path, need_two: bool) -> None:
-    counts = Counter(r.label for r in records)
+    counts = Counter(part for r in records for part in label_parts(r.label))
     if not records:
         raise DataError(f"{root}: no usable images left: check the path, label_map and classes options")
     for name in classes:
@@ -282,12 +305,13 @@ def _raise_if_strict(problems: list[Problem], strict: bool) -> None:
 
 def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: Sequence[str] | None = None,
                  need_two_classes: bool = False, split_needs: Mapping[str, Sequence[ClassNeed]] | None = None,
-                 cache_dir: Path | None = None) -> DataSet:
+                 cache_dir: Path | None = None, read_labels: LabelReader | None = None) -> DataSet:
     """List, label, filter and split a data set. Reads no pixels: the cache does that once, in ``prepare``.
 
     ``expected_classes`` are the task's classes: a label outside them is an error unless the spec's own
     ``classes`` option narrows the data set on purpose. ``split_needs`` (the task's ``Task.split_needs``)
     are the classes each split must hold after splitting; without it (no task known) any split is accepted.
+    ``read_labels`` (``LabelReader``) replaces the default reading of labels for a task whose labels mean more.
     """
     resolved = parse_data_spec(spec)
     options = resolved.options
@@ -295,7 +319,8 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     listing: Listing = adapter.list_records(Path(resolved.path) if resolved.path else None, options,
                                             cache_dir or default_cache_dir())
     _raise_if_strict(listing.problems, bool(options["strict"]))
-    labelled, classes, dropped = _apply_labels(listing.records, options, expected_classes)
+    labelled, classes, dropped = (read_labels(listing.records, options) if read_labels
+                                  else _apply_labels(listing.records, options, expected_classes))
     records, warnings = drop_duplicates(labelled)
     _check_classes(records, classes, listing.root, need_two_classes)
     split_config = SplitConfig.from_options(options["split"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +15,36 @@ SPLIT_NAMES: Mapping[str, str] = {
     "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
     "test": "test", "testing": "test",
 }
+
+#: A multi-label record (several findings per image: NIH ChestX-ray14, CheXpert) keeps ``Record.label`` one string,
+#: so every check that compares, hashes or stores labels works unchanged: its findings sorted and joined by
+#: ``LABEL_SEPARATOR``, an uncertain one (CheXpert's -1) marked by a trailing ``UNCERTAIN_MARK``, and ``NO_FINDING``
+#: (NIH's own spelling) for an image with none, e.g. ``Edema?|Pleural Effusion``. The data layer counts a label
+#: by its parts (``label_parts``: a record holds each class its label names); what a finding or an uncertain one
+#: means for training is its task's business (``runner.tasks``).
+LABEL_SEPARATOR = "|"
+UNCERTAIN_MARK = "?"
+NO_FINDING = "No Finding"
+
+
+def label_parts(label: str) -> tuple[str, ...]:
+    """The classes a label names: the label itself, or each finding of a multi-label one."""
+    return tuple(part for part in (p.strip() for p in label.split(LABEL_SEPARATOR)) if part)
+
+
+def findings_label(positive: Iterable[str], uncertain: Iterable[str] = ()) -> str:
+    """The one spelling of a set of findings: sorted, each once, an uncertain one marked (a finding both
+    certain and uncertain is certain), ``NO_FINDING`` for none; equal sets give equal labels."""
+    certain = set(positive)
+    parts = certain | {f"{name}{UNCERTAIN_MARK}" for name in set(uncertain) - certain}
+    return LABEL_SEPARATOR.join(sorted(parts)) or NO_FINDING
+
+
+def read_findings(label: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(certain, uncertain) findings of a multi-label label, as written by ``findings_label``."""
+    parts = [part for part in label_parts(label) if part != NO_FINDING]
+    uncertain = frozenset(p[:-1].strip() for p in parts if p.endswith(UNCERTAIN_MARK))
+    return frozenset(p for p in parts if not p.endswith(UNCERTAIN_MARK)), uncertain
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from runner.data._dataset import DataSet
-from runner.data._records import Problem, Record
+from runner.data._records import Problem, Record, label_parts
 from runner.data.images import ImageError, ImageInfo, load_image, load_mask
 from runner.data.masks import MaskRead, decode_rle, parse_threshold
 from runner.errors import DataError
@@ -308,8 +308,8 @@ def _undecoded_class_errors(dataset: DataSet, cached: CachedData) -> list[str]:
     errors = {problem.path: problem for problem in cached.skipped}
     found = []
     for name in dataset.classes:
-        listed = [r for r in dataset.records if r.label == name]
-        if listed and not any(r.label == name for r in valid):
+        listed = [r for r in dataset.records if name in label_parts(r.label)]
+        if listed and not any(name in label_parts(r.label) for r in valid):
             found.append(f"{dataset.root}: class '{name}' has no usable image: none of its {len(listed)} images "
                          f"could be decoded (first: {errors[listed[0].path]}); replace them, or drop the class with "
                          "data.classes")

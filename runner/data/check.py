@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from runner.data._dataset import DataSet
-from runner.data._records import SPLITS, Problem, Record
+from runner.data._records import SPLITS, Problem, Record, label_parts
 from runner.data.cache import CachedData
 
 SHORTCUT_AUC = 0.9
@@ -89,12 +89,24 @@ def metadata_shortcut_auc(features: np.ndarray, labels: Sequence[str], groups: S
     return float(roc_auc_score(y, scores, multi_class="ovr", average="macro"))
 
 
+def _metadata_auc(cached: CachedData, valid: Sequence[Record]) -> float | None:
+    """``metadata_shortcut_auc`` of the data set's classes; with several classes per image (multi-label
+    findings) each class against the images without it, not every combination as a class of its own, and the
+    highest counts: metadata that gives one finding away (portable films and effusions) is a shortcut."""
+    features = metadata_features(cached.metadata())
+    groups = [r.patient_id or r.path for r in valid]
+    parts = [label_parts(r.label) for r in valid]
+    if all(len(p) == 1 for p in parts):
+        return metadata_shortcut_auc(features, [p[0] for p in parts], groups)
+    aucs = [metadata_shortcut_auc(features, [str(name in p) for p in parts], groups) for name in cached.dataset.classes]
+    return max((auc for auc in aucs if auc is not None), default=None)
+
+
 def shortcut_warnings(cached: CachedData) -> list[str]:
     """Both shortcut checks on a cached data set (labels of valid images only)."""
     valid = cached.valid_records()
     warnings = [w for w in [source_shortcut(valid)] if w]
-    auc = metadata_shortcut_auc(metadata_features(cached.metadata()), [r.label for r in valid],
-                                [r.patient_id or r.path for r in valid])
+    auc = _metadata_auc(cached, valid)
     if auc is not None and auc >= SHORTCUT_AUC:
         warnings.append(f"image metadata alone (size, aspect, mean/std intensity, file type) separates the classes "
                         f"with ROC AUC {auc:.2f}: the classes may differ by acquisition, not disease; check sources "
@@ -197,11 +209,12 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
     report.lines.append(f"data: {dataset.root} (layout {dataset.spec.layout}), fingerprint {dataset.fingerprint[:16]}")
     report.lines.append(f"classes: {', '.join(dataset.classes)}")
     for split in SPLITS:
-        counts = Counter(cached.labels(split))
+        labels = cached.labels(split)
+        counts = Counter(part for label in labels for part in label_parts(label))
         patients = {r.patient_id for r in cached.records(split) if r.patient_id}
         per_class = ", ".join(f"{c} {counts.get(c, 0)}" for c in sorted(counts)) or "empty"
-        report.lines.append(f"  {split:5s} {sum(counts.values()):6d} images, {len(patients):5d} patients: {per_class}")
-        if not counts:
+        report.lines.append(f"  {split:5s} {len(labels):6d} images, {len(patients):5d} patients: {per_class}")
+        if not labels:
             report.errors.append(f"split '{split}' is empty: add data or change the split ratios")
     report.lines.append(f"image sizes: {_size_range(cached.metadata())}")
     report.lines += file_accounting(dataset)

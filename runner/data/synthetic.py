@@ -7,6 +7,11 @@ image is, because every image also gets a random exposure (brightness, contrast,
 global statistics cannot tell the classes apart. A model that does well here has learnt to look at the
 lungs, which is what the pipeline is meant to exercise.
 
+Besides one class per image (``DEMO_CLASSES``), the demo paints several findings per image (``DEMO_FINDINGS``,
+the multi-label ``findings`` task): pneumonia-like opacity, a pleural effusion, an enlarged heart (drawn from the
+patient's own anatomy, so every image of that patient has it) and a pneumothorax, each present or not
+independently of the others.
+
 Everything is drawn from ``np.random.default_rng`` generators handed in or seeded from the arguments, so
 the same call writes byte-identical files; only numpy, scipy and Pillow are used so that generating data
 never imports TensorFlow.
@@ -16,8 +21,8 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,9 +30,11 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from runner.data._records import findings_label
 from runner.errors import DataError
 
 DEMO_CLASSES: tuple[str, ...] = ("covid", "normal", "pneumonia")
+DEMO_FINDINGS: tuple[str, ...] = ("cardiomegaly", "effusion", "opacity", "pneumothorax")
 
 # Scales every disease signal. Calibrated so that a 4-block CNN at 64 px reaches a validation F1 of about
 # 0.9-0.95 on normal vs pneumonia in 5 epochs from ~500 images: high enough to show learning, low enough
@@ -43,6 +50,9 @@ _MIN_SIZE = 32
 _REFERENCE_SIZE = 128  # blur widths are tuned at this size and scaled with the image
 _MAX_IMAGES_PER_PATIENT = 4
 _PNEUMOTHORAX = "pneumothorax"
+_FINDING_PREVALENCE = 0.35  # each finding, independently: about 18% of images show none of the four
+_ENLARGED_HEART = (1.45, 1.25)  # cardiomegaly: heart width and height scaled (cardiothoracic ratio above 0.5)
+_FLUID = 0.3  # brightening of lung filled by an effusion: like soft tissue, denser than ground glass
 
 
 @dataclass(frozen=True)
@@ -283,6 +293,26 @@ def _covid(
     return _GROUND_GLASS * _opacity(_LESION_GAIN * severity * blobs * haze) * inside
 
 
+def _effusion(rng: np.random.Generator, lungs: Sequence[_Lung]) -> np.ndarray:
+    """Fluid in the lower lung of one or both sides: homogeneous, its upper edge a meniscus that climbs towards
+    the chest wall, filling the costophrenic angle (blunted); the deeper, the more severe."""
+    severity = min(_severity(rng), 1.2)
+    sides = {int(s) for s in rng.choice([-1, 1], size=rng.integers(1, 3), replace=False)}
+    fluid = np.zeros_like(lungs[0].r)
+    for lung in lungs:
+        if lung.side in sides:
+            lateral = np.clip(lung.lx * lung.side, 0.0, 1.0)
+            surface = 1.0 - 0.45 * severity - 0.35 * lateral**2
+            fluid += _sigmoid((lung.ly - surface) / 0.05) * lung.soft
+    return _FLUID * fluid
+
+
+def _enlarged_heart(anatomy: _Anatomy) -> _Anatomy:
+    """Cardiomegaly: the same patient with a heart wide enough to fill more than half of the chest."""
+    return replace(anatomy, heart_ax=anatomy.heart_ax * _ENLARGED_HEART[0],
+                   heart_ay=anatomy.heart_ay * _ENLARGED_HEART[1])
+
+
 def _pneumothorax(rng: np.random.Generator, lungs: Sequence[_Lung]) -> tuple[np.ndarray, np.ndarray]:
     """A rim of air along the apical-lateral edge of one lung, deepest towards a random apex-side angle.
 
@@ -310,18 +340,25 @@ def render_chest(
     *,
     pneumothorax: bool = False,
     anatomy_seed: int | None = None,
+    findings: Collection[str] = (),
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Returns (image uint8 (size,size), mask uint8 (size,size) with 0/255 or None when pneumothorax=False).
+    """Returns (image uint8 (size,size), mask uint8 (size,size) with 0/255 or None when no pneumothorax is drawn).
 
     ``anatomy_seed`` fixes the body proportions so that several images of one fake patient look alike while
     pose, exposure, noise and lesions still vary with ``rng``. The pneumothorax is drawn last, so the same
-    ``rng`` state with and without it gives the same image outside the affected rim.
+    ``rng`` state with and without it gives the same image outside the affected rim. ``findings`` (of
+    ``DEMO_FINDINGS``) are painted on top of ``label``'s picture; without them every image is as before.
     """
     if label not in DEMO_CLASSES:
         raise DataError(f"unknown demo class '{label}': choose from {', '.join(DEMO_CLASSES)}")
+    unknown = sorted(set(findings) - set(DEMO_FINDINGS))
+    if unknown:
+        raise DataError(f"unknown demo finding '{unknown[0]}': choose from {', '.join(DEMO_FINDINGS)}")
     if size < _MIN_SIZE:
         raise DataError(f"demo image size {size} is too small: pass a size of at least {_MIN_SIZE}")
     anatomy = _draw_anatomy(rng if anatomy_seed is None else np.random.default_rng(anatomy_seed))
+    if "cardiomegaly" in findings:
+        anatomy = _enlarged_heart(anatomy)
     pose = _draw_pose(rng)
     look = _draw_look(rng)
     texture_noise, patch_noise, pixel_noise = rng.standard_normal((3, size, size), dtype=np.float32)
@@ -334,13 +371,15 @@ def render_chest(
     image += _ribs(x, y, anatomy) + _mediastinum(x, y, anatomy)
     markings = _lung_markings(lungs, texture_noise, scale)
 
-    if label == "pneumonia":
+    if label == "pneumonia" or "opacity" in findings:
         image += _pneumonia(rng, x, y, anatomy, lungs, patch_noise, scale)
     elif label == "covid":
         image += _covid(rng, x, y, anatomy, lungs, patch_noise, scale)
+    if "effusion" in findings:
+        image += _effusion(rng, lungs)
 
     mask = None
-    if pneumothorax:
+    if pneumothorax or _PNEUMOTHORAX in findings:
         region, line = _pneumothorax(rng, lungs)
         markings = np.where(region, 0.0, markings)
         image += 0.04 * line - 0.09 * region
@@ -358,9 +397,14 @@ def _expose(image: np.ndarray, look: _Look, noise: np.ndarray) -> np.ndarray:
     return np.rint(noisy * 255.0).astype(np.uint8)
 
 
+def _is_findings_set(classes: Sequence[str], masks: bool) -> bool:
+    """Classes that are all demo findings ask for a multi-label set (several findings per image)."""
+    return bool(classes) and not masks and set(classes) <= set(DEMO_FINDINGS)
+
+
 def _check_args(n: int, seed: int, size: int, classes: Sequence[str], masks: bool) -> None:
     for c in classes:
-        if c not in DEMO_CLASSES:
+        if c not in DEMO_CLASSES and not _is_findings_set(classes, masks):
             raise DataError(f"unknown demo class '{c}': choose from {', '.join(DEMO_CLASSES)}")
     if not classes:
         raise DataError(f"no demo classes given: choose from {', '.join(DEMO_CLASSES)}")
@@ -413,11 +457,14 @@ def write_demo(
     through exactly the loading code a user's data set does. Each image's generator is seeded from
     (seed, patient, image), so a file depends only on the arguments, never on write order.
     Segmentation sets contain normal lungs, about half of the patients with a pneumothorax; ``classes``
-    is then only validated.
+    is then only validated. ``classes`` that are all ``DEMO_FINDINGS`` give a multi-label set instead
+    (``_write_findings``).
     """
     classes = tuple(classes)
     _check_args(n, seed, size, classes, masks)
     out_dir = Path(out_dir)
+    if _is_findings_set(classes, masks):
+        return _write_findings(out_dir, n=n, seed=seed, size=size, findings=classes)
     labels = (_PNEUMOTHORAX, "normal") if masks else classes
     patients = _patients(np.random.default_rng(seed), _balanced_counts(n, labels))
 
@@ -447,9 +494,37 @@ def write_demo(
                 _save_png(out_dir / label / name, image)
                 rows.append((f"{label}/{name}", label, patient_id))
 
+    return _write_manifest(out_dir, rows)
+
+
+def _write_manifest(out_dir: Path, rows: Sequence[tuple[str, str, str]]) -> Path:
     manifest = out_dir / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(("file", "label", "patient_id"))
         writer.writerows(rows)
     return manifest
+
+
+def _write_findings(out_dir: Path, *, n: int, seed: int, size: int, findings: Sequence[str]) -> Path:
+    """``images/*.png`` and a manifest whose ``label`` lists each image's findings (``cardiomegaly|effusion``,
+    ``No Finding``): the NIH ChestX-ray14 layout. Cardiomegaly is the patient's (their anatomy); the others are
+    drawn per image, each with probability ``_FINDING_PREVALENCE``."""
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    patients = _patients(np.random.default_rng(seed), {"findings": n})
+    per_image = [f for f in findings if f != "cardiomegaly"]
+    rows: list[tuple[str, str, str]] = []
+    for number, (_, count) in enumerate(patients, start=1):
+        patient_id = f"demo-p{number:05d}"
+        seeds = np.random.SeedSequence([seed, number, 0])
+        anatomy_seed = int(seeds.generate_state(1)[0])
+        enlarged = "cardiomegaly" in findings and np.random.default_rng(seeds).random() < _FINDING_PREVALENCE
+        for k in range(1, count + 1):
+            rng = np.random.default_rng([seed, number, k])
+            shown = {f for f, p in zip(per_image, rng.random(len(per_image)), strict=True) if p < _FINDING_PREVALENCE}
+            shown |= {"cardiomegaly"} if enlarged else set()
+            name = f"{patient_id}-{k}.png"
+            image, _ = render_chest(rng, "normal", size, anatomy_seed=anatomy_seed, findings=shown)
+            _save_png(out_dir / "images" / name, image)
+            rows.append((f"images/{name}", findings_label(shown), patient_id))
+    return _write_manifest(out_dir, rows)

@@ -1,7 +1,8 @@
 """Tasks: what is predicted from which data, with which loss, head, metrics and pictures.
 
-A task *kind* is one class in ``runner/tasks/_kinds.py`` (``BinaryTask``, ``MulticlassTask``,
-``AnomalyTask``, ``SegmentationTask``) that owns all of the kind's behaviour. A named task is one module of
+A task *kind* is one class that owns all of the kind's behaviour: ``BinaryTask``, ``MulticlassTask``,
+``AnomalyTask``, ``SegmentationTask`` in ``runner/tasks/_kinds.py``, and ``MultilabelTask`` (several findings per
+image) in ``runner/tasks/_multilabel.py``. A named task is one module of
 this package, named as the task, that registers one instance of a kind, its name written once::
 
     from runner.tasks._kinds import BinaryTask
@@ -26,6 +27,7 @@ from runner.tasks._kinds import (
     Split,
     Task,
 )
+from runner.tasks._multilabel import FindingNeed, MultilabelTask
 from runner.tasks._registry import TASKS, register
 
 __all__ = [
@@ -33,8 +35,10 @@ __all__ = [
     "TASKS",
     "AnomalyTask",
     "BinaryTask",
+    "FindingNeed",
     "Kind",
     "MulticlassTask",
+    "MultilabelTask",
     "Plot",
     "SegmentationTask",
     "Split",

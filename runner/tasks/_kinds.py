@@ -1,4 +1,5 @@
-"""The four task kinds: ``BinaryTask``, ``MulticlassTask``, ``AnomalyTask``, ``SegmentationTask``.
+"""The single-label task kinds: ``BinaryTask``, ``MulticlassTask``, ``AnomalyTask``, ``SegmentationTask`` (the
+multi-label ``MultilabelTask`` has its own module, ``runner.tasks._multilabel``).
 
 A kind owns everything that differs between kinds, so no code outside ``runner.tasks`` asks which kind a
 task is; a named task (one module of ``runner.tasks``) is one instance of a kind. The contract every kind
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
     from runner.models import ModelOutput
 
-Kind = Literal["binary", "multiclass", "anomaly", "segmentation"]
+Kind = Literal["binary", "multiclass", "anomaly", "segmentation", "multilabel"]
 Plot = tuple[str, Callable[[], Any]]
 """A picture of a trial: its file name and the function drawing it (a matplotlib ``Figure``)."""
 

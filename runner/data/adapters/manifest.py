@@ -2,18 +2,37 @@
 to the CSV. Column names, an image folder, a mask folder and row filters are options, so public metadata files
 (e.g. covid-chestxray-dataset's ``metadata.csv``: ``filename``, ``finding``, ``patientid``, ``view``) load as they
 are, with ``label_map`` turning their findings into our classes.
+
+Multi-label manifests (several findings per image) come in two shapes, both read into one ``Record.label`` in the
+data layer's multi-label spelling (``runner.data._records.findings_label``): a label cell listing findings, e.g.
+NIH ChestX-ray14's ``Finding Labels`` ``Cardiomegaly|Effusion`` or ``No Finding`` (``label_separator``), or one
+column per finding, CheXpert style, holding 1 (present), 0 or blank (absent) or -1 (uncertain: kept marked, for
+the task's uncertain-label policy) (``label_columns``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.data._records import SPLIT_NAMES, SPLITS, DataAdapter, Listing, Problem, Record
+from runner.data._records import (
+    NO_FINDING,
+    SPLIT_NAMES,
+    SPLITS,
+    DataAdapter,
+    Listing,
+    Problem,
+    Record,
+    findings_label,
+)
 from runner.data.adapters._common import account_files, pick_column, read_csv_rows, require_root, resolve_inside
 from runner.data.adapters._registry import register
 from runner.errors import DataError
+
+#: A CheXpert label cell: present, absent (0 or blank: not mentioned in the report), or uncertain.
+COLUMN_VALUES = {"1": "present", "1.0": "present", "0": "absent", "0.0": "absent", "": "absent",
+                 "-1": "uncertain", "-1.0": "uncertain"}
 
 
 def normalise_split(value: str, where: str) -> str | None:
@@ -34,6 +53,45 @@ def _keep_row(row: Mapping[str, str], filters: Mapping[str, Any]) -> bool:
     return True
 
 
+def _separated_labels(separator: str, column: str) -> Callable[[Mapping[str, str], str], str]:
+    """Reads a label cell listing several findings (``Cardiomegaly|Effusion``, ``No Finding``)."""
+    def read(row: Mapping[str, str], where: str) -> str:
+        findings = [name.strip() for name in row[column].split(separator) if name.strip()]
+        if not findings:
+            raise DataError(f"{where}: empty {column}: list the findings, or write '{NO_FINDING}' for none")
+        return findings_label(findings)
+
+    return read
+
+
+def _column_labels(columns: list[str]) -> Callable[[Mapping[str, str], str], str]:
+    """Reads one column per finding (CheXpert): 1 present, 0 or blank absent, -1 uncertain."""
+    def read(row: Mapping[str, str], where: str) -> str:
+        for column in columns:
+            if row[column] not in COLUMN_VALUES:
+                raise DataError(f"{where}: column '{column}' holds {row[column]!r}: a label column holds 1 (present), "
+                                "0 or blank (absent) or -1 (uncertain)")
+        return findings_label([c for c in columns if COLUMN_VALUES[row[c]] == "present"],
+                              [c for c in columns if COLUMN_VALUES[row[c]] == "uncertain"])
+
+    return read
+
+
+def _label_reader(options: Mapping[str, Any], columns: list[str], csv_path: Path
+                  ) -> Callable[[Mapping[str, str], str], str]:
+    """How this manifest's rows give their label: one class per ``label`` cell (the default), several findings
+    in one cell (``label_separator``), or one column per finding (``label_columns``)."""
+    per_finding = options["label_columns"]
+    if per_finding:
+        for name in per_finding:
+            pick_column(columns, name, (), "label_columns", csv_path)
+        return _column_labels(per_finding)
+    label = pick_column(columns, options["label_column"], ("label",), "label", csv_path)
+    if options["label_separator"] is not None:
+        return _separated_labels(options["label_separator"], label)
+    return lambda row, where: row[label]
+
+
 def _check_filter_columns(filters: Mapping[str, Any], columns: list[str], csv_path: Path) -> None:
     for column in filters:
         if column not in columns:
@@ -46,7 +104,7 @@ class Manifest(DataAdapter):
     options: Mapping[str, Any] = {
         "path_column": None, "label_column": None, "patient_column": None, "split_column": None,
         "source_column": None, "mask_column": None, "image_root": "", "mask_root": None, "filters": {},
-        "delimiter": ",",
+        "delimiter": ",", "label_separator": None, "label_columns": None,
     }
 
     def detect(self, path: Path) -> bool:
@@ -62,9 +120,10 @@ class Manifest(DataAdapter):
         if not rows:
             raise DataError(f"{csv_path} has a header but no rows: add one row per image")
         columns = list(rows[0])
+        path_column = pick_column(columns, options["path_column"], ("path", "file", "filename"), "path", csv_path)
+        read_label = _label_reader(options, columns, csv_path)
         col = {
-            "path": pick_column(columns, options["path_column"], ("path", "file", "filename"), "path", csv_path),
-            "label": pick_column(columns, options["label_column"], ("label",), "label", csv_path),
+            "path": path_column,
             "patient": pick_column(columns, options["patient_column"], ("patient_id", "patientid"), "patient",
                                    csv_path, required=False),
             "split": pick_column(columns, options["split_column"], ("split",), "split", csv_path, required=False),
@@ -94,7 +153,7 @@ class Manifest(DataAdapter):
                 problems.append(problem)
                 continue
             records.append(Record(
-                path=str(image), label=row[col["label"]],
+                path=str(image), label=read_label(row, where),
                 patient_id=row[col["patient"]] or None if col["patient"] else None,
                 split=normalise_split(row[col["split"]], where) if col["split"] else None,
                 source=row[col["source"]] or None if col["source"] else None,

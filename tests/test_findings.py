@@ -1,0 +1,344 @@
+"""The multi-label ``findings`` task (several findings per image, the NIH ChestX-ray14 / CheXpert shape): its label
+layouts and uncertain-label policies, its split needs, its metrics against scikit-learn from a real trial's
+``predictions.parquet``, its plots, its leaderboard row, ``data demo`` / ``data check``, and the demo's signal."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import write_image
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.model_selection import GroupKFold, cross_val_predict
+
+from runner import metrics
+from runner.cli import main
+from runner.config import make_config
+from runner.data import NO_FINDING, Record, findings_label, label_parts, prepare, read_findings
+from runner.data.check import shortcut_warnings
+from runner.data.synthetic import DEMO_FINDINGS, write_demo
+from runner.errors import ConfigError, DataError
+from runner.leaderboard import load, row_from_result, write_row
+from runner.tasks import TASKS, MultilabelTask, Split
+from runner.trial import run_trial
+
+TASK = TASKS.get("findings")
+KEYS = TASK.keys
+
+
+def _manifest(root: Path, header: list[str], rows: list[list[str]], seed: int = 0) -> Path:
+    """``root/manifest.csv`` with a real image per row (first column: its file name)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for index, row in enumerate(rows):
+        write_image(root / row[0], seed=seed + index, size=(24, 24))
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return root / "manifest.csv"
+
+
+def _whole(dataset) -> Split:
+    return Split("test", dataset.records, np.zeros((len(dataset.records), 8, 8, 1), np.uint8))
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+
+def test_findings_have_one_spelling() -> None:
+    assert findings_label(["effusion", "cardiomegaly", "effusion"]) == "cardiomegaly|effusion"
+    assert findings_label([], ["edema"]) == "edema?"
+    assert findings_label(["edema"], ["edema", "atelectasis"]) == "atelectasis?|edema"
+    assert findings_label([]) == NO_FINDING
+    assert read_findings("atelectasis?|edema") == ({"edema"}, {"atelectasis"})
+    assert read_findings(NO_FINDING) == (frozenset(), frozenset())
+    assert label_parts("normal") == ("normal",) and label_parts(" a | b ") == ("a", "b")
+
+
+NIH_MAP = {"Cardiomegaly": "cardiomegaly", "Effusion": "effusion", "Consolidation": "opacity", "Pneumonia": "opacity",
+           "Pneumothorax": "pneumothorax", "*": None}
+
+
+@pytest.mark.parametrize("separator", ["|", ";"])
+def test_a_label_cell_listing_findings_with_a_separator(tmp_path: Path, separator: str) -> None:
+    """NIH ChestX-ray14's ``Finding Labels``: findings mapped one by one (``null`` drops a finding, not the image),
+    ``No Finding`` is none, and any order of one set is one label."""
+    rows = [["a.png", "Effusion|Cardiomegaly", "p1"], ["b.png", "No Finding", "p2"],
+            ["c.png", "Pneumonia|Hernia|Consolidation", "p3"], ["d.png", "Hernia", "p4"],
+            ["e.png", "Cardiomegaly|Effusion|Pneumothorax", "p5"]]
+    rows = [[name, labels.replace("|", separator), patient] for name, labels, patient in rows]
+    csv_path = _manifest(tmp_path, ["Image Index", "Finding Labels", "Patient ID"], rows)
+    dataset = TASK.load_data({"layout": "manifest", "path": str(csv_path), "path_column": "Image Index",
+                              "label_column": "Finding Labels", "patient_column": "Patient ID",
+                              "label_separator": separator, "label_map": NIH_MAP}, whole=True)
+    labels = {Path(r.path).name: r.label for r in dataset.records}
+    assert labels == {"a.png": "cardiomegaly|effusion", "b.png": NO_FINDING, "c.png": "opacity", "d.png": NO_FINDING,
+                      "e.png": "cardiomegaly|effusion|pneumothorax"}
+    assert dataset.classes == TASK.classes
+    kept = TASK.load_data({**dataset.spec.options, "path": str(csv_path), "layout": "manifest",
+                           "classes": ["Cardiomegaly", "effusion", "OPACITY", "pneumothorax"]}, whole=True)
+    assert [r.label for r in kept.records] == [r.label for r in dataset.records]  # data.classes matches case aside
+
+
+CHEXPERT = ["Path", "Cardiomegaly", "Effusion", "Opacity", "Pneumothorax"]
+CHEXPERT_ROWS = [["a.png", "1.0", "-1.0", "", "0.0"], ["b.png", "0", "1", "-1", "1"], ["c.png", "", "", "1", "-1"],
+                 ["d.png", "-1", "0", "0", "0"]]
+
+
+def _chexpert(tmp_path: Path, rows: list[list[str]] = CHEXPERT_ROWS) -> dict:
+    path = _manifest(tmp_path, CHEXPERT, rows)
+    return {"layout": "manifest", "path": str(path), "path_column": "Path", "label_columns": CHEXPERT[1:]}
+
+
+@pytest.mark.parametrize(("policy", "y", "known"), [
+    ("ignore", [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]],
+     [[1, 0, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0], [0, 1, 1, 1]]),
+    ("zeros", [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]], [[1] * 4] * 4),
+    ("ones", [[1, 1, 0, 0], [0, 1, 1, 1], [0, 0, 1, 1], [1, 0, 0, 0]], [[1] * 4] * 4),
+])
+def test_chexpert_columns_and_each_uncertain_policy(tmp_path: Path, policy: str, y: list, known: list) -> None:
+    """One column per finding: 1 present, 0 or blank absent, -1 uncertain (kept marked in the label; the task's
+    ``uncertain`` policy decides: left out of loss and metrics, absent, or present). Column names match the
+    task's findings whatever their case."""
+    spec = _chexpert(tmp_path)
+    dataset = TASK.load_data(spec, whole=True)
+    assert [r.label for r in dataset.records] == ["cardiomegaly|effusion?", "effusion|opacity?|pneumothorax",
+                                                  "opacity|pneumothorax?", "cardiomegaly?"]
+    as_typed = TASK.load_data({**spec, "label_columns": ",".join(CHEXPERT[1:])}, whole=True)  # --set a,b,c
+    assert [r.label for r in as_typed.records] == [r.label for r in dataset.records]
+    params = TASK.bind_params({"uncertain": policy})
+    targets, mask = TASK.targets(_whole(dataset), params)
+    np.testing.assert_array_equal(targets, y)
+    np.testing.assert_array_equal(mask, np.array(known, bool))
+    _, packed, _ = TASK.training_arrays(_whole(dataset), params)
+    np.testing.assert_array_equal(packed[:, 4:], np.array(known, np.float32))  # a left-out label weighs 0 in the loss
+
+
+@pytest.mark.parametrize(("change", "error", "message"), [
+    ({"rows": [*CHEXPERT_ROWS[:2], ["c.png", "", "yes", "1", "0"]]}, DataError,
+     r"manifest.csv:4: column 'Effusion' holds 'yes': a label column holds 1 \(present\), 0 or blank \(absent\) "
+     r"or -1 \(uncertain\)"),
+    ({"rows": [*CHEXPERT_ROWS[:2], ["c.png", "2", "0", "1", "0"]]}, DataError, r"manifest.csv:4: column 'Cardiomegaly' "
+                                                                               r"holds '2'"),
+    ({"options": {"label_columns": ["Cardiomegaly", "Edema"]}}, DataError,
+     r"manifest.csv has no column 'Edema' for label_columns: its columns are Path, Cardiomegaly"),
+    ({"options": {"label_separator": "|"}}, ConfigError, r"data.label_columns and data.label_separator are two ways"),
+    ({"options": {"label_columns": [1, 2]}}, ConfigError, r"data.label_columns must be a list of column names"),
+    ({"options": {"label_columns": None, "label_separator": ""}}, ConfigError,
+     r"data.label_separator must be a non-empty string such as '\|', got ''"),
+])
+def test_bad_label_columns_are_one_error_naming_file_row_and_column(tmp_path: Path, change: dict, error: type,
+                                                                   message: str) -> None:
+    spec = {**_chexpert(tmp_path, change.get("rows", CHEXPERT_ROWS)), **change.get("options", {})}
+    with pytest.raises(error, match=message):
+        TASK.load_data(spec, whole=True)
+
+
+@pytest.mark.parametrize(("cell", "message"), [
+    ("", r"manifest.csv:3: empty label: list the findings, or write 'No Finding' for none"),
+    ("No Finding|effusion", r"manifest.csv:3: label 'No Finding\|effusion' says 'No Finding' and names findings"),
+    ("effusion|Hernia", r"manifest.csv:3: finding 'Hernia' is not one of cardiomegaly, effusion, opacity, "
+                        r"pneumothorax \(1 images hold it\): map it with data.label_map \(null drops it\)"),
+])
+def test_bad_separated_labels_name_the_row(tmp_path: Path, cell: str, message: str) -> None:
+    path = _manifest(tmp_path, ["path", "label"], [["a.png", "cardiomegaly|opacity|pneumothorax"], ["b.png", cell]])
+    with pytest.raises(DataError, match=message):
+        TASK.load_data({"layout": "manifest", "path": str(path), "label_separator": "|"}, whole=True)
+
+
+def test_each_split_needs_a_positive_and_a_negative_of_every_finding(tmp_path: Path) -> None:
+    """The split-needs check asks the labels finding by finding: here val's only effusion is uncertain."""
+    rows = []
+    for split, labels in (("train", ["cardiomegaly|effusion", "opacity|pneumothorax", NO_FINDING]),
+                          ("val", ["cardiomegaly|effusion?", "opacity|pneumothorax", NO_FINDING]),
+                          ("test", ["cardiomegaly|effusion", "opacity|pneumothorax", NO_FINDING])):
+        rows += [[f"{split}{i}.png", label, split] for i, label in enumerate(labels)]
+    path = _manifest(tmp_path, ["path", "label", "split"], rows)
+    with pytest.raises(DataError, match=r"split 'val' has no images with 'effusion' \(2 patient groups of them"):
+        TASK.load_data({"path": str(path)})
+    rows[3][1] = "cardiomegaly|effusion"
+    path = _manifest(tmp_path, ["path", "label", "split"], rows)
+    assert {r.split for r in TASK.load_data({"path": str(path)}).records} == {"train", "val", "test"}
+
+
+def test_a_finding_name_that_would_break_labels_or_metric_keys_fails_at_registration() -> None:
+    for classes, message in ((("a|b", "c"), "cannot contain '|'"), (("macro", "b"), "collide with the averages"),
+                             (("Pleural Effusion", "pleural effusion"), "same metric key twice"),
+                             (("a",), "two findings at least")):
+        with pytest.raises(ValueError, match=message):
+            MultilabelTask(name="bad", classes=classes)
+
+
+def test_the_loss_leaves_out_unknown_labels_and_balances_each_finding() -> None:
+    """Weights travel in ``y_true`` after the targets: a weight-0 entry cannot move the loss, and balanced weights
+    give each finding's positives and negatives the same total weight."""
+    import keras
+
+    loss = TASK.loss(TASK.bind_params({}))
+    scores = keras.ops.convert_to_tensor([[0.9, 0.2, 0.6, 0.3]])
+    weights = [[1.0, 0.0, 1.0, 1.0]]
+    one = float(loss(keras.ops.convert_to_tensor([[1.0, 0.0, 1.0, 0.0] + weights[0]]), scores)[0])
+    other = float(loss(keras.ops.convert_to_tensor([[1.0, 1.0, 1.0, 0.0] + weights[0]]), scores)[0])
+    expected = -(np.log(0.9) + np.log(0.6) + np.log(0.7)) / 4
+    assert one == pytest.approx(other) == pytest.approx(expected, rel=1e-5)
+    labels = ["cardiomegaly", "cardiomegaly|effusion", NO_FINDING, "opacity|pneumothorax", "effusion?", "pneumothorax"]
+    split = Split("train", [Record(f"{i}.png", label) for i, label in enumerate(labels)], np.zeros((6, 8, 8, 1)))
+    _, packed, _ = TASK.training_arrays(split, TASK.bind_params({"label_weights": "balanced"}))
+    y, w = packed[:, :4], packed[:, 4:]
+    np.testing.assert_allclose((w * y).sum(axis=0), (w * (1 - y)).sum(axis=0))
+    assert w[4, 1] == 0  # the uncertain effusion is left out
+
+
+# -------------------------------------------------------------------------------------- demo and data check
+
+
+def test_the_shortcut_check_asks_finding_by_finding(tmp_path: Path) -> None:
+    """Every effusion image is a JPEG, every other one a PNG: metadata gives that one finding away, which the
+    check must see (each finding against the rest), not drown among the combinations of findings."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(80):
+        shown = [finding for finding in DEMO_FINDINGS if rng.random() < 0.4]
+        rows.append([f"{i}.jpg" if "effusion" in shown else f"{i}.png", findings_label(shown)])
+    dataset = TASK.load_data({"path": str(_manifest(tmp_path, ["path", "label"], rows))}, whole=True)
+    warnings = shortcut_warnings(prepare(dataset, 32, cache_dir=tmp_path / "cache", whole=True))
+    assert any("image metadata alone" in warning for warning in warnings), warnings
+
+
+
+def test_data_demo_writes_the_findings_set_and_data_check_counts_each_finding(tmp_path: Path, capsys) -> None:
+    assert main(["data", "demo", "--out", str(tmp_path), "--n", "90", "--size", "32"]) == 0
+    assert "findings" in capsys.readouterr().out
+    with (tmp_path / "findings" / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 90 and all(set(read_findings(r["label"])[0]) <= set(DEMO_FINDINGS) for r in rows)
+    assert main(["data", "check", str(tmp_path / "findings"), "--task", "findings"]) == 0
+    out = capsys.readouterr().out
+    assert "classes: cardiomegaly, effusion, opacity, pneumothorax" in out
+    shown = {name: 0 for name in (*DEMO_FINDINGS, NO_FINDING)}
+    for line in out.splitlines():
+        if line.strip().startswith(("train ", "val ", "test ")):
+            for part in line.split(": ", 1)[1].split(", "):
+                name, _, count = part.rpartition(" ")
+                shown[name] += int(count)
+    assert shown == {name: sum(name in label_parts(r["label"]) for r in rows) for name in shown}
+
+
+def test_demo_findings_are_reproducible_and_learnable(tmp_path: Path) -> None:
+    """Same seed, same bytes; each painted finding is visible to a linear model on 32 px pixels (the CNN's
+    learning is the trial test's), the pneumothorax rim least (as on real radiographs)."""
+    manifest = write_demo(tmp_path / "a", n=240, seed=3, size=48, classes=DEMO_FINDINGS)
+    write_demo(tmp_path / "b", n=240, seed=3, size=48, classes=DEMO_FINDINGS)
+    assert manifest.read_bytes() == (tmp_path / "b" / "manifest.csv").read_bytes()
+    with manifest.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert (tmp_path / "a" / rows[5]["file"]).read_bytes() == (tmp_path / "b" / rows[5]["file"]).read_bytes()
+    pixels = np.stack([np.asarray(Image.open(tmp_path / "a" / r["file"]).resize((32, 32)), float).ravel() / 255
+                       for r in rows])
+    groups = [r["patient_id"] for r in rows]
+    auc = {}
+    for finding in DEMO_FINDINGS:
+        y = np.array([finding in read_findings(r["label"])[0] for r in rows], int)
+        assert 0.2 < y.mean() < 0.5
+        scores = cross_val_predict(LogisticRegression(C=0.05, max_iter=2000), pixels, y, groups=groups,
+                                   cv=GroupKFold(4), method="predict_proba")[:, 1]
+        auc[finding] = roc_auc_score(y, scores)
+    assert min(auc["cardiomegaly"], auc["effusion"], auc["opacity"]) > 0.8 and auc["pneumothorax"] > 0.5, auc
+    cardiomegaly = {p: {"cardiomegaly" in read_findings(r["label"])[0] for r in rows if r["patient_id"] == p}
+                    for p in groups}
+    assert all(len(states) == 1 for states in cardiomegaly.values())  # the patient's heart, in every image
+
+
+# ------------------------------------------------------------------------------------------- a real trial
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory: pytest.TempPathFactory):
+    """One real tiny trial on the demo findings set (baseline model, 32 px, 2 epochs), shared by the tests below."""
+    out = tmp_path_factory.mktemp("findings-trial")
+    config = make_config({"task": "findings", "model": "baseline", "image_size": 32, "epochs": 2, "batch_size": 16,
+                          "bootstrap": 100, "data": {"n": 160, "size": 48}, "cache_dir": str(out / "cache")})
+    return run_trial(config, out / "trials", verbose=False)
+
+
+def _rows(trial, split: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    predictions = pd.read_parquet(trial.directory / "predictions.parquet")
+    rows = predictions[predictions["split"] == split]
+    return (rows, np.stack([rows[f"target_{k}"] for k in KEYS], axis=1),
+            np.stack([rows[f"score_{k}"] for k in KEYS], axis=1))
+
+
+def test_a_trial_writes_per_finding_metrics_and_plots(trial) -> None:
+    result = json.loads((trial.directory / "result.json").read_text())
+    assert result["monitor"] == "val_auc_macro" and result["data"]["classes"] == list(DEMO_FINDINGS)
+    assert result["plot_error"] is None and result["plots"] == ["training_curves.png", "roc_pr.png", "gradcam.png"]
+    assert all((trial.directory / name).stat().st_size > 10_000 for name in result["plots"])
+    assert len(result["history"]["val_auc_macro"]) == 2
+    val, test = result["metrics"]["val"], result["metrics"]["test"]
+    for key in KEYS:
+        assert {f"auc_{key}", f"pr_auc_{key}", f"f1_{key}"} <= set(val)
+        assert {f"threshold_{key}", f"f1_tuned_{key}"} <= set(test) - set(val)  # tuned on val, applied to test
+    for average in ("auc_macro", "auc_micro", "pr_auc_macro", "pr_auc_micro"):
+        assert 0 <= test[f"{average}_ci_low"] <= test[f"{average}_ci_high"] <= 1
+    assert 0 <= val["auc_macro"] <= 1
+
+
+def test_trial_metrics_match_scikit_learn_from_predictions(trial) -> None:
+    """Every headline figure recomputed from ``predictions.parquet`` with scikit-learn; each threshold is the
+    F1-best one on the validation rows (the demo has no uncertain labels: every target is 0 or 1)."""
+    found = trial.metrics["test"]
+    _, y, s = _rows(trial, "test")
+    _, y_val, s_val = _rows(trial, "val")
+    assert set(np.unique(y)) == {0, 1}
+    for j, key in enumerate(KEYS):
+        assert found[f"auc_{key}"] == pytest.approx(roc_auc_score(y[:, j], s[:, j]))
+        assert found[f"pr_auc_{key}"] == pytest.approx(average_precision_score(y[:, j], s[:, j]))
+        threshold = found[f"threshold_{key}"]
+        assert threshold == metrics.tune_threshold(y_val[:, j], s_val[:, j], "f1")
+        best_on_val = max(f1_score(y_val[:, j], s_val[:, j] >= t) for t in np.unique(s_val[:, j]))
+        assert f1_score(y_val[:, j], s_val[:, j] >= threshold) == pytest.approx(best_on_val)
+        assert found[f"f1_tuned_{key}"] == pytest.approx(f1_score(y[:, j], s[:, j] >= threshold))
+        assert found[f"f1_{key}"] == pytest.approx(f1_score(y[:, j], s[:, j] >= 0.5))
+    thresholds = np.array([found[f"threshold_{key}"] for key in KEYS])
+    assert found["auc_macro"] == pytest.approx(roc_auc_score(y, s, average="macro"))
+    assert found["auc_micro"] == pytest.approx(roc_auc_score(y, s, average="micro"))
+    assert found["pr_auc_macro"] == pytest.approx(average_precision_score(y, s, average="macro"))
+    assert found["pr_auc_micro"] == pytest.approx(average_precision_score(y, s, average="micro"))
+    assert found["f1_tuned_macro"] == pytest.approx(f1_score(y, s >= thresholds, average="macro"))
+    assert found["f1_tuned_micro"] == pytest.approx(f1_score(y, s >= thresholds, average="micro"))
+    assert trial.metrics["val"]["auc_macro"] == pytest.approx(roc_auc_score(y_val, s_val, average="macro"))
+
+
+def test_left_out_labels_are_left_out_of_every_metric() -> None:
+    """With ``uncertain: ignore`` an uncertain label counts nowhere: the metrics equal scikit-learn's on the known
+    labels of each finding, and the micro average pools only known entries."""
+    rng = np.random.default_rng(1)
+    labels = [findings_label(rng.choice(DEMO_FINDINGS, rng.integers(0, 3), replace=False),
+                             rng.choice(DEMO_FINDINGS, rng.integers(0, 2), replace=False)) for _ in range(60)]
+    split = Split("test", [Record(f"{i}.png", label) for i, label in enumerate(labels)], np.zeros((60, 8, 8, 1)))
+    scores = rng.random((60, 4))
+    params = TASK.bind_params({})
+    found = TASK.evaluate(split, scores, params)
+    states = TASK.prediction_columns(split, scores)
+    target = np.stack([states[f"target_{k}"] for k in KEYS], axis=1)
+    known = target >= 0
+    assert not known.all()
+    for j, key in enumerate(KEYS):
+        assert found[f"auc_{key}"] == pytest.approx(roc_auc_score(target[known[:, j], j], scores[known[:, j], j]))
+    assert found["auc_micro"] == pytest.approx(roc_auc_score(target[known], scores[known]))
+
+
+def test_the_leaderboard_row_has_the_sweep_metric(trial, tmp_path: Path) -> None:
+    row = row_from_result(trial.result, sweep_id="findings-1", sweep_name="findings", sweep_metric="val_auc_macro",
+                          sweep_mode="max")
+    write_row(tmp_path, row)
+    board = load(tmp_path)
+    assert board.loc[0, "val_auc_macro"] == pytest.approx(trial.metrics["val"]["auc_macro"])
+    assert board.loc[0, "test_f1_tuned_macro"] == pytest.approx(trial.metrics["test"]["f1_tuned_macro"])
+    assert board.loc[0, "hp_label_weights"] == "none" and board.loc[0, "hp_uncertain"] == "ignore"
