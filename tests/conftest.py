@@ -1,9 +1,11 @@
-"""Shared fixtures: real image files written by the tests, a private cache directory per test, and the team's
-real radiographs when they are beside the repo."""
+"""Shared fixtures: real image files written by the tests, a private cache directory per test, a private home
+for the session (Ray writes its token there), and the team's real radiographs when they are beside the repo."""
 
 from __future__ import annotations
 
 import os
+import site
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,8 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: What a test session may not change: the user's own Ray token, and a data folder in the source tree.
+OUTSIDE_THE_TESTS = (Path.home() / ".ray" / "auth_token", Path(__file__).resolve().parent / "data")
 
 
 def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (48, 40), mode: str = "L",
@@ -50,6 +54,31 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("CXR_RUNNER_CACHE", str(path))
     return path
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    """(modification time, mode), or None if absent: what writing, replacing or chmod-ing ``path`` changes."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_mtime_ns, found.st_mode
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary ``HOME`` for the whole session, its subprocesses and the Ray processes it starts: Ray
+    writes its auth token to ``~/.ray/auth_token`` and the runner chmods it, which must not touch the user's.
+    User-installed packages stay importable in subprocesses (``PYTHONUSERBASE``). At the end, the session
+    fails if it changed anything in ``OUTSIDE_THE_TESTS``."""
+    before = {path: _stat(path) for path in OUTSIDE_THE_TESTS}
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONUSERBASE", os.environ.get("PYTHONUSERBASE", site.getuserbase()))
+        patch.setenv("HOME", str(home))
+        yield home
+    changed = [str(path) for path in OUTSIDE_THE_TESTS if _stat(path) != before[path]]
+    assert not changed, f"the test session changed {changed}: tests write under tmp_path and the private home"
 
 
 @pytest.fixture
