@@ -89,6 +89,29 @@ def setup_backend(config: TrialConfig) -> str:
     return f"GPU x{len(gpus)}" if gpus else "CPU"
 
 
+def use_threads(threads: int) -> int:
+    """TensorFlow on ``threads`` threads per op and between ops; returns the intra-op threads in force. A
+    process whose TensorFlow already started keeps the count its first trial set (TF cannot change it)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+    return intra_op_threads()
+
+
+def intra_op_threads() -> int:
+    """The threads TensorFlow splits one op over. They set the order of its float32 sums, so a CPU trial is
+    bit-identical only on as many (``runner rerun`` uses the recorded count). TF's 0 means one per CPU this
+    process may run on."""
+    import tensorflow as tf
+
+    schedulable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return tf.config.threading.get_intra_op_parallelism_threads() or schedulable or 1
+
+
 def forget_custom_gradients() -> None:
     """Drops the gradient functions earlier trials' ``tf.custom_gradient`` traces left in TensorFlow's
     process-wide registry. TF never removes them and each keeps its whole traced graph alive: about 6 MB per
@@ -382,7 +405,8 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
         "history": training.pop("history"), **training,
         "eval_seconds": time.perf_counter() - eval_start,
         "parameters": parameter_counts(model), "rss_mb": resident_mb(), "seed": config.seed, "device": device,
-        "host": socket.gethostname(), "versions": library_versions(), "git_commit": git_commit(),
+        "intra_op_threads": intra_op_threads(), "host": socket.gethostname(), "versions": library_versions(),
+        "git_commit": git_commit(),
         "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
     }
     result.update(_draw_plots(config, task, directory, result, rows, splits["test"], model, printer))

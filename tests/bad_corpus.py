@@ -1,6 +1,6 @@
 """The bad-input corpus: one small data set, config or search space per kind of bad input a user can hand the
-runner, written as real files into ``tests/data/bad/`` (git-ignored, regenerated every test session by the
-``bad_corpus`` fixture of ``tests/test_bad_inputs.py``). Each data-set item is a good two-class set with one
+runner, written as real files into a temporary folder every test session (the ``bad_corpus`` fixture of
+``tests/test_bad_inputs.py``; never into the source tree). Each data-set item is a good two-class set with one
 bad file added, so the test can tell "this file was skipped and named" from "the whole set failed".
 """
 
@@ -18,7 +18,6 @@ import yaml
 from conftest import make_class_folders, write_image, write_mask
 from PIL import Image
 
-BAD_ROOT = Path(__file__).resolve().parent / "data" / "bad"
 GOOD_PER_CLASS = 8
 HUGE_SIDE = 10_000
 
@@ -417,7 +416,7 @@ def _results_with_foreign_parquet(root: Path) -> Path:
     return root
 
 
-def write_corpus(root: Path = BAD_ROOT) -> dict[str, Path]:
+def write_corpus(root: Path) -> dict[str, Path]:
     """Every item, freshly written under ``root``: name -> the path to hand the runner."""
     shutil.rmtree(root, ignore_errors=True)
     return {name: write(root / name) for name, write in ITEMS.items()}

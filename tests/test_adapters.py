@@ -167,7 +167,10 @@ def test_split_lists_two_and_four_columns(tmp_path: Path) -> None:
     (tmp_path / "test.txt").write_text("# comment\n" + "\n".join(f"imgs/test{i}.png {'ab'[i % 2]}" for i in range(4)))
     dataset = load_dataset(str(tmp_path))
     assert dataset.spec.layout == "split_lists"
-    assert len(dataset.split("test")) == 4 and len(dataset.split("val")) > 0
+    train, val = dataset.split("train"), dataset.split("val")
+    assert len(dataset.split("test")) == 4 and (len(train), len(val)) == (2, 2)  # no val.txt: val comes from train
+    assert sorted(r.label for r in val) == sorted(r.label for r in train) == ["a", "b"]  # each class in both
+    assert {Path(r.path).name for r in [*train, *val]} == {f"train{i}.png" for i in range(4)}
 
     (tmp_path / "train.txt").write_text("\n".join(f"P{i} imgs/train{i}.png {'ab'[i % 2]} src" for i in range(4)))
     (tmp_path / "test.txt").write_text("P9 imgs/test0.png a src\nbroken line\n")

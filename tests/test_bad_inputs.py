@@ -1,4 +1,4 @@
-"""Every kind of bad input, from ``tests/data/bad/`` (written by ``bad_corpus``), gets its documented
+"""Every kind of bad input, from the corpus ``bad_corpus`` writes to a temporary folder, gets its documented
 behaviour (README, "What happens with bad input"): an unusable file is skipped with a counted warning naming
 it (an error under ``strict``); a 16-bit, RGBA or huge image is converted; anything else is one error line
 naming the file or key and what to do."""
@@ -23,8 +23,8 @@ from runner.sweep.assemble import load_sweep
 
 
 @pytest.fixture(scope="session")
-def bad_corpus() -> dict[str, Path]:
-    return write_corpus()
+def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_corpus(tmp_path_factory.mktemp("bad"))
 
 
 def _task_of(item: str) -> str:

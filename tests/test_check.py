@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import make_class_folders, write_image
 
 from runner.cli import main
@@ -66,6 +67,7 @@ def test_metadata_auc_near_chance_without_a_confound() -> None:
     assert auc is not None and auc < 0.7
 
 
+@pytest.mark.slow  # decodes the 1,680 real radiographs, four data checks
 def test_check_passes_on_the_shared_real_images(shared_data: Path, capsys) -> None:
     kermany = shared_data / "kermany-subset"
     assert main(["data", "check", str(kermany), "--task", "pneumonia"]) == 0

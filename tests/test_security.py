@@ -23,7 +23,8 @@ SECRET_TEXT = [re.compile(r"AKIA[0-9A-Z]{16}"), re.compile(r"-----BEGIN [A-Z ]*P
 DASHBOARD_PORT = 8265
 
 
-def test_local_ray_has_no_dashboard_and_refuses_a_wrong_token() -> None:
+def test_local_ray_has_no_dashboard_and_refuses_a_wrong_token(private_home: Path) -> None:
+    """Ray's token lives in the session's private home (conftest), never the user's own ``~/.ray``."""
     import ray
     from ray._private.authentication.authentication_utils import is_token_auth_enabled
 
@@ -38,7 +39,8 @@ def test_local_ray_has_no_dashboard_and_refuses_a_wrong_token() -> None:
         # Ray keeps a minimal dashboard process (usage stats, --disable-frontend): it must serve nothing
         assert not [a for a, command in owners.items() if "dashboard" in command.split("\0")[1]], owners
         assert is_token_auth_enabled()
-        assert (Path.home() / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600
+        token = Path.home() / ".ray" / "auth_token"
+        assert token.is_relative_to(private_home) and token.stat().st_mode & 0o777 == 0o600
         address = ray.get_runtime_context().gcs_address  # the node's network address, not loopback
         probe = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address={address!r})"],
                                env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token" * 4},

@@ -45,9 +45,11 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path: Path, 
     write_demo(tmp_path / "c", seed=6, **kwargs)
     a, b, c = (_file_bytes(tmp_path / name) for name in "abc")
     assert a == b
-    assert len(a) >= 13
-    assert a != c
     images = [k for k in a if k.endswith(".png") and not k.startswith("masks")]
+    masks_written = [k for k in a if k.startswith("masks/")]
+    assert len(images) == 12 and len(masks_written) == (12 if masks else 0)
+    assert len(a) == len(images) + len(masks_written) + 1 and "manifest.csv" in a  # nothing else is written
+    assert a != c
     assert not any(a[k] == c.get(k) for k in images)  # empty masks may well coincide, images never
 
 

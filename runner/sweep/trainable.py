@@ -140,9 +140,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
     from runner.config import make_config
     from runner.tasks import TASKS
-    from runner.trial import run_trial
+    from runner.trial import run_trial, use_threads
 
-    use_threads(tf, loop_config["threads"])
+    use_threads(loop_config["threads"])  # as many as the CPUs Ray gave this trial: concurrent ones never fight
     config = make_config(loop_config["values"])
     via_tune = loop_config["workers"] == 0
     gpus = tf.config.list_logical_devices("GPU")
@@ -170,16 +170,6 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     final = final_metrics(result.result, metric, mode)
     final[RESULT_KEY] = json.dumps({**result.result, "trial_dir": trial_dir})
     report(final, via_tune)
-
-
-def use_threads(tf, threads: int) -> None:
-    """TensorFlow on as many threads as the CPUs Ray gave this trial (else every concurrent trial would
-    spawn a thread per core and they would fight)."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # a reused process: TensorFlow was configured by its first trial
 
 
 def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun) -> None:
