@@ -78,7 +78,7 @@ def _hpo_efficiency(full: bool, work: Path) -> Section:
     from bench import hpo_efficiency
 
     families = list(hpo_efficiency.FAMILIES) if full else hpo_efficiency.DEFAULT_FAMILIES
-    size = hpo_efficiency.Size(trials=12, epochs=9, images=200, image_size=48) if full else hpo_efficiency.Size()
+    size = hpo_efficiency.Size(trials=16, epochs=9, images=600, image_size=48) if full else hpo_efficiency.Size()
     return hpo_efficiency.section(families, [0, 1, 2, 3, 4], size, work)
 
 

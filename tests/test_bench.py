@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import hpo_efficiency as hpo
@@ -37,27 +39,85 @@ def test_benchmarks_md_lists_every_target_with_its_verdict() -> None:
     assert "Command: `python -m bench.two`" in text and "in 9.5 minutes" in text
 
 
+NULL = hpo.Null(chance=0.66, step=0.0002, images=160)
+
+
 def test_hpo_cost_counts_compute_until_the_first_trial_near_the_best_of_all_strategies() -> None:
-    grid = hpo.Trace(compute=[90, 90, 90, 90], scores=[0.5, 0.7, 0.9, 0.6], aucs=[0.6, 0.7, 0.9, 0.6])
-    asha = hpo.Trace(compute=[90, 10, 30, 10], scores=[0.6, 0.4, 0.895, 0.3], aucs=[0.6, 0.5, 0.85, 0.5])
-    random = hpo.Trace(compute=[10, 10], scores=[0.2, 0.3], aucs=[0.5, 0.5])
-    warm = hpo.Trace(compute=[30, 90], scores=[0.93, 0.5], aucs=[0.9, 0.6])
-    cost = hpo.costs({"grid": grid, "random_asha": random, "optuna_asha": asha, "warm_asha": warm})
+    grid = hpo.Trace(compute=[90, 90, 90, 90], scores=[0.5, 0.7, 0.9, 0.6], proposed=[0.5, 0.7, 0.9, 0.6])
+    asha = hpo.Trace(compute=[90, 10, 30, 10], scores=[0.6, 0.4, 0.895, 0.3], proposed=[0.6, 0.4, 0.895, 0.3])
+    random = hpo.Trace(compute=[10, 10], scores=[0.2, 0.3], proposed=[0.2, 0.3])
+    warm = hpo.Trace(compute=[30, 90], scores=[0.93, 0.5], proposed=[0.93, 0.5])
+    cost = hpo.costs({"grid": grid, "random_asha": random, "optuna_asha": asha, "warm_asha": warm}, 0.01)
     assert cost == {"grid": (360, False), "random_asha": (20, False), "optuna_asha": (140, False),
                     "warm_asha": (30, True)}, "the bar is the best of all four strategies (0.93), minus 0.01"
-    assert hpo.costs({"grid": grid, "optuna_asha": asha}) == {"grid": (270, True), "optuna_asha": (130, True)}
-    assert hpo.learned({"grid": grid, "optuna_asha": asha})
-    flat = hpo.Trace(compute=[10], scores=[0.66], aucs=[0.52])
-    assert not hpo.learned({"grid": flat, "optuna_asha": flat}), "chance-level sweeps are left out of the ratio"
+    assert hpo.costs({"grid": grid, "optuna_asha": asha}, 0.01) == {"grid": (270, True), "optuna_asha": (130, True)}
+    assert hpo.costs({"grid": grid, "optuna_asha": asha}, 0.35) == {"grid": (180, True), "optuna_asha": (90, True)}
+    assert hpo.learned({"grid": grid, "optuna_asha": asha}, NULL)
+    flat = hpo.Trace(compute=[10], scores=[0.66], proposed=[0.66])
+    assert not hpo.learned({"grid": flat, "optuna_asha": flat}, NULL), "a chance-level best is left out"
+
+
+def test_hpo_tolerance_is_never_finer_than_the_objective_can_resolve() -> None:
+    assert hpo.Null(chance=0.7, step=0.0002, images=160).tolerance == hpo.TOLERANCE
+    assert hpo.Null(chance=0.8, step=0.0139, images=17).tolerance == 0.0139
+    assert hpo.Null(chance=0.7, step=0.0002, images=160, spread=0.03).tolerance == 0.03
+
+
+def test_hpo_spread_pools_the_grid_points_seed_to_seed_variance_above_chance(tmp_path: Path) -> None:
+    """Real leaderboard rows of three grid sweeps (seeds): per grid point the variance of the objective over
+    the seeds, pooled (mean, then square root) over the points above chance; another strategy's rows and a
+    dead point (AUC 0.5 everywhere, below chance) are left out."""
+    from test_leaderboard import make_result
+
+    from runner import leaderboard
+
+    values = {(1e-3, 0.0): [0.90, 0.94, 0.92], (1e-4, 0.5): [0.80, 0.86, 0.83], (1e-2, 0.0): [0.5, 0.5, 0.45]}
+    results = tmp_path / "scratch" / "results"
+    for seed in range(3):
+        for strategy in ("grid", "random_asha"):
+            sweep = hpo.sweep_id("scratch", strategy, seed)
+            for index, ((rate, dropout), scores) in enumerate(values.items()):
+                score = scores[seed] if strategy == "grid" else 0.99 - 0.2 * seed  # counted, it would widen it
+                result = make_result(trial_id=f"{sweep}-{index}", seed=seed, val={"roc_auc": score},
+                                     hp={"learning_rate": rate, "dropout": dropout})
+                leaderboard.write_row(results, leaderboard.row_from_result(result, sweep_id=sweep, sweep_name=sweep))
+    expected = np.sqrt(np.mean([np.var(values[1e-3, 0.0], ddof=1), np.var(values[1e-4, 0.5], ddof=1)]))
+    assert hpo.grid_spread("scratch", tmp_path, chance=0.66) == pytest.approx(expected)
+
+
+def test_hpo_null_is_measured_on_the_validation_split_the_trials_are_judged_on() -> None:
+    """On the real demo split: a ROC AUC's step is 1 / (positives x negatives), and the chance level is the
+    top of 1,000 random rankings' AUCs: above 99% of them (sklearn's, drawn independently), and within the
+    Mann-Whitney null's spread of 0.5."""
+    from sklearn.metrics import roc_auc_score
+
+    from runner.config import make_config
+    from runner.data import load_dataset
+
+    size = hpo.Size(images=60)
+    null = hpo.validation_null("scratch", size)
+    config = make_config({"task": "pneumonia", "model": "small_cnn", **hpo.fixed_values("scratch", 0, size)})
+    labels = [r.label for r in load_dataset(config.data).records if r.split == "val"]
+    positives = sum(label == "pneumonia" for label in labels)
+    assert null.images == len(labels) and null.step == pytest.approx(1 / (positives * (len(labels) - positives)))
+    y = np.array([label == "pneumonia" for label in labels])
+    rng = np.random.default_rng(12345)
+    independent = [roc_auc_score(y, rng.random(len(y))) for _ in range(hpo.NULL_SCORINGS)]
+    spread = np.sqrt((len(labels) + 1) / (12 * positives * (len(labels) - positives)))
+    assert np.quantile(independent, 0.99) <= null.chance <= 0.5 + 4.5 * spread
+
+
+def _measured(*runs: dict[str, hpo.Trace]) -> hpo.Measured:
+    return hpo.Measured({("scratch", seed): traces for seed, traces in enumerate(runs)}, {"scratch": NULL})
 
 
 def test_hpo_ratios_sum_costs_over_the_seeds_that_learned() -> None:
-    reached = {"grid": hpo.Trace([100, 100], [0.5, 0.9], [0.9, 0.9]),
-               "random_asha": hpo.Trace([10, 40], [0.5, 0.9], [0.9, 0.9]),
-               "optuna_asha": hpo.Trace([20, 10], [0.9, 0.5], [0.9, 0.9]),
+    reached = {"grid": hpo.Trace([100, 100], [0.5, 0.9], [0.5, 0.9]),
+               "random_asha": hpo.Trace([10, 40], [0.5, 0.9], [0.5, 0.9]),
+               "optuna_asha": hpo.Trace([20, 10], [0.9, 0.5], [0.9, 0.5]),
                "warm_asha": hpo.Trace([10], [0.9], [0.9])}
     flat = {strategy: hpo.Trace([1], [0.5], [0.5]) for strategy in hpo.STRATEGIES}
-    figures, labels = hpo.ratio_figures({("scratch", 0): reached, ("scratch", 1): flat}, ["scratch"])
+    figures, labels = hpo.ratio_figures(_measured(reached, flat), ["scratch"])
     assert figures["hpo_compute_ratio"] == {"value": 0.1, "target": 0.25, "unit": "x", "better": "lower"}
     assert figures["hpo_tpe_vs_random_ratio"]["value"] == 0.4 and figures["hpo_warm_vs_cold_ratio"]["value"] == 0.5
     assert figures["hpo_warm_vs_cold_ratio_scratch"]["target"] is None
@@ -65,15 +125,19 @@ def test_hpo_ratios_sum_costs_over_the_seeds_that_learned() -> None:
 
 
 def test_hpo_section_says_by_how_much_each_target_is_met_or_missed() -> None:
-    found = {("scratch", 0): {"grid": hpo.Trace([100, 100], [0.5, 0.9], [0.9, 0.9]),
-                              "random_asha": hpo.Trace([10, 40], [0.5, 0.9], [0.9, 0.9]),
-                              "optuna_asha": hpo.Trace([20, 10], [0.5, 0.9], [0.9, 0.9]),
-                              "warm_asha": hpo.Trace([10, 30], [0.5, 0.9], [0.9, 0.9])}}
-    body = hpo.render(found, ["scratch"], [0], hpo.Size(trials=8)).body
+    measured = _measured({"grid": hpo.Trace([100, 100], [0.5, 0.9], [0.5, 0.9]),
+                          "random_asha": hpo.Trace([10, 40, 10], [0.5, 0.9, 0.7], [0.5, 0.9, 0.7]),
+                          "optuna_asha": hpo.Trace([20, 10, 10], [0.5, 0.9, 0.8], [0.5, 0.9, 0.8]),
+                          "warm_asha": hpo.Trace([10, 30], [0.5, 0.9], [0.5, 0.9])})
+    body = hpo.render(measured, ["scratch"], [0], hpo.Size(trials=8)).body
     assert "`hpo_compute_ratio` = 0.150: met, 0.100 under its 0.25 target" in body
     assert "`hpo_tpe_vs_random_ratio` = 0.600: met" in body
     assert "`hpo_warm_vs_cold_ratio` = 1.333: missed by 0.833 (2.7x its 0.5 target)" in body
     assert "TPE draws its first 2 of 8 trials at random" in body and "1 of its hits came within" in body
+    assert "The trials it proposed after them scored 0.800 on average, random search's at the same positions 0.700" \
+        in body
+    assert ("scratch: 160 validation images, chance 0.660, objective step 0.00020, seed-to-seed spread of one "
+            "configuration 0.000, tolerance 0.010") in body
 
 
 def test_hpo_warm_sweeps_start_from_another_seeds_cold_tpe_sweep() -> None:
@@ -91,6 +155,7 @@ def test_hpo_benchmark_sweeps_are_valid_search_spaces(family: str, strategy: str
                        name="hpo")
     assert spec.num_samples == (9 if strategy == "grid" else 6), "grid runs every point of its 3 x 3 grid"
     assert spec.searcher == {"grid": "grid", "random_asha": "random"}.get(strategy, "optuna")
+    assert spec.metric == hpo.FAMILIES[family].score and spec.checkpoint_every == 0
     assert spec.scheduler.type == ("fifo" if strategy == "grid" else "asha")
     assert list(spec.warm_start.sweeps) == ([warm_from] if strategy == "warm_asha" else [])
 

@@ -4,19 +4,26 @@ real tiny sweep that stops early, records every ended trial once, and refuses ``
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
+from test_faults import _started, _sweep_command
+from test_leaderboard import make_result
+from test_sweep import _wait_for_rows
 
 from runner import leaderboard
 from runner.errors import ConfigError
 from runner.sweep.assemble import load_sweep
 from runner.sweep.space import Stop
 from runner.sweep.stopping import StopRule, TrialEnd, ended_in_order
-from runner.sweep.study import load_study
+from runner.sweep.study import TRIAL_ID_ATTR, load_study
+from runner.sweep.warm import FROM_ATTR, RERUN_ATTR
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -219,3 +226,48 @@ def test_a_sweep_that_reaches_its_target_stops_early_with_every_ended_trial_reco
         assert len(leaderboard.load(results)) == len(board)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_killed_warm_started_sweep_resumes_stops_early_with_one_row_per_trial(tmp_path: Path) -> None:
+    """The issue's done-when, all at once: a sweep warm-started from an earlier sweep (its best configuration
+    re-run first) with a patience rule that no trial can satisfy (an improvement of more than 1 in F1), so it
+    stops after three ended trials of six; its driver is killed with SIGKILL as its first row lands, then
+    resumed. The resumed sweep stops by the rule, rebuilt from the rows, with exactly one row per trial, and
+    the study holds the earlier trials once (the resume does not warm it again), the re-run once, a finished
+    trial per row in the row's state, and nothing RUNNING."""
+    results = tmp_path / "results"
+    earlier = {"e1": (2e-3, 0.7), "e2": (5e-3, 0.8)}
+    for trial_id, (rate, f1) in earlier.items():
+        leaderboard.write_row(results, leaderboard.row_from_result(
+            make_result(trial_id=trial_id, model="baseline", val={"f1": f1}, hp={"learning_rate": rate}),
+            sweep_id="old-1", sweep_name="old", sweep_metric="val_f1", sweep_mode="max"))
+    path = _space(tmp_path, num_samples=6, max_concurrent_trials=1, warm_start={"sweeps": ["old-1"], "enqueue": 1},
+                  stop={"patience": 2, "min_delta": 1.0})
+    with _started(_sweep_command(path, results)) as driver:
+        _wait_for_rows(results, len(earlier) + 1, driver, poll=0.01)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    board = leaderboard.load(results)
+    rows = board[board["sweep_id"] != "old-1"]
+    assert len(rows) < 3, "the sweep stopped before it was killed"
+    sweep_id = rows["sweep_id"].iloc[0]
+
+    resumed = subprocess.run(_sweep_command(path, results, "--resume", sweep_id), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "stopping the sweep early: no improvement of more than 1 in the last 2 trials" in resumed.stdout
+    rows = leaderboard.load(results, sweep=sweep_id)
+    assert len(rows) == 3 and rows["trial_id"].is_unique, rows[["trial_id", "status", "finished_at"]].to_string()
+    assert (rows["warm_start"] == "old-1").all()
+    assert json.loads((results / "sweeps" / f"{sweep_id}.json").read_text())["stopped"]["rule"] == "patience"
+
+    trials = load_study(results / "sweeps" / f"{sweep_id}.optuna.log", sweep_id).trials
+    assert sorted(t.user_attrs[FROM_ATTR] for t in trials if FROM_ATTR in t.user_attrs) == ["old-1/e1", "old-1/e2"]
+    assert [t.user_attrs[RERUN_ATTR] for t in trials if RERUN_ATTR in t.user_attrs] == ["old-1/e2"]
+    assert all(t.state.is_finished() for t in trials), [(t.number, t.state.name) for t in trials]
+    by_trial = {t.user_attrs[TRIAL_ID_ATTR]: t for t in trials if TRIAL_ID_ATTR in t.user_attrs}
+    assert {r.trial_id: by_trial[r.trial_id].state.name for r in rows.itertuples()} == {
+        r.trial_id: "COMPLETE" if r.status == "completed" else "PRUNED" for r in rows.itertuples()}
+    unrecorded = set(by_trial) - set(rows["trial_id"])
+    assert all(by_trial[t].state.name == "FAIL" for t in unrecorded), "only a trial that never started has no row"
