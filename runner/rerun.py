@@ -17,6 +17,7 @@ from typing import Any
 
 from runner import storage
 from runner.errors import ConfigError
+from runner.privacy import patient_salt
 
 METRIC_PREFIXES = ("val_", "test_", "external_test_")
 
@@ -112,7 +113,7 @@ def _rerun(args: argparse.Namespace) -> int:
     out = args.out or Path(args.results) / "reruns" / args.sweep_id
     config = config_of(row)
     trial_id = f"{args.trial_id}-rerun-{datetime.now():%Y%m%d-%H%M%S}"
-    result = run_trial(config, out, trial_id=trial_id, verbose=False)
+    result = run_trial(config, out, trial_id=trial_id, verbose=False, patient_salt=patient_salt(args.results))
     rerun_row = row_from_result(result.result, sweep_id=args.sweep_id, sweep_name=str(row["sweep_name"]))
     table = compare_metrics(row, rerun_row)
     print(render(table))
