@@ -229,15 +229,18 @@ def _patients_folder(root: Path, per_class: int = 6, images: int = 2,
 
 
 def test_data_check_on_a_dicom_folder_skips_each_unusable_file_with_its_reason(tmp_path: Path, capsys) -> None:
-    root = _patients_folder(tmp_path / "data")
+    root = _patients_folder(tmp_path / "data", tags_of_class={"normal": {"Manufacturer": "Acme"},
+                                                             "pneumonia": {"Manufacturer": "Initech"}})
     reasons = _unusable(root / "normal")
     write_dicom(root / "pneumonia" / "1.2.840.99", stored_values(11), PatientID="PAT-pneumonia-0")  # no suffix
     assert main(["data", "check", str(root), "--task", "pneumonia"]) == 0
     out = capsys.readouterr().out
     assert "files: 30 found, 30 used, 0 ignored" in out
     assert "image sizes: 32x32 to 32x32 px (dicom)" in out
-    assert "dicom: 29 images, 25 with a patient id; views none 29; 0 institutions, 0 manufacturers, no study dates" \
+    assert "dicom: 29 images, 25 with a patient id; views none 29; 0 institutions, 2 manufacturers, no study dates" \
         in out  # text.dcm is no DICOM; the unusable ones have no PatientID
+    assert ("warning: each class comes from its own manufacturer (DICOM Manufacturer) (normal: Acme; pneumonia: "
+            "Initech): a model can learn the manufacturer instead of the disease") in out
     assert "5 files skipped:" in out
     for name, reason in reasons.items():
         assert f"  {root / 'normal' / name}: {reason}" in out
