@@ -43,12 +43,13 @@ class CheckReport:
         return "\n".join(out)
 
 
-#: What the source check compares with the labels: the layout's ``source``, and the DICOM acquisition tags.
+#: What the source check compares with the labels, by the name its warning uses: the layout's ``source``, and
+#: the DICOM acquisition tags (InstitutionName, Manufacturer, StudyDate's year: ``DicomInfo``).
 SOURCE_CANDIDATES: Mapping[str, Callable[[Record], str | None]] = {
     "source": lambda r: r.source,
-    "institution (DICOM InstitutionName)": lambda r: r.dicom.institution if r.dicom else None,
-    "manufacturer (DICOM Manufacturer)": lambda r: r.dicom.manufacturer if r.dicom else None,
-    "study year (DICOM StudyDate)": lambda r: r.dicom.study_year if r.dicom else None,
+    "institution": lambda r: r.dicom.institution if r.dicom else None,
+    "manufacturer": lambda r: r.dicom.manufacturer if r.dicom else None,
+    "study year": lambda r: r.dicom.study_year if r.dicom else None,
 }
 
 
@@ -67,7 +68,7 @@ def source_shortcut(records: Sequence[Record], what: str = "source") -> str | No
     if overlap:
         return None
     described = "; ".join(f"{label}: {', '.join(sorted(sources[label]))}" for label in labels)
-    return (f"each class comes from its own {what} ({described}): a model can learn the {what.split(' (')[0]} "
+    return (f"each class comes from its own {what} ({described}): a model can learn the {what} "
             "instead of the disease (DeGrave et al. 2021); mix sources within classes or test on an external set")
 
 

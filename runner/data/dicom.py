@@ -143,6 +143,11 @@ def decoder_plugins(transfer_syntaxes: Sequence[str]) -> str:
     return ";".join(found)
 
 
+def _one_line(error: Exception) -> str:
+    """A pydicom error as part of one line (a decode failure lists each plugin's reason on its own line)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
 def _has_magic(path: str, data: bytes | None) -> bool:
     if data is None:
         with open(path, "rb") as handle:
@@ -156,8 +161,8 @@ def _parse(path: str, data: bytes | None) -> Dataset:
     try:
         return _read(io.BytesIO(data) if data is not None else path, header_only=False)
     except Exception as error:  # struct, EOF, value, type errors...: all mean a damaged file
-        raise ImageError(f"{path}: DICOM file is corrupt or truncated ({type(error).__name__}: {error}): replace "
-                         "or remove it") from None
+        raise ImageError(f"{path}: DICOM file is corrupt or truncated ({_one_line(error)}): replace or remove "
+                         "it") from None
 
 
 def _check_image(path: str, dataset: Dataset, magic: bool) -> None:
@@ -200,8 +205,8 @@ def _pixels(path: str, dataset: Dataset) -> np.ndarray:
             warnings.simplefilter("ignore")
             return dataset.pixel_array
     except Exception as error:  # truncated data, a broken codestream, inconsistent tags...
-        raise ImageError(f"{path}: DICOM pixel data cannot be decoded ({type(error).__name__}: {error}): replace "
-                         "or remove it") from None
+        raise ImageError(f"{path}: DICOM pixel data cannot be decoded ({_one_line(error)}): replace or remove "
+                         "it") from None
 
 
 def _shrunk_values(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -257,7 +262,11 @@ def load_dicom(path: str, size: int, channels: int = 1, data: bytes | None = Non
     """(size, size, channels) uint8 of a single-frame DICOM image and its original size (``load_image``'s
     contract); ``data``: the file's bytes when the caller already read them."""
     dataset = _parse(path, data)
-    _check_image(path, dataset, _has_magic(path, data))
+    try:
+        _check_image(path, dataset, _has_magic(path, data))
+    except (ValueError, TypeError) as error:  # a number tag holding text ('1A'): pydicom reads it, int() cannot
+        raise ImageError(f"{path}: DICOM image tags are invalid ({_one_line(error)}): fix the tags or remove the "
+                         "file") from None
     pixels = _pixels(path, dataset)
     if pixels.ndim == 3:  # colour (rows, columns, 3)
         image = _colour(pixels, size, channels)
