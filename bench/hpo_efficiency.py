@@ -176,7 +176,7 @@ def validation_null(family: str, size: Size) -> Null:
     same data spec, split and decoded cache) and the task's own metric code. The step comes from the random
     scorers alone: a constant scorer's ties put it half a step from the others."""
     from runner.config import make_config
-    from runner.task import TASKS
+    from runner.tasks import TASKS
     from runner.trial import load_splits
 
     chosen = FAMILIES[family]

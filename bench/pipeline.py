@@ -10,8 +10,10 @@ px, like the public sets), then measures, each in a fresh process (so peak memor
 - ``memory``: numpy arrays already in memory through ``tf.data.Dataset.from_tensor_slices`` (the ceiling),
   epochs 2-21 too.
 
-It also runs ``decode`` / ``cache_next`` on the real images in ``../shared/data/kermany-subset``. Figures go to
-``bench/results.json``; ``python -m bench`` puts the section into BENCHMARKS.md.
+It also runs ``decode`` / ``cache_next`` on the real images in ``../shared/data/kermany-subset``, and
+(``--formats`` alone) times ``load_image`` on one radiograph saved as every file type the cache reads: JPEG,
+16-bit PNG, and 12-bit DICOM uncompressed, RLE Lossless and JPEG 2000 Lossless (with ``[dicom-compressed]``).
+Figures go to ``bench/results.json``; ``python -m bench`` puts the section into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -158,6 +160,95 @@ TensorFlow (imports are not timed); images/s are for reading, resizing, batching
 model."""
 
 
+FORMATS_N, FORMATS_SIDE = 24, 2048  # 2048 px: a typical digital radiograph
+
+
+def _dicom_dataset(stored: np.ndarray):
+    """A DX DICOM of 12-bit stored values with a window, as a detector writes it."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1.1", generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset("bench.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.Rows, dataset.Columns = stored.shape
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 12, 11, 0
+    dataset.WindowCenter, dataset.WindowWidth = 2048, 4096
+    dataset.PixelData = stored.astype(np.uint16).tobytes()
+    return dataset
+
+
+def write_formats(out: Path, n: int, side: int) -> dict[str, list[Path]]:
+    """``n`` radiographs of ``side`` px in each file type; a compressed DICOM type whose encoder plugin is
+    missing is left out."""
+    from PIL import Image
+    from pydicom.uid import JPEG2000Lossless, RLELossless
+
+    from runner.data.synthetic import render_chest
+
+    rng = np.random.default_rng(0)
+    files: dict[str, list[Path]] = {kind: [] for kind in ("jpeg", "png16", "dicom", "dicom_rle", "dicom_j2k")}
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        small, _ = render_chest(rng, ("normal", "pneumonia")[i % 2], 256)
+        big = np.asarray(Image.fromarray(small).resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64)
+        stored = np.clip(big * 16 + rng.normal(0, 40, big.shape), 0, 4095).astype(np.uint16)
+        Image.fromarray((stored // 16).astype(np.uint8)).save(out / f"{i}.jpeg", quality=90)
+        Image.fromarray(stored).save(out / f"{i}.png")
+        files["jpeg"].append(out / f"{i}.jpeg")
+        files["png16"].append(out / f"{i}.png")
+        for kind, syntax in (("dicom", None), ("dicom_rle", RLELossless), ("dicom_j2k", JPEG2000Lossless)):
+            dataset = _dicom_dataset(stored)
+            try:
+                if syntax is not None:
+                    dataset.compress(syntax)
+            except (RuntimeError, NotImplementedError):
+                continue  # no encoder plugin here: this type is not measured
+            dataset.save_as(out / f"{i}-{kind}.dcm", enforce_file_format=True)
+            files[kind].append(out / f"{i}-{kind}.dcm")
+    return {kind: paths for kind, paths in files.items() if paths}
+
+
+def decode_formats(size: int, n: int = FORMATS_N, side: int = FORMATS_SIDE) -> dict[str, dict]:
+    """``load_image`` (read, decode, window, shrink to ``size``) per file type, one thread."""
+    from runner.data.images import load_image
+
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for kind, paths in write_formats(Path(scratch), n, side).items():
+            load_image(str(paths[0]), size)  # imports (pydicom, a plugin) are not what is measured
+            start = time.perf_counter()
+            for path in paths:
+                load_image(str(path), size)
+            seconds = time.perf_counter() - start
+            results[kind] = {"images": len(paths), "seconds": seconds, "images_per_s": len(paths) / seconds,
+                             "mib_per_file": sum(p.stat().st_size for p in paths) / len(paths) / 2**20}
+    return results
+
+
+def _formats_table(results: dict[str, dict], size: int, side: int = FORMATS_SIDE) -> str:
+    lines = [f"**Decoding one {side} px radiograph to {size} px, by file type** (`load_image`, one thread)",
+             "", "| file type | images | MiB per file | images/s |", "|---|---|---|---|"]
+    lines += [f"| {kind} | {r['images']} | {r['mib_per_file']:.1f} | {r['images_per_s']:.1f} |"
+              for kind, r in results.items()]
+    return "\n".join(lines)
+
+
+def _formats_figures(results: dict[str, dict]) -> dict[str, dict]:
+    return {f"pipeline_decode_{kind}_images_per_s": figure(r["images_per_s"], None, "images/s", "higher")
+            for kind, r in results.items()}
+
+
+def formats_section(size: int) -> Section:
+    results = decode_formats(size)
+    return Section("Input pipeline: decoding by file type", "bench/pipeline.py",
+                   f"python -m bench.pipeline --formats --size {size}", _formats_table(results, size),
+                   _formats_figures(results))
+
+
 def section(n: int, size: int, out: Path | None = None) -> Section:
     """Generates the JPEGs (or reuses ``out``), measures every method, and returns the BENCHMARKS.md part."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -180,9 +271,12 @@ def section(n: int, size: int, out: Path | None = None) -> Section:
     labels = {"pipeline_vs_decode_ratio": "epochs 2+ vs decode every epoch, full-size JPEGs",
               "pipeline_vs_memory_ratio": "epochs 2+ vs the in-memory ceiling",
               "pipeline_next_trial_vs_decode_ratio": "a later trial's whole first epoch vs one decode epoch"}
+    formats = decode_formats(size)
+    figures.update(_formats_figures(formats))
     tables = [_table(f"{n} synthetic JPEGs, 1024-2048 px, to {size} px", synthetic)]
     if real:
         tables.append(_table(f"{SHARED_KERMANY.name}: 1200 real PNGs (224 px), to {size} px", real))
+    tables.append(_formats_table(formats, size))
     return Section("Input pipeline", "bench/pipeline.py", f"python -m bench.pipeline --n {n} --size {size}",
                    "\n\n".join([*tables, READING]), figures, labels)
 
@@ -193,6 +287,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--out", type=Path, help="folder for the generated JPEGs, reused when it exists "
                                                  "(default: a temporary folder)")
+    parser.add_argument("--formats", action="store_true", help="only the decode speed per file type (JPEG, "
+                                                                   "16-bit PNG, DICOM)")
     parser.add_argument("--child", choices=sorted(METHODS), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
@@ -200,7 +296,7 @@ def main() -> None:
     if args.child:
         _child(args.child, args.data, args.size, args.cache_dir)
         return
-    section(args.n, args.size, args.out).report()
+    (formats_section(args.size) if args.formats else section(args.n, args.size, args.out)).report()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner import storage
 from runner.errors import ConfigError
+from runner.privacy import patient_salt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -206,7 +207,7 @@ def _rerun(args: argparse.Namespace) -> int:
     if note:
         print(note)
     trial_id = f"{args.trial_id}-rerun-{datetime.now():%Y%m%d-%H%M%S}"
-    result = run_trial(config, out, trial_id=trial_id, verbose=False)
+    result = run_trial(config, out, trial_id=trial_id, verbose=False, patient_salt=patient_salt(args.results))
     rerun_row = row_from_result(result.result, sweep_id=args.sweep_id, sweep_name=str(row["sweep_name"]))
     table = compare_metrics(row, rerun_row)
     print(render(table))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from runner import privacy
 from runner.config import TrialConfig, save_config
 from runner.data import CachedData, prepare
 from runner.tasks import TASKS, Split, Task
@@ -371,10 +372,12 @@ def _draw_plots(config: TrialConfig, task: Task, directory: Path, result: dict[s
 def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None,
               callbacks: Sequence[Any] = (), verbose: bool = True,
               printer: Callable[[str], None] = print, strategy=None,
-              checkpointing: Checkpointing | None = None) -> TrialResult:
+              checkpointing: Checkpointing | None = None, patient_salt: str | None = None) -> TrialResult:
     """Train and evaluate one configuration; write and return its results. ``strategy``: a
     ``tf.distribute`` strategy when Ray Train runs the trial on several workers; ``checkpointing``: per-epoch
-    checkpoints and the state to resume from, when a scheduler may restart the trial."""
+    checkpoints and the state to resume from, when a scheduler may restart the trial; ``patient_salt``: the
+    results folder's (``runner.privacy``), by default that of the folder above ``out_dir`` (``results`` for
+    ``results/trials``)."""
     import pandas as pd
 
     task = TASKS.get(config.task)
@@ -394,7 +397,9 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
     eval_start = time.perf_counter()
     found, rows = evaluate(config, task, model, splits, external)
     model.save(directory / "model.keras")
-    _write_atomic(directory / "predictions.parquet", lambda p: pd.DataFrame(rows).to_parquet(p, index=False))
+    salt = patient_salt or privacy.patient_salt(Path(out_dir).resolve().parent)
+    _write_atomic(directory / "predictions.parquet",
+                  lambda p: pd.DataFrame(privacy.hash_patient_ids(rows, salt)).to_parquet(p, index=False))
     result = {
         "schema_version": RESULT_SCHEMA_VERSION, "trial_id": trial_id, "task": config.task, "model": config.model,
         "config": config.to_dict(), "hyperparameters": config.hyperparameters(),

@@ -107,8 +107,8 @@ def test_huge_image_is_decoded_with_at_most_one_copy_in_memory(bad_corpus: dict[
 
 
 DATA_ERRORS = {
-    "empty_class_folder": r"^class folder {root}/covid has no \.png/\.jpg/\.jpeg/\.tif/\.tiff images: add images or "
-                          r"remove the folder$",
+    "empty_class_folder": r"^class folder {root}/covid has no \.png/\.jpg/\.jpeg/\.tif/\.tiff images or DICOM files: "
+                          r"add images or remove the folder$",
     "single_class": r"^{root}: class 'pneumonia' has no images: add images of it or drop it with data\.classes$",
     "manifest_missing_column": r"^{root}/manifest\.csv has no label column \(looked for label\): set label_column "
                                r"to one of path$",
@@ -230,10 +230,11 @@ CHECKS = {
         r"  train      7 images,     0 patients: normal 4, pneumonia 3",  # Train/NORMAL/sixteen.tif is the 4th
         r"  val        6 images,     0 patients: normal 3, pneumonia 3",  # valid/
         r"image sizes: 48x40 to 48x40 px \(png, tiff\)",
-        r"files: 21 found, 19 used, 2 ignored \(by reason: 1 DICOM is not supported yet: convert to PNG, 1 not an "
-        r"image file \(\.png/\.jpg/\.jpeg/\.tif/\.tiff\)\)",
-        r"  ignored, DICOM is not supported yet: convert to PNG: {root}/Train/NORMAL/scan\.dcm",
-        r"  ignored, not an image file \(\.png/\.jpg/\.jpeg/\.tif/\.tiff\): {root}/Test/PNEUMONIA/notes\.txt"]),
+        r"files: 21 found, 20 used, 1 ignored \(by reason: 1 not an image file \(\.png/\.jpg/\.jpeg/\.tif/\.tiff or "
+        r"DICOM\)\)",
+        r"  ignored, not an image file \(\.png/\.jpg/\.jpeg/\.tif/\.tiff or DICOM\): {root}/Test/PNEUMONIA/notes\.txt",
+        r"  {root}/Train/NORMAL/scan\.dcm: DICOM file is corrupt or truncated \(no SOP class and no pixel data after "
+        r"the DICM header\): replace or remove it"]),
     "class_all_corrupt": ("pneumonia", [], 2, [
         r"error: {root}: class 'pneumonia' has no usable image: none of its 3 images could be decoded \(first: "
         r"{root}/pneumonia/bad-0\.png: image starts like a PNG but is corrupt or truncated .*\); replace them, or "
@@ -264,6 +265,10 @@ CHECKS = {
 }
 
 
+#: The CHECKS cases that skip a file (a symlink loop, a DICOM header without an image); the others skip none.
+SKIPPING = ("manifest_symlink_loop", "kaggle_folders")
+
+
 @pytest.mark.parametrize("case", CHECKS)
 def test_data_check_reads_or_refuses_each_bad_data_set(case: str, bad_corpus: dict[str, Path], capsys) -> None:
     task, sets, code, lines = CHECKS[case]
@@ -275,7 +280,7 @@ def test_data_check_reads_or_refuses_each_bad_data_set(case: str, bad_corpus: di
     if code == 2:
         assert out == "" and err.count("\n") == 1 and expected[0].fullmatch(err.rstrip("\n")), err
     else:
-        assert err == "" and "\nerror: " not in out and ("files skipped:" in out) == (case == "manifest_symlink_loop")
+        assert err == "" and "\nerror: " not in out and ("files skipped:" in out) == (case in SKIPPING)
         for line in expected:
             assert any(line.fullmatch(printed) for printed in out.splitlines()), (line.pattern, out)
 

@@ -175,14 +175,13 @@ def _kaggle_like(root: Path) -> Path:
 def test_kaggle_folders_any_case_and_valid_are_splits_and_every_file_is_accounted(tmp_path: Path) -> None:
     root = _kaggle_like(tmp_path)
     dataset = load_dataset(str(root), expected_classes=("normal", "pneumonia"), split_needs=BINARY)
-    assert dataset.counts() == {"train": {"normal": 4, "pneumonia": 3}, "val": {"normal": 3, "pneumonia": 3},
+    assert dataset.counts() == {"train": {"normal": 5, "pneumonia": 3}, "val": {"normal": 3, "pneumonia": 3},
                                 "test": {"normal": 3, "pneumonia": 3}}
     assert str(root / "Train" / "NORMAL" / "sixteen.tif") in {r.path for r in dataset.records}
     assert dataset.files_found == 23
     assert sorted((Path(i.path).relative_to(root).as_posix(), i.reason) for i in dataset.ignored) == [
         ("Test/.DS_Store", "hidden file or folder"),
-        ("Test/PNEUMONIA/notes.txt", "not an image file (.png/.jpg/.jpeg/.tif/.tiff)"),
-        ("Train/NORMAL/scan.dcm", "DICOM is not supported yet: convert to PNG"),
+        ("Test/PNEUMONIA/notes.txt", "not an image file (.png/.jpg/.jpeg/.tif/.tiff or DICOM)"),
         ("stray.png", "image outside the class folders (ROOT/<class>/ or ROOT/<split>/<class>/)"),
     ]
 
@@ -191,10 +190,10 @@ def test_data_check_counts_every_file_and_decodes_the_tiff(tmp_path: Path, capsy
     root = _kaggle_like(tmp_path)
     assert main(["data", "check", str(root), "--task", "pneumonia"]) == 0
     out = capsys.readouterr().out
-    assert ("files: 23 found, 19 used, 4 ignored (by reason: 1 DICOM is not supported yet: convert to PNG, "
-            "1 hidden file or folder, 1 image outside the class folders") in out
-    assert f"  ignored, DICOM is not supported yet: convert to PNG: {root}/Train/NORMAL/scan.dcm" in out
-    assert "files skipped" not in out and "tiff" in out  # the 16-bit TIFF decoded, its type in the sizes line
+    assert ("files: 23 found, 20 used, 3 ignored (by reason: 1 hidden file or folder, 1 image outside the class "
+            "folders") in out
+    assert f"1 files skipped:\n  {root}/Train/NORMAL/scan.dcm: DICOM file is corrupt or truncated" in out
+    assert "tiff" in out  # the 16-bit TIFF decoded, its type in the sizes line
 
 
 def test_manifest_accounts_for_unlisted_and_dropped_files(tmp_path: Path) -> None:

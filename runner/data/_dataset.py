@@ -16,6 +16,7 @@ from runner import yamlfile
 from runner.data._records import SPLITS, Ignored, Listing, Problem, Record, label_parts
 from runner.data.adapters._common import require_exists
 from runner.data.adapters._registry import ADAPTERS
+from runner.data.images import is_dicom_file
 from runner.data.splits import ClassNeed, SplitConfig, assign_splits, check_split_classes
 from runner.errors import ConfigError, DataError
 from runner.overrides import deep_merge
@@ -23,7 +24,7 @@ from runner.paths import default_cache_dir
 
 #: Options every layout accepts; they are applied after listing, the same way for every layout.
 COMMON_OPTIONS: Mapping[str, Any] = {
-    "classes": None, "label_map": None, "split": None, "strict": False, "allow_outside_root": False,
+    "classes": None, "label_map": None, "split": None, "strict": False, "allow_outside_root": False, "views": None,
 }
 DETECTION_ORDER = ("siim_rle", "image_masks", "split_lists", "manifest", "class_folders")
 BOOLEAN_OPTIONS = ("strict", "allow_outside_root")
@@ -129,16 +130,21 @@ def _check_common_types(options: dict[str, Any]) -> None:
             if not isinstance(key, str) or not (value is None or isinstance(value, str)):
                 raise ConfigError(f"data.label_map entry {key!r}: {value!r} must map a label to a class name or "
                                   "null: quote numbers and yes/no in YAML")
-    classes = options.get("classes")
-    if isinstance(classes, str):
-        options["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
-    elif classes is not None and (not isinstance(classes, list | tuple)
-                                  or not all(isinstance(c, str) and c for c in classes)):
-        raise ConfigError(f"data.classes must be a list of class names, got {classes!r}: e.g. classes: "
-                          "[normal, pneumonia]")
+    _check_names(options, "classes", "class names", "[normal, pneumonia]")
+    _check_names(options, "views", "DICOM ViewPosition values", "[PA, AP]")
     for key in BOOLEAN_OPTIONS:
         if key in options and not isinstance(options[key], bool):
             raise ConfigError(f"data.{key} must be true or false, got {options[key]!r}")
+
+
+def _check_names(options: dict[str, Any], key: str, what: str, example: str) -> None:
+    """A list of names, or ``a,b`` as ``--set`` writes it (made a list, never a string split into letters)."""
+    names = options.get(key)
+    if isinstance(names, str):
+        options[key] = [n.strip() for n in names.split(",") if n.strip()]
+    elif names is not None and (not isinstance(names, list | tuple)
+                                or not all(isinstance(n, str) and n for n in names)):
+        raise ConfigError(f"data.{key} must be a list of {what}, got {names!r}: e.g. {key}: {example}")
 
 
 def _check_layout_types(options: dict[str, Any]) -> None:
@@ -298,6 +304,32 @@ def fingerprint_records(records: Sequence[Record]) -> str:
     return digest.hexdigest()
 
 
+def _with_dicom_tags(records: list[Record]) -> list[Record]:
+    """DICOM records with their patient id, view and acquisition tags (``runner.data.dicom``); pydicom is
+    imported only when the data set holds a DICOM file."""
+    if not any(is_dicom_file(r.path) for r in records):
+        return records
+    from runner.data.dicom import with_dicom_tags
+
+    return with_dicom_tags(records)
+
+
+def _keep_views(records: list[Record], views: Sequence[str] | None, root: Path) -> tuple[list[Record], list[Ignored]]:
+    """The records whose DICOM ViewPosition is one of ``data.views`` (case-folded); the rest are ignored, each
+    with its view. Nothing left is an error listing the views found."""
+    if not views:
+        return records, []
+    wanted = {v.upper() for v in views}
+    kept = [r for r in records if r.view in wanted]
+    if not kept:
+        found = sorted(Counter(r.view or "none" for r in records).items(), key=lambda vn: (-vn[1], vn[0]))
+        raise DataError(f"{root}: no image has a view in data.views ({', '.join(views)}); the views found are "
+                        f"{', '.join(f'{v} {n}' for v, n in found)}: check data.views")
+    dropped = [Ignored(r.path, f"view {r.view} not in data.views" if r.view else "no ViewPosition tag (data.views)")
+               for r in records if r.view not in wanted]
+    return kept, dropped
+
+
 def _raise_if_strict(problems: list[Problem], strict: bool) -> None:
     if strict and problems:
         raise DataError(f"{problems[0]} ({len(problems)} problems in all; without --strict they are skipped)")
@@ -319,8 +351,9 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     listing: Listing = adapter.list_records(Path(resolved.path) if resolved.path else None, options,
                                             cache_dir or default_cache_dir())
     _raise_if_strict(listing.problems, bool(options["strict"]))
-    labelled, classes, dropped = (read_labels(listing.records, options) if read_labels
-                                  else _apply_labels(listing.records, options, expected_classes))
+    viewed, other_views = _keep_views(_with_dicom_tags(listing.records), options["views"], listing.root)
+    labelled, classes, dropped = (read_labels(viewed, options) if read_labels
+                                  else _apply_labels(viewed, options, expected_classes))
     records, warnings = drop_duplicates(labelled)
     _check_classes(records, classes, listing.root, need_two_classes)
     split_config = SplitConfig.from_options(options["split"])
@@ -328,6 +361,7 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     check_split_classes(records, split_needs or {})
     return DataSet(spec=resolved, root=listing.root, records=records, classes=classes, problems=listing.problems,
                    fingerprint=fingerprint_records(records),
-                   patient_ids_known=all(r.patient_id for r in records), ignored=listing.ignored + dropped,
+                   patient_ids_known=all(r.patient_id for r in records),
+                   ignored=listing.ignored + other_views + dropped,
                    files_found=listing.files_found, warnings=listing.warnings + warnings,
                    split_needs=dict(split_needs or {}))

@@ -48,6 +48,20 @@ def read_findings(label: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 @dataclass(frozen=True)
+class DicomInfo:
+    """The DICOM header facts a record keeps (``runner.data.dicom.read_tags``): where and how the image was
+    acquired, for the shortcut check, and what decides its pixels, for the cache key. No other tag value is
+    kept (PHI policy in the README): the study date is cut to its year, PatientID goes to ``patient_id``."""
+
+    institution: str | None = None
+    manufacturer: str | None = None
+    study_year: str | None = None
+    transfer_syntax: str = ""
+    #: A digest of the pixel-relevant tags (photometric interpretation, bits, rescale, window, LUTs, size).
+    pixel_tags: str = ""
+
+
+@dataclass(frozen=True)
 class Record:
     """One image of a data set, before any pixel is read.
 
@@ -62,6 +76,9 @@ class Record:
     mask_path: str | None = None
     mask_rle: str | None = None
     source: str | None = None
+    #: The DICOM ViewPosition (PA, AP, LL, ...): ``data.views`` keeps some; None for other files.
+    view: str | None = None
+    dicom: DicomInfo | None = None
     #: Where the record was listed (``manifest.csv:7``, a folder): for messages only, not part of its identity.
     where: str | None = field(default=None, compare=False)
 

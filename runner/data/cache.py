@@ -50,12 +50,20 @@ PROGRESS_MIN_IMAGES = 200
 
 def pixels_key(records: Sequence[Record], image_size: int, channels: int, mask_threshold: float | None = None) -> str:
     """What decides the cached pixels: files (path, size, mtime), masks and their threshold, size and channels —
-    not labels or splits, so re-splitting or relabelling reuses the decoded images."""
+    not labels or splits, so re-splitting or relabelling reuses the decoded images. A DICOM record adds its
+    pixel-relevant tags, and the set the decoder plugins for its compressed transfer syntaxes: a file cached as
+    'plugin missing' is decoded again once the plugin is installed."""
     digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}:{channels}:{mask_threshold}\n".encode())
+    syntaxes = [r.dicom.transfer_syntax for r in records if r.dicom]
+    if syntaxes:
+        from runner.data.dicom import decoder_plugins  # pydicom only for a data set of DICOM files
+
+        digest.update(f"decoders {decoder_plugins(syntaxes)}\n".encode())
     for record in sorted(records, key=lambda r: r.path):
         stat = os.stat(record.path)
+        dicom = f"\t{record.dicom.pixel_tags}" if record.dicom else ""  # other files' keys stay as they were
         digest.update(f"{record.path}\t{stat.st_size}\t{stat.st_mtime_ns}\t{record.mask_path or ''}\t"
-                      f"{record.mask_rle or ''}\n".encode())
+                      f"{record.mask_rle or ''}{dicom}\n".encode())
         if record.mask_path:
             mask_stat = os.stat(record.mask_path)
             digest.update(f"{mask_stat.st_size}\t{mask_stat.st_mtime_ns}\n".encode())

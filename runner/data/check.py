@@ -9,7 +9,7 @@ Nature Machine Intelligence). A warning here is stored with every trial's result
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,12 +43,24 @@ class CheckReport:
         return "\n".join(out)
 
 
-def source_shortcut(records: Sequence[Record]) -> str | None:
-    """A warning when every class comes from its own set of sources, so the source alone predicts the label."""
+#: What the source check compares with the labels, by the name its warning uses: the layout's ``source``, and
+#: the DICOM acquisition tags (InstitutionName, Manufacturer, StudyDate's year: ``DicomInfo``).
+SOURCE_CANDIDATES: Mapping[str, Callable[[Record], str | None]] = {
+    "source": lambda r: r.source,
+    "institution": lambda r: r.dicom.institution if r.dicom else None,
+    "manufacturer": lambda r: r.dicom.manufacturer if r.dicom else None,
+    "study year": lambda r: r.dicom.study_year if r.dicom else None,
+}
+
+
+def source_shortcut(records: Sequence[Record], what: str = "source") -> str | None:
+    """A warning when every class comes from its own set of sources, so the source alone predicts the label;
+    ``what`` names one of ``SOURCE_CANDIDATES``."""
+    source_of = SOURCE_CANDIDATES[what]
     sources: dict[str, set[str]] = defaultdict(set)
     for record in records:
-        if record.source:
-            sources[record.label].add(record.source)
+        if source_of(record):
+            sources[record.label].add(source_of(record))
     if len(sources) < 2 or len(sources) != len({r.label for r in records}):
         return None
     labels = sorted(sources)
@@ -56,8 +68,8 @@ def source_shortcut(records: Sequence[Record]) -> str | None:
     if overlap:
         return None
     described = "; ".join(f"{label}: {', '.join(sorted(sources[label]))}" for label in labels)
-    return (f"each class comes from its own source ({described}): a model can learn the source instead of the "
-            "disease (DeGrave et al. 2021); mix sources within classes or test on an external set")
+    return (f"each class comes from its own {what} ({described}): a model can learn the {what} "
+            "instead of the disease (DeGrave et al. 2021); mix sources within classes or test on an external set")
 
 
 def metadata_features(metadata: dict[str, np.ndarray]) -> np.ndarray:
@@ -105,7 +117,7 @@ def _metadata_auc(cached: CachedData, valid: Sequence[Record]) -> float | None:
 def shortcut_warnings(cached: CachedData) -> list[str]:
     """Both shortcut checks on a cached data set (labels of valid images only)."""
     valid = cached.valid_records()
-    warnings = [w for w in [source_shortcut(valid)] if w]
+    warnings = [w for w in (source_shortcut(valid, what) for what in SOURCE_CANDIDATES) if w]
     auc = _metadata_auc(cached, valid)
     if auc is not None and auc >= SHORTCUT_AUC:
         warnings.append(f"image metadata alone (size, aspect, mean/std intensity, file type) separates the classes "
@@ -120,6 +132,21 @@ def _size_range(metadata: dict[str, np.ndarray]) -> str:
     return (f"{metadata['width'].min()}x{metadata['height'].min()} to "
             f"{metadata['width'].max()}x{metadata['height'].max()} px "
             f"({', '.join(sorted(set(metadata['file_type'])))})")
+
+
+def dicom_summary(dataset: DataSet) -> str | None:
+    """What the DICOM headers gave: views (``data.views`` keeps some) and how many values of each source
+    candidate (their values appear only in a shortcut warning)."""
+    tagged = [r for r in dataset.records if r.dicom]
+    if not tagged:
+        return None
+    views = Counter(r.view or "none" for r in tagged).most_common()
+    years = sorted({r.dicom.study_year for r in tagged if r.dicom.study_year})
+    counts = [f"{len({r.dicom.institution for r in tagged if r.dicom.institution})} institutions",
+              f"{len({r.dicom.manufacturer for r in tagged if r.dicom.manufacturer})} manufacturers",
+              f"study years {years[0]}-{years[-1]}" if years else "no study dates"]
+    return (f"dicom: {len(tagged)} images, {sum(1 for r in tagged if r.patient_id)} with a patient id; views "
+            f"{', '.join(f'{v} {n}' for v, n in views)}; {', '.join(counts)}")
 
 
 def _first_files(paths: Sequence[str]) -> str:
@@ -217,6 +244,7 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
         if not labels:
             report.errors.append(f"split '{split}' is empty: add data or change the split ratios")
     report.lines.append(f"image sizes: {_size_range(cached.metadata())}")
+    report.lines += [line for line in [dicom_summary(dataset)] if line]
     report.lines += file_accounting(dataset)
     report.warnings += dataset.warnings
     report.lines += [line for line in [mask_summary(cached)] if line]

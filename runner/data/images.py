@@ -1,7 +1,8 @@
 """Decoding one image (or mask) into a square uint8 array, whatever the file holds.
 
-Radiographs arrive as 8-bit or 16-bit grayscale, RGB, RGBA or palette PNGs and JPEGs of any size. Each is
-converted, not rejected: 16-bit is scaled by its own range, alpha is dropped. A file that cannot be decoded
+Radiographs arrive as 8-bit or 16-bit grayscale, RGB, RGBA or palette PNGs and JPEGs of any size, or as DICOM
+(``runner.data.dicom``, which owns its pixel pipeline). Each is converted, not rejected: 16-bit is scaled by its
+own range, alpha is dropped. A file that cannot be decoded
 raises ``ImageError`` with a message naming the file and saying what to do; the cache counts and skips it.
 
 Memory stays bounded whatever the size: a JPEG is decoded at 1/2 to 1/8 scale (``draft``), any other image is
@@ -16,6 +17,7 @@ Masks are binarised at full size by ``runner.data.masks.binarise``, whatever the
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from runner.data._records import IMAGE_SUFFIXES
 from runner.data.masks import MaskRead, binarise
 from runner.errors import DataError
 
@@ -33,6 +36,9 @@ HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 #: Modes Pillow resizes directly: shrinking in these first means no full-size copy is ever made.
 NATIVE_RESIZE_MODES = ("L", "RGB", *HIGH_DEPTH_MODES)
 SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+DICOM_SUFFIXES = (".dcm", ".dicom")
+#: DICOM PS3.10: a 128-byte preamble, then ``DICM``; the bytes a file must start with to be told by content.
+DICOM_HEAD = 132
 ORIENTATION_TAG = 0x0112
 #: EXIF Orientation -> the transpose that shows the image upright (what ``ImageOps.exif_transpose`` does).
 ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -65,6 +71,28 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
     return image.convert("L" if channels == 1 else "RGB")
 
 
+def is_dicom_file(path: str, head: bytes | None = None) -> bool:
+    """A DICOM file by its name (``.dcm``, ``.dicom``) or, when the name has no image suffix, by its first 132
+    bytes (``head``, read here when not given): extension-less and UID-named files are how PACS exports and
+    the SIIM-ACR original ship. A file named ``.png`` or ``.jpg`` is taken for what its name says."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in DICOM_SUFFIXES:
+        return True
+    if suffix in IMAGE_SUFFIXES:
+        return False
+    if head is None:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(DICOM_HEAD)
+        except OSError:
+            return False
+    return has_dicom_magic(head)
+
+
+def has_dicom_magic(head: bytes) -> bool:
+    return head[DICOM_HEAD - 4:DICOM_HEAD] == b"DICM"
+
+
 def _signature(head: bytes) -> str | None:
     """JPEG or PNG when the file starts like one: a file that does, yet cannot be opened, is corrupt."""
     return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
@@ -93,15 +121,15 @@ def _open(path: str, what: str, data: bytes | None = None) -> Image.Image:
         raise ImageError(f"{path}: not an image Pillow can read (wrong extension or not an image): "
                          "replace or remove it") from None
     except Image.DecompressionBombError:
-        raise _too_large(path, what, f"over {2 * MAX_PIXELS:,} pixels") from None
+        raise too_large(path, what, f"over {2 * MAX_PIXELS:,} pixels") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: {what} is corrupt or truncated ({error}): replace or remove it") from None
     if image.width * image.height > MAX_PIXELS:
-        raise _too_large(path, what, f"{image.width}x{image.height}")
+        raise too_large(path, what, f"{image.width}x{image.height}")
     return image
 
 
-def _too_large(path: str, what: str, size: str) -> ImageError:
+def too_large(path: str, what: str, size: str) -> ImageError:
     return ImageError(f"{path}: {what} is {size}, above the limit of {MAX_PIXELS:,} pixels (10,000 x 10,000), so it "
                       "is not decoded: downscale it or remove it")
 
@@ -138,6 +166,10 @@ def _load_pixels(image: Image.Image) -> None:
 def load_image(path: str, size: int, channels: int = 1, data: bytes | None = None) -> tuple[np.ndarray, ImageInfo]:
     """(size, size, channels) uint8, squashed to a square like the notebooks did, upright (EXIF orientation
     applied), plus the original's oriented info. ``data``: the file's bytes when the caller already read them."""
+    if is_dicom_file(path, None if data is None else data[:DICOM_HEAD]):
+        from runner.data.dicom import load_dicom  # pydicom (0.4 s to import) only once a DICOM file is met
+
+        return load_dicom(path, size, channels, data)
     image = _open(path, "image", data)
     original = image.size  # before ``draft`` shrinks it
     if image.format == "JPEG":

@@ -22,6 +22,7 @@ from ray.tune import Callback, CLIReporter
 from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.paths import CACHE_ENV
+from runner.privacy import patient_salt
 from runner.sweep.record import SweepRun, find_sweep
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.stopping import SweepStopper
@@ -329,6 +330,7 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
               printer=printer)
     run = run if run.started_at else replace(run, started_at=datetime.now(timezone.utc).isoformat())
     run.save()
+    patient_salt(run.results)  # made here, before trials start at once: an object store cannot make it atomically
     trainable = _trainable(spec, run)
     path = storage.join(run.storage, run.sweep_id)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the output engine that honours progress_reporter

@@ -139,6 +139,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     import tensorflow as tf
 
     from runner.config import make_config
+    from runner.privacy import patient_salt
     from runner.tasks import TASKS
     from runner.trial import run_trial, use_threads
 
@@ -159,7 +160,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     try:
         with restored_state(via_tune) as resume:
             result = run_trial(config, out_dir, trial_id=loop_config["trial_id"], verbose=False, strategy=strategy,
-                               checkpointing=Checkpointing(publish, resume, loop_config["checkpoint_every"]))
+                               checkpointing=Checkpointing(publish, resume, loop_config["checkpoint_every"]),
+                               patient_salt=patient_salt(loop_config["results"]))
         trial_dir = str(result.directory)
         if storage.is_uri(shared):  # built on local disk, uploaded whole to the shared results
             trial_dir = storage.join(shared, result.trial_id)
@@ -188,7 +190,7 @@ def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun) -> None:
     resources = spec.resources
     loop_config = {"values": spec.trial_values(params), "workers": resources.workers,
                    "threads": max(1, int(resources.cpu)), "trial_id": context.get_trial_id(),
-                   "out_dir": run.trials_dir, "checkpoint_every": spec.checkpoint_every,
+                   "out_dir": run.trials_dir, "results": run.results, "checkpoint_every": spec.checkpoint_every,
                    "metric": spec.metric, "mode": spec.mode}
     workers = resources.workers
     scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=resources.gpu > 0,

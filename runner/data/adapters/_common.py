@@ -10,18 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from runner.data._records import IMAGE_SUFFIXES, Ignored, Problem
+from runner.data.images import DICOM_SUFFIXES, is_dicom_file
 from runner.errors import DataError
 
-DICOM_SUFFIXES = (".dcm", ".dicom")
-DICOM_REASON = "DICOM is not supported yet: convert to PNG"
-IMAGE_KINDS = "/".join(IMAGE_SUFFIXES)
-NOT_AN_IMAGE_REASON = f"not an image file ({IMAGE_KINDS})"
+IMAGE_KINDS = "/".join(IMAGE_SUFFIXES) + " images or DICOM files"
+NOT_AN_IMAGE_REASON = f"not an image file ({'/'.join(IMAGE_SUFFIXES)} or DICOM)"
 #: Delimiters a spreadsheet may have saved a "CSV" with; the adapters read comma CSVs unless told otherwise.
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    """An image by its suffix, or a DICOM file by its suffix or, extension-less, by its content."""
+    if not path.is_file() or path.name.startswith("."):
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(str(path))
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -122,16 +124,15 @@ def _reason_ignored(path: str, unused_image_reason: str) -> str:
         return "hidden file or folder"
     if os.path.islink(path) and not os.path.exists(path):
         return "broken or looping symlink"
-    if suffix in DICOM_SUFFIXES:
-        return DICOM_REASON
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in IMAGE_SUFFIXES + DICOM_SUFFIXES:
         return unused_image_reason
     return NOT_AN_IMAGE_REASON
 
 
 def account_files(root: Path, used: Iterable[str | Path], unused_image_reason: str) -> tuple[int, list[Ignored]]:
     """How many files lie under ``root``, and each one the layout does not read with the reason, so nothing
-    is left out without a word (a ``valid/`` folder, DICOMs, a stray image). Names only: no file is opened.
+    is left out without a word (a ``valid/`` folder, a stray image). Names only: no file is opened (an
+    extension-less DICOM left out is counted as not an image).
     A hidden folder counts as one entry and is not walked (``.git`` would swamp the summary)."""
     used_paths = {os.path.realpath(p) for p in used}
     found, ignored = 0, []

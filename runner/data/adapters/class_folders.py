@@ -30,7 +30,7 @@ def _split_dirs(root: Path) -> list[tuple[str, Path]]:
 def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -> list[Record]:
     files = image_files(class_dir)
     if not files:
-        raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS} images: add images or remove the folder")
+        raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS}: add images or remove the folder")
     return [Record(path=str(f.resolve()), label=class_dir.name, split=split,
                    patient_id=patient_from_name(f, pattern), where=str(f)) for f in files]
 

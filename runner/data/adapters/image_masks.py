@@ -78,7 +78,7 @@ class ImageMasks(DataAdapter):
         records, problems = [], []
         images = image_files(root / "images")
         if not images:
-            raise DataError(f"{root / 'images'} has no {IMAGE_KINDS} images: add images")
+            raise DataError(f"{root / 'images'} has no {IMAGE_KINDS}: add images")
         for image in images:
             mask = masks.pop(image.stem, None)
             if mask is None:
