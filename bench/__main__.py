@@ -2,9 +2,12 @@
 
 Usage: ``python -m bench [--full] [--only NAME ...] [--out DIR]``.
 
-The default sizes took 13.3 minutes on 2 cores (no GPU) before the HPO benchmark grew to 5 seeds x 2 families x
-4 strategies; that section alone took 23.9 minutes (on a loaded machine), so a default run now takes about 35
-minutes, over its ~15-minute budget, until the HPO sizes are cut; ``--full`` runs each
+The default sizes other than the HPO benchmark's take about 11 minutes on 2 cores (no GPU). The HPO benchmark
+(5 seeds x 2 families x 4 strategies = 40 real sweeps of 9-12 trials) adds about 20 more (36 CPU-minutes,
+measured), so a default run takes about 31 minutes, over its ~15-minute budget: each sweep starts two fresh
+trial processes that import TensorFlow and warm up (about 18 CPU-seconds a sweep, measured), 6 minutes of
+the 2 cores for 40 sweeps before any training, and a validation split large enough for the objective to tell
+strategies apart costs the rest. ``--full`` runs each
 benchmark at its own default size (longer; closer to real trials), the HPO benchmark on the transfer task
 too. A complete run rewrites both files, so every figure in them comes from one run on one machine;
 ``--only`` runs some benchmarks, prints their sections and merges their figures into results.json, leaving

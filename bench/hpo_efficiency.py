@@ -46,7 +46,8 @@ validation labels with the task's own metric code) is shown but left out of the 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import mean
 
@@ -147,13 +148,15 @@ def sweep_yaml(family: str, strategy: str, seed: int, size: Size, warm_from: str
 class Null:
     """What a family's objective can tell apart: on its validation split (``images`` of them), ``chance`` is the
     best score that any of ``NULL_SCORINGS`` random scorers or a constant scorer gets and ``step`` the smallest
-    gap between two distinct scores of theirs (the split's granularity); ``spread`` is how much one
-    configuration's objective moves from seed to seed (``grid_spread``, once the grid sweeps have run)."""
+    gap between two distinct scores of theirs (the split's granularity); once the grid sweeps have run,
+    ``spread`` is how much one configuration's objective moves from seed to seed (``grid_spread``) and
+    ``rungs`` how well each ASHA rung's objective ranks trials by their last epoch's (``rung_agreement``)."""
 
     chance: float
     step: float
     images: int
     spread: float = 0.0
+    rungs: dict[int, float] = field(default_factory=dict)
 
     @property
     def tolerance(self) -> float:
@@ -208,6 +211,28 @@ def grid_spread(family: str, work: Path, chance: float) -> float:
     by_point = grid.groupby(["hp_learning_rate", f"hp_{chosen.second}"])[chosen.score]
     variances = [values.var() for _, values in by_point if len(values) > 1 and values.mean() > chance]
     return float(np.sqrt(np.mean(variances))) if variances else 0.0
+
+
+def rung_agreement(family: str, work: Path, chance: float, size: Size) -> dict[int, float]:
+    """Per ASHA rung (epoch), the Spearman rank correlation between a grid trial's objective at that epoch
+    and at its last, over the grid's trials that learned (best epoch above chance; telling dead trials from
+    live ones is easy): grid trials train every epoch, so their histories show what ASHA's stop decisions
+    at that rung could know of the result."""
+    from scipy.stats import spearmanr
+
+    from runner import leaderboard
+    from runner.sweep.space import parse_spec
+
+    score = FAMILIES[family].score
+    board = leaderboard.load(str(work / family / "results"))
+    histories = [json.loads((Path(folder) / "result.json").read_text())["history"][score]
+                 for folder in board.loc[board["sweep_id"].str.startswith(f"{family}-grid-"), "trial_dir"]]
+    live = [history for history in histories if max(history) > chance]
+    spec = parse_spec(sweep_yaml(family, "random_asha", 0, size), "rungs", "rungs")
+    rungs = [int(rung) for rung in spec.scheduler.rungs(size.epochs) if rung < size.epochs]
+    if len(live) < 3:
+        return {}
+    return {rung: float(spearmanr([h[rung - 1] for h in live], [h[-1] for h in live]).statistic) for rung in rungs}
 
 
 @dataclass(frozen=True)
@@ -265,16 +290,21 @@ def run_strategy(family: str, strategy: str, seed: int, size: Size, work: Path, 
 
 
 def trace_of(family: str, name: str, work: Path) -> Trace:
-    """A finished sweep's leaderboard rows, in finishing order, as a Trace."""
+    """A finished sweep's leaderboard rows as a Trace: in finishing order, and in the order its study asked for
+    them (the Optuna trial numbers; rows' start times are only estimated for ASHA-stopped trials)."""
     from runner import leaderboard
+    from runner.sweep.study import TRIAL_ID_ATTR, load_study
 
-    board = leaderboard.load(str(work / family / "results"), sweep=name)
+    results = work / family / "results"
+    board = leaderboard.load(str(results), sweep=name)
     images = float(board["n_train"].dropna().iloc[0])  # ASHA-stopped rows carry no data counts; same data
     score = FAMILIES[family].score
-    finished, started = board.sort_values("finished_at"), board.sort_values("started_at")
+    asked = {trial.user_attrs.get(TRIAL_ID_ATTR): trial.number
+             for trial in load_study(results / "sweeps" / f"{name}.optuna.log", name).trials}
+    finished, proposed = board.sort_values("finished_at"), board.sort_values("trial_id", key=lambda t: t.map(asked))
     return Trace(compute=[images * float(epochs_run) for epochs_run in finished["epochs_run"]],
                  scores=[float(value) for value in finished[score].fillna(-1.0)],
-                 proposed=[float(value) for value in started[score].fillna(-1.0)])
+                 proposed=[float(value) for value in proposed[score].fillna(-1.0)])
 
 
 def warm_source(seeds: list[int], index: int) -> int:
@@ -308,7 +338,8 @@ def measure(families: list[str], seeds: list[int], size: Size, work: Path) -> Me
                   for seed, found in measure_family(family, seeds, size, work).items()}
     finally:
         ray.shutdown()
-    return Measured(traces, {family: replace(null, spread=grid_spread(family, work, null.chance))
+    return Measured(traces, {family: replace(null, spread=grid_spread(family, work, null.chance),
+                                             rungs=rung_agreement(family, work, null.chance, size))
                              for family, null in nulls.items()})
 
 
@@ -362,11 +393,37 @@ def _lone_bars(measured: Measured) -> int:
     return lone
 
 
-def _after_startup(measured: Measured, strategy: str, startup: int) -> float:
-    """Mean objective of the strategy's trials proposed after the first ``startup`` ones (ASHA-stopped ones at
-    the rung they stopped on), over the counted runs: what the proposals of TPE's model were worth, against
-    random search's trials at the same positions."""
-    return mean(score for run in measured.counted() for score in measured.traces[run][strategy].proposed[startup:])
+def _bar_setters(measured: Measured) -> str:
+    """Which strategy's trial scored each counted run's best (ties count for each)."""
+    tops = [(traces, max(max(t.scores) for t in traces.values()))
+            for traces in (measured.traces[run] for run in measured.counted())]
+    return ", ".join(f"{strategy} {sum(max(traces[strategy].scores) == top for traces, top in tops)}"
+                     for strategy in STRATEGIES)
+
+
+def _after_startup(measured: Measured, startup: int) -> str:
+    """Per family, the mean objective of the trials TPE proposed after its first ``startup`` random ones
+    (ASHA-stopped ones at the rung they stopped on) against random search's trials at the same positions, over
+    the counted runs: what the proposals of TPE's model were worth."""
+    means = []
+    for family in measured.nulls:
+        runs = [run for run in measured.counted() if run[0] == family]
+        tpe, rand = ([score for run in runs for score in measured.traces[run][strategy].proposed[startup:]]
+                     for strategy in ("optuna_asha", "random_asha"))
+        if tpe and rand:
+            means.append(f"{family} {mean(tpe):.3f} against {mean(rand):.3f}")
+    return "; ".join(means)
+
+
+def _rungs_line(measured: Measured) -> str:
+    return "; ".join(f"{family}: " + ", ".join(f"epoch {rung} {rho:.2f}" for rung, rho in null.rungs.items())
+                     for family, null in measured.nulls.items() if null.rungs) or "not measured (too few trials)"
+
+
+def _reruns_near_best(measured: Measured) -> int:
+    """Runs where the warm sweep's first trial, the re-run of the earlier sweep's best, reached the bar."""
+    return sum(measured.traces[run]["warm_asha"].proposed[0]
+               >= target_of(measured.traces[run], measured.nulls[run[0]].tolerance) for run in measured.counted())
 
 
 def _nulls_line(measured: Measured) -> str:
@@ -395,22 +452,26 @@ def reading(measured: Measured, figures: dict[str, dict], size: Size) -> str:
     return "\n".join([
         "Position (in finishing order) of each strategy's first near-best trial, per counted family and seed: "
         + "; ".join(f"{strategy} {_positions(hits[strategy])}" for strategy in STRATEGIES) + ". "
-        f"In {_lone_bars(measured)} of {len(counted)} runs only one strategy reached the bar at all, so the bar "
-        f"was a single trial's score. Validation splits: {_nulls_line(measured)}.", "",
+        f"The best objective of a run, which sets its bar, came from: {_bar_setters(measured)} (of {len(counted)} "
+        f"runs). In {_lone_bars(measured)} of {len(counted)} runs only one strategy reached the bar at all, so the "
+        f"bar was a single trial's score. Validation splits: {_nulls_line(measured)}.", "",
         f"- {_verdict('hpo_compute_ratio', figures)}. ASHA stopped {stopped} of {asha_trials} ASHA trials "
         f"early: an ASHA trial cost {asha_per_trial:,.0f} images x epochs on average, a grid trial "
         f"{grid_per_trial:,.0f}; TPE + ASHA found the near-best trial {_order(hits['optuna_asha'], hits['grid'])} "
-        "runs compared with grid, whose FIFO order reaches the best point only when its enumeration does.",
+        "runs compared with grid, whose FIFO order reaches the best point only when its enumeration does. "
+        f"ASHA stops on a rung's objective, which ranks the trials that learned like their last epoch does with "
+        f"Spearman {_rungs_line(measured)} (the grid's trials, which run every epoch): a stopped trial keeps its "
+        "rung value, and a rung that cannot tell good trials from fair ones stops the good ones too.",
         f"- {_verdict('hpo_tpe_vs_random_ratio', figures)}. Both share the same ASHA rung decisions, so only the "
         f"proposals differ: TPE draws its first {startup} of {size.trials} trials at random and proposes the next "
         "ones while others are still running (two at once), from results that are mostly one-epoch rung "
         f"values; {at_random} of its hits came within those first {startup} random trials. The trials it "
-        f"proposed after them scored {_after_startup(measured, 'optuna_asha', startup):.3f} on average, random "
-        f"search's at the same positions {_after_startup(measured, 'random_asha', startup):.3f}. TPE's first "
+        f"proposed after them scored on average (random search's at the same positions after 'against'): "
+        f"{_after_startup(measured, startup)}. TPE's first "
         f"near-best trial came {_order(hits['optuna_asha'], hits['random_asha'])} runs compared with random search.",
         f"- {_verdict('hpo_warm_vs_cold_ratio', figures)}. The warm sweep's study holds the earlier sweep's "
-        f"trials and re-runs its best configuration first (enqueue {WARM_ENQUEUE}, on the new seed): its first "
-        f"finished trial was near-best in {sum(hit == 1 for hit in hits['warm_asha'])} of {len(counted)} runs, and "
+        f"trials and re-runs its best configuration first (enqueue {WARM_ENQUEUE}, on the new seed): that re-run "
+        f"was near-best in {_reruns_near_best(measured)} of {len(counted)} runs, and "
         f"the warm sweep's first near-best trial came {_order(hits['warm_asha'], hits['optuna_asha'])} runs "
         "compared with the cold one. Where the re-run missed, the earlier seed's best did not carry over within "
         "the tolerance to another seed's data order and initialisation.",

@@ -85,6 +85,34 @@ def test_hpo_spread_pools_the_grid_points_seed_to_seed_variance_above_chance(tmp
     assert hpo.grid_spread("scratch", tmp_path, chance=0.66) == pytest.approx(expected)
 
 
+def test_hpo_rung_agreement_ranks_live_grid_trials_at_each_rung_against_their_last_epoch(tmp_path: Path) -> None:
+    """Real rows and result.json histories of grid trials (4 epochs, ASHA rungs 1 and 3): per rung, the rank
+    correlation of that epoch's objective with the last epoch's, over the trials that learned; a dead trial
+    (never above chance) and the other strategies' rows are left out."""
+    import json
+
+    from test_leaderboard import make_result
+
+    from runner import leaderboard
+
+    histories = [[0.70, 0.80, 0.90, 0.91], [0.80, 0.75, 0.85, 0.84], [0.90, 0.70, 0.80, 0.82],
+                 [0.75, 0.86, 0.86, 0.88], [0.50, 0.50, 0.49, 0.50]]
+    results = tmp_path / "anomaly" / "results"
+    for strategy in ("grid", "optuna_asha"):
+        sweep = hpo.sweep_id("anomaly", strategy, 0)
+        for index, history in enumerate(histories if strategy == "grid" else [[0.9, 0.1, 0.1, 0.1]] * 3):
+            folder = tmp_path / sweep / str(index)
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps({"history": {"val_roc_auc": history}}))
+            result = make_result(trial_id=f"{sweep}-{index}", val={"roc_auc": history[-1]})
+            leaderboard.write_row(results, leaderboard.row_from_result(
+                result, sweep_id=sweep, sweep_name=sweep, extra={"trial_dir": str(folder)}))
+    live = np.array(histories[:4])
+    ranks = live.argsort(axis=0).argsort(axis=0)
+    expected = {rung: np.corrcoef(ranks[:, rung - 1], ranks[:, -1])[0, 1] for rung in (1, 3)}
+    assert hpo.rung_agreement("anomaly", tmp_path, chance=0.66, size=hpo.Size(epochs=4)) == pytest.approx(expected)
+
+
 def test_hpo_null_is_measured_on_the_validation_split_the_trials_are_judged_on() -> None:
     """On the real demo split: a ROC AUC's step is 1 / (positives x negatives), and the chance level is the
     top of 1,000 random rankings' AUCs: above 99% of them (sklearn's, drawn independently), and within the
@@ -134,8 +162,9 @@ def test_hpo_section_says_by_how_much_each_target_is_met_or_missed() -> None:
     assert "`hpo_tpe_vs_random_ratio` = 0.600: met" in body
     assert "`hpo_warm_vs_cold_ratio` = 1.333: missed by 0.833 (2.7x its 0.5 target)" in body
     assert "TPE draws its first 2 of 8 trials at random" in body and "1 of its hits came within" in body
-    assert "The trials it proposed after them scored 0.800 on average, random search's at the same positions 0.700" \
-        in body
+    assert "The trials it proposed after them scored on average (random search's at the same positions after " \
+        "'against'): scratch 0.800 against 0.700." in body
+    assert "came from: grid 1, random_asha 1, optuna_asha 1, warm_asha 1 (of 1 runs)" in body, "ties count for each"
     assert ("scratch: 160 validation images, chance 0.660, objective step 0.00020, seed-to-seed spread of one "
             "configuration 0.000, tolerance 0.010") in body
 
