@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +13,9 @@ import pytest
 from conftest import make_class_folders, write_image
 
 from runner.cli import main
-from runner.data import Record
-from runner.data.check import metadata_shortcut_auc, source_shortcut
+from runner.data import Record, prepare
+from runner.data.check import metadata_shortcut_auc, shortcut_warnings, source_shortcut
+from runner.tasks import TASKS
 
 
 def test_check_prints_counts_and_exits_zero(tmp_path: Path, capsys) -> None:
@@ -57,6 +60,28 @@ def test_metadata_shortcut_fires_on_image_size(tmp_path: Path, capsys) -> None:
     assert main(["data", "check", str(tmp_path), "--task", "pneumonia"]) == 0
     assert "image metadata alone (size, aspect, mean/std intensity, file type) separates the classes" in \
         capsys.readouterr().out
+
+
+def test_shortcut_checks_run_once_per_data_set_and_again_after_relabelling(tmp_path: Path) -> None:
+    """Every trial stores the shortcut warnings; the first caller leaves them beside the cache file and later
+    ones read them back, unless what the checks read (labels, patients, sources) changed."""
+    for i in range(20):
+        write_image(tmp_path / "data" / "normal" / f"n{i}.png", seed=i, size=(64, 64))
+        write_image(tmp_path / "data" / "pneumonia" / f"p{i}.jpg", seed=100 + i, size=(96, 80))
+    dataset = TASKS.get("pneumonia").load_data({"path": str(tmp_path / "data")}, whole=True)
+    cached = prepare(dataset, 32, cache_dir=tmp_path / "cache", whole=True)
+    found = shortcut_warnings(cached)
+    assert any("image metadata alone" in warning for warning in found), found
+    memo_file = cached.path.with_name(f"{cached.path.name}.shortcuts.json")
+    assert list(json.loads(memo_file.read_text()).values()) == [found]
+    memo_file.write_text(json.dumps({key: ["read from the memo"] for key in json.loads(memo_file.read_text())}))
+    assert shortcut_warnings(cached) == ["read from the memo"]  # not computed again
+    shuffled = [dataclasses.replace(r, label="normal" if i % 2 else "pneumonia") for i, r in enumerate(dataset.records)]
+    relabelled = prepare(dataclasses.replace(dataset, records=shuffled), 32, cache_dir=tmp_path / "cache", whole=True)
+    assert relabelled.path == cached.path  # the same decoded pixels
+    checked_again = shortcut_warnings(relabelled)
+    assert checked_again != ["read from the memo"] and len(json.loads(memo_file.read_text())) == 2
+    assert not any("image metadata alone" in warning for warning in checked_again)  # labels no longer follow size
 
 
 def test_metadata_auc_near_chance_without_a_confound() -> None:

@@ -8,9 +8,13 @@ Nature Machine Intelligence). A warning here is stored with every trial's result
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +23,8 @@ from runner.data._records import SPLITS, Problem, Record, label_parts
 from runner.data.cache import CachedData
 
 SHORTCUT_AUC = 0.9
+#: Bump when the shortcut checks change what they find, so memos written by the old checks are not reused.
+SHORTCUT_VERSION = 1
 CHECK_IMAGE_SIZE = 64
 #: Degenerate images: below this many pixels on a side, or longer than this ratio, squashing them to a square
 #: gives a picture of nothing (a 1x1 image becomes flat grey, a 10x50000 strip a smear). They are still used,
@@ -115,7 +121,56 @@ def _metadata_auc(cached: CachedData, valid: Sequence[Record]) -> float | None:
 
 
 def shortcut_warnings(cached: CachedData) -> list[str]:
-    """Both shortcut checks on a cached data set (labels of valid images only)."""
+    """Both shortcut checks on a cached data set (labels of valid images only), computed once per data set.
+
+    The metadata model's grouped cross-validation costs seconds (2-5 s on 2 cores for 400 images), and every
+    trial of a sweep stores the same warnings, so the first caller writes them beside the cache file and
+    later trials (and ``data check``) read them back. The cache file's name fixes the pixels and the metadata
+    (``pixels_key``); the memo's key adds what else the checks read: each valid image's path, label, patient
+    and source candidates, so a relabelled or re-split data set is checked again."""
+    key = _shortcut_key(cached.valid_records())
+    memo = _shortcut_memo(cached.path)
+    if key not in memo:
+        memo[key] = _shortcut_checks(cached)
+        _write_memo(cached.path, memo)
+    return list(memo[key])
+
+
+def _shortcut_key(valid: Sequence[Record]) -> str:
+    digest = hashlib.sha256(f"v{SHORTCUT_VERSION}:{SHORTCUT_AUC}\n".encode())
+    for record in valid:
+        sources = "\t".join(str(source_of(record)) for source_of in SOURCE_CANDIDATES.values())
+        digest.update(f"{record.path}\t{record.label}\t{record.patient_id}\t{sources}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _memo_path(cache_file: Path) -> Path:
+    return cache_file.with_name(f"{cache_file.name}.shortcuts.json")
+
+
+def _shortcut_memo(cache_file: Path) -> dict[str, list[str]]:
+    """The memo beside a cache file; unreadable or missing is empty (the checks then just run again)."""
+    try:
+        found = json.loads(_memo_path(cache_file).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _write_memo(cache_file: Path, memo: dict[str, list[str]]) -> None:
+    """Written whole and renamed into place, so a trial never reads half a file; when two trials write at
+    once the later one wins and the other's entry is computed again next time. A read-only cache folder
+    only loses the saving."""
+    target = _memo_path(cache_file)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        staging.write_text(json.dumps(memo))
+        os.replace(staging, target)
+    except OSError:
+        staging.unlink(missing_ok=True)
+
+
+def _shortcut_checks(cached: CachedData) -> list[str]:
     valid = cached.valid_records()
     warnings = [w for w in (source_shortcut(valid, what) for what in SOURCE_CANDIDATES) if w]
     auc = _metadata_auc(cached, valid)
