@@ -183,7 +183,8 @@ def _sweep(args: argparse.Namespace) -> int:
                        mlflow=args.mlflow)
     address = None if args.local else args.address
     storage.check_writable(run.results)
-    with SweepConsole(log_path(run), verbose=args.verbose) as console:
+    record = storage.join(run.results, "sweeps", f"{run.sweep_id}.json")
+    with SweepConsole(log_path(run), verbose=args.verbose, started=lambda: storage.is_file(record)) as console:
         if not args.verbose:
             console.line(f"log: {console.log} (Ray's, TensorFlow's and the trials' own output; --verbose shows it)")
         # a bad file, key, profile or data set or an unknown warm-start sweep fail before Ray starts: on this

@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,10 +64,14 @@ def say(text: str) -> None:
 class SweepConsole:
     """For the length of a ``with`` block: the process's output (file descriptors 1 and 2) goes to ``log``
     (appended: a resumed sweep adds to it) and ``line`` / the live view write to the terminal it had. With
-    ``verbose`` nothing is redirected and the view is plain lines among everyone else's output."""
+    ``verbose`` nothing is redirected and the view is plain lines among everyone else's output. A block
+    that raises before ``started()`` (the sweep's record exists) removes the log: a refused sweep leaves
+    nothing behind."""
 
-    def __init__(self, log: Path, verbose: bool = False, stream: IO[str] | None = None) -> None:
+    def __init__(self, log: Path, verbose: bool = False, stream: IO[str] | None = None,
+                 started: Callable[[], bool] = lambda: True) -> None:
         self.log = log
+        self._started = started
         self.verbose = verbose
         self._stream = stream or sys.stdout
         self._saved: list[int] = []
@@ -106,6 +111,8 @@ class SweepConsole:
             self._out.close()
         if self._log_file is not None:
             self._log_file.close()
+        if exc[0] is not None and not self._started():
+            self.log.unlink(missing_ok=True)  # a sweep refused before it started leaves no log behind
 
     def line(self, text: str) -> None:
         """One line on the terminal (above the live view while it runs) and in the log."""
