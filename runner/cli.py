@@ -146,6 +146,9 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--warm-start", nargs="+", metavar="SWEEP_ID",
                        help="start the Optuna study from these earlier sweeps' finished trials (ids in --results), "
                             "replacing the search space's warm_start.sweeps")
+    sweep.add_argument("--verbose", action="store_true",
+                       help="also show Ray's, TensorFlow's and the trials' own output (by default it goes to "
+                            "<results>/sweeps/<sweep_id>.log) and Tune's trial table, with plain lines per trial")
     sweep.add_argument("--mlflow", metavar="URI", help="also log each trial as an MLflow run (sqlite:///PATH/mlflow.db "
                                                        "or http://HOST:PORT; needs the [mlflow] extra)")
     sweep.set_defaults(handler=_sweep)
@@ -157,8 +160,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args)
     from runner.sweep.assemble import build_sweep
+    from runner.sweep.console import SweepConsole, log_path
     from runner.sweep.record import SweepRun, find_sweep, new_sweep_id
-    from runner.sweep.run import run_sweep
     from runner.sweep.warm import earlier_rows
 
     results = storage.resolve(args.results)
@@ -179,17 +182,26 @@ def _sweep(args: argparse.Namespace) -> int:
                        overrides=_overrides(args), profile=args.profile, quick=args.quick,
                        mlflow=args.mlflow)
     address = None if args.local else args.address
-    # a bad file, key, profile or data set, unwritable results or an unknown warm-start sweep fail before Ray
-    # starts: on this machine, build_sweep counts the GPUs without Ray
-    spec = build_sweep(run.source, run.overrides, run.profile, run.quick, gpus=_cluster_gpus(address))
     storage.check_writable(run.results)
-    if args.resume is None and spec.warm_start.sweeps:
-        earlier_rows(run.results, spec.warm_start.sweeps)
-    run = replace(run, profile=spec.profile)  # recorded, so a resume on another machine rebuilds the same trials
-    try:
-        outcome = run_sweep(spec, run, address=address, resume=args.resume is not None)
-    except KeyboardInterrupt:
-        outcome = None
+    record = storage.join(run.results, "sweeps", f"{run.sweep_id}.json")
+    with SweepConsole(log_path(run), verbose=args.verbose, started=lambda: storage.is_file(record)) as console:
+        if not args.verbose:
+            console.line(f"log: {console.log} (Ray's, TensorFlow's and the trials' own output; --verbose shows it)")
+        # a bad file, key, profile or data set or an unknown warm-start sweep fail before Ray starts: on this
+        # machine, build_sweep counts the GPUs without Ray
+        spec = build_sweep(run.source, run.overrides, run.profile, run.quick, gpus=_cluster_gpus(address),
+                           printer=console.line)
+        if args.resume is None and spec.warm_start.sweeps:
+            earlier_rows(run.results, spec.warm_start.sweeps)
+        run = replace(run, profile=spec.profile)  # recorded: a resume on another machine rebuilds the same trials
+        from runner.sweep.run import run_sweep  # imports TensorFlow: its start-up notes go to the log
+
+        try:
+            outcome = run_sweep(spec, run, address=address, resume=args.resume is not None, printer=console.line)
+        except KeyboardInterrupt:
+            outcome = None
+        finally:
+            _stop_ray()  # Ray forwards workers' output for a while after the sweep: into the log, not the summary
     if outcome is None or outcome.interrupted:
         print(f"interrupted: finished trials are in the leaderboard; resume with "
               f"python -m runner sweep {run.name} --resume {run.sweep_id} --results {run.results}", file=sys.stderr)
@@ -209,6 +221,13 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"stopped early: {outcome.stopped}")
     print(f"python -m runner leaderboard --sweep {run.sweep_id} --results {run.results}")
     return 0
+
+
+def _stop_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def _list(name: str | None) -> int:

@@ -164,6 +164,7 @@ def test_sweep_command_prints_one_error_line_before_ray_starts(item: str, bad_co
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {bad_corpus[item]}: ") and SWEEP_ERRORS[item] in err
     assert not (tmp_path / "tune").exists()
+    assert not list(tmp_path.glob("sweeps/*.log"))  # a refused sweep leaves no log
 
 
 @pytest.mark.parametrize(("argv", "message"), [

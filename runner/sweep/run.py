@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.paths import CACHE_ENV
 from runner.privacy import patient_salt
+from runner.sweep.console import LiveView, log_path, say
 from runner.sweep.record import SweepRun, find_sweep
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.stopping import SweepStopper
@@ -34,7 +34,7 @@ from runner.sweep.study import (
     study_file,
     tpe_sampler,
 )
-from runner.sweep.trainable import NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
+from runner.sweep.trainable import NODE_KEY, RESULT_KEY, error_line, ran_to_end, tune_trial
 from runner.sweep.warm import warm_column, warm_study
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
@@ -113,7 +113,7 @@ class LeaderboardWriter(Callback):
         the sweep."""
         row = None
         if leaderboard.has_row(self.run.results, self.run.sweep_id, trial.trial_id):
-            print(f"trial {trial.trial_id} had ended before the sweep was interrupted: its row stands", flush=True)
+            say(f"trial {trial.trial_id} had ended before the sweep was interrupted: its row stands")
         else:
             row = {**self._row(trial, failed), "warm_start": warm_column(self.spec)}
             leaderboard.write_row(self.run.results, row)
@@ -148,22 +148,6 @@ def _report_times(last: dict[str, Any]) -> dict[str, str]:
     start = end - float(last.get("time_total_s") or 0.0)
     return {"started_at": datetime.fromtimestamp(start, timezone.utc).isoformat(),
             "finished_at": datetime.fromtimestamp(end, timezone.utc).isoformat()}
-
-
-def error_line(trial) -> str:
-    """The exception line of a failed trial's traceback (``ConfigError: unknown key ...``), the part a user
-    acts on; the whole traceback stays in the trial's Tune folder."""
-    lines = [line.strip() for line in _error_text(trial).splitlines() if line.strip()]
-    return re.sub(r"^[\w.]+\.(\w+):", r"\1:", lines[-1]) if lines else f"trial {trial.trial_id} failed"
-
-
-def _error_text(trial) -> str:
-    """Tune writes a trial's error file on the driver's disk and copies it to storage in the background;
-    ``get_error`` reads storage, which does not have a first failure yet when the trial fails for good."""
-    local = trial.error_file
-    if local and Path(local).is_file():
-        return Path(local).read_text(errors="replace")
-    return str(trial.get_error() or "")
 
 
 def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
@@ -277,17 +261,19 @@ def _trainable(spec: SweepSpec, run: SweepRun):
 
 
 def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -> list[Callback]:
-    """The leaderboard writer, then (``--mlflow``) the MLflow logger, which logs the same rows. The MLflow
-    experiment is checked here, before any trial runs. A restored sweep gets the callbacks (and the progress
+    """The leaderboard writer, then (``--mlflow``) the MLflow logger, which logs the same rows, then the live
+    view (``runner.sweep.console``), which shows them. The MLflow experiment is checked here, before any
+    trial runs. A restored sweep gets the callbacks (and the progress
     reporter) it was started with from Tune's ``tuner.pkl``."""
     writer = LeaderboardWriter(run, spec)
+    view = LiveView(spec, log_path(run))
     if not run.mlflow:
-        return [writer]
+        return [writer, view]
     from runner.sweep.tracking import MLflowLogger, open_experiment
 
     open_experiment(run.mlflow, run.name)
     printer(f"mlflow: one run per trial in experiment '{run.name}' at {run.mlflow}")
-    return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.written_row)]
+    return [writer, MLflowLogger(run.mlflow, run.name, run.sweep_id, writer.written_row), view]
 
 
 def _stopping(run: SweepRun, spec: SweepSpec, callbacks: list[Callback]) -> dict[str, Any]:

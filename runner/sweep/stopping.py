@@ -38,6 +38,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.stopper import Stopper
 
+from runner.sweep.console import say
 from runner.sweep.record import SweepRun, find_sweep
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ class SweepStopper(Callback, Stopper):
         an ASHA stop; none when it had not reported an epoch yet), then the reason into the sweep record.
         Rows first: a driver killed in between resumes, rebuilds the rule from the rows, and stops again
         with the same reason."""
-        print(f"stopping the sweep early: {reason.text}", flush=True)
+        say(f"stopping the sweep early: {reason.text}")
         for trial in trials:
             if trial is not ended and _started(trial):
                 for recorder in self.recorders:

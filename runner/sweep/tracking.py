@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from ray.tune import Callback
 
 from runner import storage
 from runner.errors import ConfigError
+from runner.sweep.console import say
 
 #: Files of a trial folder logged as artifacts: plots, result.json and friends, the resolved config.
 ARTIFACT_PATTERNS = ("*.png", "*.json", "config.yaml")
@@ -112,8 +112,7 @@ class MLflowLogger(Callback):
         try:
             self.log_row(row, history)
         except Exception as error:  # the leaderboard is the record; MLflow trouble must not end the sweep
-            print(f"warning: MLflow: trial {trial.trial_id} not logged to {self.uri}: {_first_line(error)}",
-                  file=sys.stderr)
+            say(f"warning: MLflow: trial {trial.trial_id} not logged to {self.uri}: {_first_line(error)}")
 
     def log_row(self, row: dict[str, Any], history: list[tuple[int, dict[str, float]]]) -> str:
         """One trial as one MLflow run; returns the run id."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -201,3 +202,19 @@ def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun) -> None:
                                      callbacks=[TuneReportCallback()] if workers else None)
     TensorflowTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling,
                       run_config=run_config).fit()
+
+
+def error_line(trial) -> str:
+    """The exception line of a failed trial's traceback (``ConfigError: unknown key ...``), the part a user
+    acts on; the whole traceback stays in the trial's Tune folder."""
+    lines = [line.strip() for line in _error_text(trial).splitlines() if line.strip()]
+    return re.sub(r"^[\w.]+\.(\w+):", r"\1:", lines[-1]) if lines else f"trial {trial.trial_id} failed"
+
+
+def _error_text(trial) -> str:
+    """Tune writes a trial's error file on the driver's disk and copies it to storage in the background;
+    ``get_error`` reads storage, which does not have a first failure yet when the trial fails for good."""
+    local = trial.error_file
+    if local and Path(local).is_file():
+        return Path(local).read_text(errors="replace")
+    return str(trial.get_error() or "")
