@@ -288,8 +288,36 @@ def _best_section(board: pd.DataFrame) -> str:
         parts.append(_note(f"{best['optimised_by']} {best['objective']:.4f}"
                            + (f", {test} {best[test]:.4f}" if test and not pd.isna(best.get(test)) else "")
                            + (f"; {hps}" if hps else "")))
+        calibration = _calibration_note(best)
+        if calibration:
+            parts.append(_note(calibration))
         parts.append(_trial_images(best["trial_dir"]))
     return "\n".join(parts)
+
+
+def _calibration_note(row: pd.Series) -> str:
+    """The row's calibration on each held-out split (ECE with its 95% interval, Brier score; after temperature
+    scaling too, when the trial scaled), or "" for a task whose scores are not class probabilities."""
+    def value(column: str) -> float | None:
+        found = row.get(column)
+        return None if found is None or pd.isna(found) else float(found)
+
+    parts = []
+    for split, title in (("test", "test"), ("external_test", "external test")):
+        ece, brier = value(f"{split}_ece"), value(f"{split}_brier")
+        if ece is None:
+            continue
+        low, high = value(f"{split}_ece_ci_low"), value(f"{split}_ece_ci_high")
+        text = f"{title} ECE {ece:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None
+                                           else "") + (f", Brier {brier:.3f}" if brier is not None else "")
+        after = value(f"{split}_ece_calibrated")
+        if after is not None:
+            text += f"; after temperature scaling ECE {after:.3f}, Brier {value(f'{split}_brier_calibrated'):.3f}"
+        parts.append(text)
+    temperature = value("temperature")
+    if parts and temperature is not None:
+        parts.append(f"temperature {temperature:.3g} fitted on validation")
+    return "calibration: " + "; ".join(parts) if parts else ""
 
 
 def _trial_images(trial_dir: Any) -> str:

@@ -66,9 +66,15 @@ def _hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
             if key not in IDENTITY_PARAMS}
 
 
+#: Words of a metric's name (split at ``_``) that make lower better: a loss, a calibration error (ECE, Brier).
+LOWER_IS_BETTER = ("loss", "ece", "brier")
+
+
 def natural_mode(metric: str) -> str:
-    """``min`` for a loss, ``max`` for every other validation metric (scores: F1, AUC, Dice...)."""
-    return "min" if "loss" in metric else "max"
+    """``min`` for a loss or a calibration error (``val_loss``, ``val_ece``, ``val_brier_calibrated``), ``max``
+    for every other validation metric (scores: F1, AUC, Dice...). Whole words, so a class named ``fleece`` does
+    not turn its F1 upside down."""
+    return "min" if set(metric.split("_")) & set(LOWER_IS_BETTER) else "max"
 
 
 def sweep_metric_value(result: Mapping[str, Any], metric: str) -> Any:
@@ -113,6 +119,7 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         "n_train": int_or_none(counts.get("train")), "n_val": int_or_none(counts.get("val")),
         "n_test": int_or_none(counts.get("test")),
         "shortcut_warnings": to_json(list(data.get("shortcut_warnings") or [])),
+        "temperature": float_or_nan((result.get("calibration") or {}).get("temperature")),
         "epochs_run": int_or_none(result.get("epochs_run")), "best_epoch": int_or_none(result.get("best_epoch")),
         "stopped_early": bool(result.get("stopped_early")) or status == "stopped",
         "resumed_from_epoch": int_or_none(result.get("resumed_from_epoch")),
