@@ -314,7 +314,7 @@ def _calibration_note(row: pd.Series) -> str:
         if after is not None:
             text += f"; after temperature scaling ECE {after:.3f}, Brier {value(f'{split}_brier_calibrated'):.3f}"
         parts.append(text)
-    temperature = value("temperature")
+    temperature = value("val_temperature")
     if parts and temperature is not None:
         parts.append(f"temperature {temperature:.3g} fitted on validation")
     return "calibration: " + "; ".join(parts) if parts else ""

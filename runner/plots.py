@@ -152,9 +152,10 @@ def reliability(result: Mapping[str, Any], confidence: str, outcome: str):
     its metrics, nothing recomputed."""
     found = result["calibration"]
     tables = found["reliability"]
+    temperature = result["metrics"]["val"].get("temperature")
     figure = new_figure(4.2 * len(tables), 5.6)
     figure.suptitle(f"reliability ({found['bins']} equal-width bins"
-                    + (f"; temperature {found['temperature']:.3g} fitted on validation)" if found["temperature"]
+                    + (f"; temperature {temperature:.3g} fitted on validation)" if temperature is not None
                        else ")"), fontsize="medium")
     grid = figure.subplots(2, len(tables), squeeze=False, sharex=True, height_ratios=(3, 1))
     for column, (split, table) in enumerate(tables.items()):

@@ -31,7 +31,7 @@ def metrics_table(result: dict[str, Any]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in
              [header, *rows]]
-    temperature = (result.get("calibration") or {}).get("temperature")
+    temperature = found["val"].get("temperature")
     notes = [task.summary_note] if task.summary_note else []
     if temperature is not None:
         notes.append(f"(*_calibrated: after temperature scaling, T = {temperature:.3g} fitted on validation)")

@@ -274,16 +274,20 @@ def evaluate(config: TrialConfig, task: Task, model, splits: dict, external: Spl
     """Validation and test (and external test) metrics of the restored best model, the task's bootstrapped
     test metrics with confidence intervals, the per-image prediction rows, and, for a kind whose scores are
     class probabilities, their calibration: reliability tables per split and, with ``calibrate:
-    temperature``, the temperature fitted on validation alone with every split's ECE and Brier score after
-    scaling (``*_calibrated``; ``runner.calibration`` says why no other metric changes)."""
+    temperature``, the temperature fitted on validation alone (the validation metric ``temperature``) with
+    every split's ECE and Brier score after scaling (``*_calibrated``; ``runner.calibration`` says why no
+    other metric changes)."""
     params = config.task_params
     val = splits["val"]
     val_scores = task.predict(model, val, params, splits["train"])
     temperature = (calibration.fit_temperature(task.calibration_targets(val), val_scores)
                    if config.calibrate == "temperature" else None)
     found = Evaluation({}, [], None if not task.calibrated else {
-        "method": config.calibrate, "temperature": temperature, "bins": m.ECE_BINS, "reliability": {}})
-    _add_split(found, config, task, val, val_scores, task.evaluate(val, val_scores, params), temperature)
+        "method": config.calibrate, "bins": m.ECE_BINS, "reliability": {}})
+    val_metrics = task.evaluate(val, val_scores, params)
+    if temperature is not None:
+        val_metrics["temperature"] = temperature  # fitted here: the leaderboard's val_temperature
+    _add_split(found, config, task, val, val_scores, val_metrics, temperature)
     for split in [splits["test"]] + ([external] if external is not None else []):
         scores = task.predict(model, split, params, splits["train"])
         _add_split(found, config, task, split, scores, task.evaluate(split, scores, params, val=(val, val_scores)),

@@ -198,7 +198,7 @@ def test_trial_calibration_matches_independent_computations_from_predictions(tri
     """Every split's ECE and Brier score, before and after scaling, recomputed from ``predictions.parquet``; the
     temperature is the one the validation rows alone give; the scaled columns are the raw ones scaled by it."""
     found = trial.metrics
-    temperature = trial.result["calibration"]["temperature"]
+    temperature = trial.metrics["val"]["temperature"]
     y_val, p_val, _ = _split(trial, "val")
     assert temperature == pytest.approx(calibration.fit_temperature(y_val, p_val), rel=1e-9)
     assert set(found) == {"val", "test", "external_test"}
@@ -243,7 +243,7 @@ def test_calibration_columns_in_the_leaderboard_table_and_report(trial, tmp_path
     for column in ("test_ece_ci_low", "test_brier_ci_high", "test_ece_calibrated_ci_low",
                    "external_test_brier_calibrated_ci_high"):
         assert 0 <= row[column] <= 2
-    assert row["temperature"] == pytest.approx(trial.result["calibration"]["temperature"])
+    assert row["val_temperature"] == pytest.approx(trial.metrics["val"]["temperature"])
     assert row["hp_calibrate"] == "temperature"
     table = metrics_table(trial.result)
     assert "ece_calibrated" in table and "fitted on validation" in table

@@ -119,7 +119,6 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         "n_train": int_or_none(counts.get("train")), "n_val": int_or_none(counts.get("val")),
         "n_test": int_or_none(counts.get("test")),
         "shortcut_warnings": to_json(list(data.get("shortcut_warnings") or [])),
-        "temperature": float_or_nan((result.get("calibration") or {}).get("temperature")),
         "epochs_run": int_or_none(result.get("epochs_run")), "best_epoch": int_or_none(result.get("best_epoch")),
         "stopped_early": bool(result.get("stopped_early")) or status == "stopped",
         "resumed_from_epoch": int_or_none(result.get("resumed_from_epoch")),

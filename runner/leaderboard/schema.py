@@ -47,7 +47,7 @@ CORE_TYPES: dict[str, pa.DataType] = {
     "monitor": STRING, "mode": STRING, "sweep_metric": STRING, "sweep_mode": STRING, "warm_start": STRING,
     "data_fingerprint": STRING, "data_root": STRING, "data_layout": STRING, "data_classes": STRING,
     "data_external_test": STRING, "data_skipped": INT, "n_train": INT, "n_val": INT, "n_test": INT,
-    "shortcut_warnings": STRING, "temperature": FLOAT,
+    "shortcut_warnings": STRING,
     "epochs_run": INT, "best_epoch": INT, "stopped_early": BOOL, "resumed_from_epoch": INT,
     "train_seconds": FLOAT,
     "eval_seconds": FLOAT, "images_per_second": FLOAT, "params_total": INT, "params_trainable": INT,
