@@ -7,8 +7,9 @@ base64 ``data:`` URIs and the page's only script is inline (sorting the table), 
 archived or opened offline: it loads nothing from anywhere.
 
 Sections: compute used, the leaderboard (click a header to sort), the best trial of each task and model with
-its plots, the monitored metric against each hyper-parameter, parallel coordinates, Optuna parameter
-importances, the trials ASHA stopped, and the failed trials.
+its plots (and, for a binary or multi-class task, its test calibration: ECE, Brier score, temperature), the
+monitored metric against each hyper-parameter, parallel coordinates, Optuna parameter importances, the trials
+ASHA stopped, and the failed trials.
 """
 
 from __future__ import annotations
