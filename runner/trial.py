@@ -287,18 +287,19 @@ def evaluate(config: TrialConfig, task: Task, model, splits: dict, external: Spl
     val_metrics = task.evaluate(val, val_scores, params)
     if temperature is not None:
         val_metrics["temperature"] = temperature  # fitted here: the leaderboard's val_temperature
-    _add_split(found, config, task, val, val_scores, val_metrics, temperature)
+    add_split(found, config, task, val, val_scores, val_metrics, temperature)
     for split in [splits["test"]] + ([external] if external is not None else []):
         scores = task.predict(model, split, params, splits["train"])
-        _add_split(found, config, task, split, scores, task.evaluate(split, scores, params, val=(val, val_scores)),
+        add_split(found, config, task, split, scores, task.evaluate(split, scores, params, val=(val, val_scores)),
                    temperature)
     return found
 
 
-def _add_split(found: Evaluation, config: TrialConfig, task: Task, split: Split, scores: np.ndarray,
-               metrics: dict[str, Any], temperature: float | None) -> None:
+def add_split(found: Evaluation, config: TrialConfig, task: Task, split: Split, scores: np.ndarray,
+              metrics: dict[str, Any], temperature: float | None) -> None:
     """One split's metrics (test splits with their intervals; the ``_calibrated`` ECE and Brier score after
-    temperature scaling, with theirs), prediction rows and reliability tables into ``found``."""
+    temperature scaling, with theirs), prediction rows and reliability tables into ``found``: for a trial's
+    own splits, and for ``runner evaluate``'s external data sets, which are evaluated the same way."""
     scaled = calibration.scaled(scores, temperature) if temperature is not None else None
     if found.calibration is not None:
         targets = task.calibration_targets(split)
@@ -343,11 +344,15 @@ def _scalar(value: Any) -> Any:
 
 def load_external(config: TrialConfig, task: Task) -> Split | None:
     """The ``test_data`` set, every usable image of it, at the trial's image size."""
-    if not config.test_data:
-        return None
-    dataset = task.load_data(config.test_data, whole=True, cache_dir=_cache_dir(config))
+    return load_whole(config, task, config.test_data)[1] if config.test_data else None
+
+
+def load_whole(config: TrialConfig, task: Task, spec: Any) -> tuple[CachedData, Split]:
+    """A data set used whole as an external test set (``test_data``, or ``runner evaluate --data``), at the
+    trial's image size, and its one split, ``external_test``."""
+    dataset = task.load_data(spec, whole=True, cache_dir=_cache_dir(config))
     cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config), whole=True)
-    return _split(cached, None, task)
+    return cached, _split(cached, None, task)
 
 
 def parameter_counts(model) -> dict[str, int]:

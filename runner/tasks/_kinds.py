@@ -173,6 +173,12 @@ class Task(ABC):
     @abstractmethod
     def prediction_columns(self, split: Split, scores: np.ndarray) -> dict[str, Any]: ...
 
+    def recorded_scores(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """The scores ``predict`` gave, read back from the ``prediction_columns`` of ``predictions.parquet``
+        rows: what lets ``runner evaluate`` tune a threshold on a recorded trial's validation predictions
+        without its images. None where those columns hold no scores (a mask's pixels are not stored)."""
+        return None
+
     def class_weights(self, split: Split) -> dict[int, float] | None:
         return None
 
@@ -269,6 +275,9 @@ class BinaryTask(Task):
     def prediction_columns(self, split, scores):
         return {"score": scores.astype(float), "target": self.positives(split)}
 
+    def recorded_scores(self, rows):
+        return rows["score"].to_numpy(float)
+
     def class_weights(self, split):
         return _balanced_weights(self.positives(split), 2)
 
@@ -332,6 +341,9 @@ class MulticlassTask(Task):
         for index, name in enumerate(self.classes):
             columns[f"score_{name}"] = scores[:, index].astype(float)
         return columns
+
+    def recorded_scores(self, rows):
+        return rows[[f"score_{name}" for name in self.classes]].to_numpy(float)
 
     def class_weights(self, split):
         return _balanced_weights(self.indices(split), len(self.classes))
@@ -460,6 +472,9 @@ class AnomalyTask(Task):
 
     def prediction_columns(self, split, scores):
         return {"score": scores.astype(float), "target": self.positives(split)}
+
+    def recorded_scores(self, rows):
+        return rows["score"].to_numpy(float)
 
     def plots(self, result, test_rows, test, model):
         from runner import plots
