@@ -93,3 +93,32 @@ def test_a_data_set_with_other_classes_or_an_unknown_trial_is_one_error(recorded
     assert f"sweep '{SWEEP}' has no completed trial 'nope': its completed trials include {trial.trial_id}" in err
     assert main(["evaluate", "no-such-sweep", "--data", str(other), "--results", str(results)]) == 2
     assert "no sweep 'no-such-sweep'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_on_real_radiographs_of_held_out_patients(shared_data: Path, tmp_path: Path, capsys) -> None:
+    """The Kermany subset split by patient into two manifests: a trial trains on the first, and ``evaluate`` on the
+    second (patients the trial never saw) gives the metrics the trial gave it as its own external test set."""
+    kermany = shared_data / "kermany-subset"
+    manifest = pd.read_csv(kermany / "manifest.csv")
+    patients = sorted(manifest["patient_id"].unique())
+    held_out = set(patients[::3])
+    for name, rows in (("train", manifest[~manifest["patient_id"].isin(held_out)].sample(360, random_state=0)),
+                       ("external", manifest[manifest["patient_id"].isin(held_out)].sample(160, random_state=0))):
+        rows.to_csv(tmp_path / f"{name}.csv", index=False)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(
+            {"layout": "manifest", "path": str(tmp_path / f"{name}.csv"), "image_root": str(kermany)}))
+    config = make_config({"task": "pneumonia", "model": "small_cnn", "image_size": 64, "epochs": 4, "batch_size": 16,
+                          "bootstrap": 200, "calibrate": "temperature", "data": str(tmp_path / "train.yaml"),
+                          "test_data": str(tmp_path / "external.yaml"), "cache_dir": str(tmp_path / "cache")})
+    results = tmp_path / "results"
+    trial = run_trial(config, results / "trials", verbose=False)
+    leaderboard.write_row(results, leaderboard.row_from_result(
+        trial.result, sweep_id="real", sweep_name="real", extra={"trial_dir": str(trial.directory)}))
+    assert main(["evaluate", "real", "--data", str(tmp_path / "external.yaml"), "--results", str(results)]) == 0
+    print(capsys.readouterr().out)
+    row = load_evaluations(str(results), "real").iloc[0]
+    assert row["n_images"] == 160
+    for key in ("roc_auc", "f1", "f1_tuned", "ece", "ece_calibrated", "brier_calibrated_ci_low"):
+        assert row[f"eval_{key}"] == pytest.approx(trial.metrics["external_test"][key], abs=1e-6), key
+    assert row["eval_roc_auc"] > 0.7  # held-out patients' pneumonia is found: far above chance
