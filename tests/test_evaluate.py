@@ -3,6 +3,8 @@ gave on that set as its external test set; rows are idempotent, join the leaderb
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -94,6 +96,35 @@ def test_a_data_set_with_other_classes_or_an_unknown_trial_is_one_error(recorded
     assert main(["evaluate", "no-such-sweep", "--data", str(other), "--results", str(results)]) == 2
     assert "no sweep 'no-such-sweep'" in capsys.readouterr().err
 
+
+def test_evaluate_a_real_ray_sweeps_best_and_all_trials(tmp_path: Path, capsys) -> None:
+    """A real two-trial Ray sweep through the CLI (temperature-scaled), then ``evaluate``: ``best`` gives one row,
+    the trial the leaderboard ranks first; ``all`` adds the other; each row's temperature is its trial's."""
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "tasks": ["pneumonia"], "models": ["baseline"],
+        "fixed": {"epochs": 2, "image_size": 32, "bootstrap": 50, "early_stopping": 0, "data": {"n": 80},
+                  "plots": False, "calibrate": "temperature"},
+        "space": {"learning_rate": {"type": "categorical", "choices": [0.003, 0.01]}},
+        "num_samples": 2, "searcher": "grid", "scheduler": {"type": "fifo"},
+        "resources": {"cpu": 1, "gpu": 0, "workers": 0}}))
+    results = tmp_path / "results"
+    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(sweep), "--results", str(results)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    board = leaderboard.load(results)
+    sweep_id = board["sweep_id"].iloc[0]
+    external = tmp_path / "external.yaml"
+    external.write_text(yaml.safe_dump({"layout": "demo", "n": 40, "seed": 3, "classes": ["normal", "pneumonia"]}))
+    assert main(["evaluate", sweep_id, "--data", str(external), "--results", str(results)]) == 0
+    (best,) = load_evaluations(str(results), sweep_id)["trial_id"]
+    assert best == leaderboard.top(board, n=1)["trial_id"].iloc[0]
+    assert main(["evaluate", sweep_id, "--trials", "all", "--data", str(external), "--results", str(results)]) == 0
+    rows = load_evaluations(str(results), sweep_id).set_index("trial_id")
+    assert sorted(rows.index) == sorted(board["trial_id"]) and rows["data_fingerprint"].nunique() == 1
+    temperatures = board.set_index("trial_id")["val_temperature"]
+    assert rows["temperature"].to_dict() == pytest.approx(temperatures.to_dict())
+    assert rows["eval_ece_calibrated"].notna().all() and capsys.readouterr().out.count("internal test") == 2
 
 @pytest.mark.slow
 def test_evaluate_on_real_radiographs_of_held_out_patients(shared_data: Path, tmp_path: Path, capsys) -> None:
