@@ -59,7 +59,7 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
         "evaluate", help="evaluate a sweep's recorded models on other data sets (no retraining)",
         description="Loads recorded trials' models and evaluates each on each --data set: the task's metrics "
-                    "with 95%% CIs, at 0.5 and at the trial's validation-tuned threshold, and calibration. Rows go "
+                    "with 95% CIs, at 0.5 and at the trial's validation-tuned threshold, and calibration. Rows go "
                     "to <results>/evaluations/<sweep_id>/, one per trial and data fingerprint.")
     command.add_argument("sweep_id", help="the sweep id (python -m runner leaderboard shows them)")
     command.add_argument("--trials", nargs="+", default=["best"], metavar="best|all|ID",
@@ -141,7 +141,7 @@ def evaluate_trial(row: dict[str, Any], spec: Any, printer: Callable[[str], None
     scores = task.predict(_load_model(folder), split, config.task_params, train)
     temperature = row.get("val_temperature")
     temperature = None if temperature is None or pd.isna(temperature) else float(temperature)
-    found = Evaluation({}, [], {"reliability": {}} if task.calibrated else None)
+    found = Evaluation({}, [], {"reliability": {}} if task.calibrated else None)  # reliability tables: not kept
     add_split(found, config, task, split, scores,
               task.evaluate(split, scores, config.task_params, val=None if val_scores is None else (val, val_scores)),
               temperature)
