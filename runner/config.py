@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from runner import yamlfile
+from runner.calibration import METHODS as CALIBRATIONS
 from runner.errors import ConfigError
 from runner.overrides import deep_merge
 
@@ -48,6 +49,7 @@ class TrialConfig:
     seed: int = 0
     mixed_precision: str = "auto"
     bootstrap: int = 1000
+    calibrate: str = "none"
     cache_dir: str | None = None
     plots: bool = True
     model_params: Mapping[str, Any] = field(default_factory=dict)
@@ -81,6 +83,8 @@ def _check_types(config: TrialConfig) -> None:
         ("plots", isinstance(config.plots, bool), "true or false (per-trial plots and TensorBoard files)"),
         ("optimizer", config.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
         ("mixed_precision", config.mixed_precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        ("calibrate", config.calibrate in CALIBRATIONS,
+         f"one of {', '.join(CALIBRATIONS)} (temperature: scaling fitted on validation, runner/calibration.py)"),
     ]
     for key, ok, what in checks:
         if not ok:
@@ -157,6 +161,9 @@ def make_config(values: Mapping[str, Any]) -> TrialConfig:
     spec = MODELS.get(values["model"])
     config = TrialConfig(**training, model_params=spec.bind(model_params), task_params=task.bind_params(task_params))
     _check_types(config)
+    if config.calibrate != "none" and not task.calibrated:
+        raise ConfigError(f"calibrate={config.calibrate}: task '{task.name}' ({task.kind}) outputs no class "
+                          "probabilities to calibrate; remove calibrate (it applies to binary and multi-class tasks)")
     check_fits(task, config.model, config.task_params)
     try:
         spec.check_input_shape((config.image_size, config.image_size, 1), config.model_params)

@@ -7,8 +7,10 @@ base64 ``data:`` URIs and the page's only script is inline (sorting the table), 
 archived or opened offline: it loads nothing from anywhere.
 
 Sections: compute used, the leaderboard (click a header to sort), the best trial of each task and model with
-its plots, the monitored metric against each hyper-parameter, parallel coordinates, Optuna parameter
-importances, the trials ASHA stopped, and the failed trials.
+its plots (and, for a binary or multi-class task, its test calibration: ECE, Brier score, temperature),
+external validation (``runner evaluate``'s rows: internal test beside each external data set), the monitored
+metric against each hyper-parameter, parallel coordinates, Optuna parameter importances, the trials
+ASHA stopped, and the failed trials.
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ def render_report(results: str, sweep_id: str) -> str:
         ("Compute used", _compute_section(board)),
         ("Leaderboard", _leaderboard_section(board)),
         ("Best trial per task and model", _best_section(board)),
+        ("External validation", _external_section(results, sweep_id, board)),
         ("Validation metric vs hyper-parameters", _scatter_section(board)),
         ("Parallel coordinates", _parallel_section(board)),
         ("Parameter importances (Optuna)", _importance_section(board, spec)),
@@ -288,7 +291,55 @@ def _best_section(board: pd.DataFrame) -> str:
         parts.append(_note(f"{best['optimised_by']} {best['objective']:.4f}"
                            + (f", {test} {best[test]:.4f}" if test and not pd.isna(best.get(test)) else "")
                            + (f"; {hps}" if hps else "")))
+        calibration = _calibration_note(best)
+        if calibration:
+            parts.append(_note(calibration))
         parts.append(_trial_images(best["trial_dir"]))
+    return "\n".join(parts)
+
+
+def _calibration_note(row: pd.Series) -> str:
+    """The row's calibration on each held-out split (ECE with its 95% interval, Brier score; after temperature
+    scaling too, when the trial scaled), or "" for a task whose scores are not class probabilities."""
+    def value(column: str) -> float | None:
+        found = row.get(column)
+        return None if found is None or pd.isna(found) else float(found)
+
+    parts = []
+    for split, title in (("test", "test"), ("external_test", "external test")):
+        ece, brier = value(f"{split}_ece"), value(f"{split}_brier")
+        if ece is None:
+            continue
+        low, high = value(f"{split}_ece_ci_low"), value(f"{split}_ece_ci_high")
+        text = f"{title} ECE {ece:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None
+                                           else "") + (f", Brier {brier:.3f}" if brier is not None else "")
+        after = value(f"{split}_ece_calibrated")
+        if after is not None:
+            text += f"; after temperature scaling ECE {after:.3f}, Brier {value(f'{split}_brier_calibrated'):.3f}"
+        parts.append(text)
+    temperature = value("val_temperature")
+    if parts and temperature is not None:
+        parts.append(f"temperature {temperature:.3g} fitted on validation")
+    return "calibration: " + "; ".join(parts) if parts else ""
+
+
+def _external_section(results: str, sweep_id: str, board: pd.DataFrame) -> str:
+    """Each data set ``runner evaluate`` ran the sweep's trials on: internal test beside external, per trial."""
+    from runner.evaluate import COMPARISON_HEADER, comparison, load_evaluations
+
+    found = load_evaluations(results, sweep_id)
+    if found.empty or board.empty:
+        return _note(f"no external evaluation yet: python -m runner evaluate {sweep_id} --data SPEC")
+    trials = board.drop_duplicates("trial_id").set_index("trial_id", drop=False)
+    parts = [_note("Each recorded model on data it never saw (python -m runner evaluate), beside its own test split: "
+                   "a large drop on another hospital's images is the sign of shortcut learning. Nothing was fitted "
+                   "on these sets (thresholds and temperatures come from validation).")]
+    for (root, fingerprint), rows in found.groupby(["data_root", "data_fingerprint"], sort=False):
+        parts.append(f"<h3>{escape(str(root))}</h3>" + _note(f"data {str(fingerprint)[:12]}, "
+                                                             f"{int(rows['n_images'].iloc[0])} images"))
+        lines = [comparison(trials.loc[row["trial_id"]], row) for _, row in rows.iterrows()
+                 if row["trial_id"] in trials.index]
+        parts.append(_table(COMPARISON_HEADER, lines))
     return "\n".join(parts)
 
 

@@ -1,4 +1,5 @@
-"""Evaluation metrics for binary, multi-class, anomaly and segmentation runs, plus bootstrap CIs.
+"""Evaluation metrics for binary, multi-class, anomaly and segmentation runs, calibration (ECE, Brier score,
+reliability bins) of the classifiers' probabilities, plus bootstrap CIs.
 
 Every public metric function returns a flat dict whose values are Python ``float``/``int`` or ``None``, so a
 result goes straight into ``json.dump(..., allow_nan=False)`` and becomes one Parquet leaderboard column per
@@ -292,6 +293,109 @@ def multiclass_metrics(y_true: Any, probs: Any, classes: Sequence[str]) -> dict[
     result["n"] = int(y.size)
     result["confusion_matrix"] = cm
     return json_safe(result)
+
+
+# ----------------------------------------------------------------------------------------- calibration
+
+CALIBRATION_KEYS = ("ece", "brier")
+ECE_BINS = 15
+"""Equal-width bins over [0, 1] for the expected calibration error and the reliability diagram: Guo et al.'s
+(2017, "On calibration of modern neural networks") 15, so figures compare with the literature. Equal width,
+not equal mass, so a bin means the same confidence range in every trial and on every split; a bin is
+right-closed, ``(lower, upper]`` (the first also holds 0), as in ``sklearn.calibration.calibration_curve``."""
+
+
+def _probabilities(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) checked: 0/1 labels with ``(n,)`` positive-class probabilities, or class
+    indices with ``(n, k)`` class probabilities; every probability in [0, 1]."""
+    p = np.asarray(probs, dtype=float)
+    if p.ndim == 1:
+        y = _binary_labels(y_true).astype(int)
+    elif p.ndim == 2:
+        y = np.asarray(y_true).ravel().astype(int)
+        if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+            raise ValueError(f"class indices must be in [0, {p.shape[1]}), got {np.unique(y)[:10].tolist()}")
+    else:
+        raise ValueError(f"probabilities must be (n,) or (n, k), got shape {p.shape}")
+    if p.shape[0] != y.size:
+        raise ValueError(f"got {y.size} labels but {p.shape[0]} probabilities")
+    if not np.isfinite(p).all():
+        raise ValueError("probabilities contain NaN or inf (did training diverge?)")
+    if p.size and (p.min() < 0 or p.max() > 1):
+        raise ValueError("probabilities must be in [0, 1] (the output of a sigmoid or softmax head)")
+    return y, p
+
+
+def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Each confidence's bin among ``bins`` equal-width, right-closed ones (``ECE_BINS``)."""
+    return np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], confidence, side="left")
+
+
+def reliability_inputs(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, outcome) per image, what calibration compares: a model is calibrated when, among images
+    given confidence c, the outcome's mean is c.
+
+    - binary (``probs`` of shape (n,)): the positive-class probability and whether the image is positive. Not
+      the top-class confidence max(p, 1 - p): that folds a false "certainly pneumonia" onto a false
+      "certainly normal" and leaves half the bins empty; P(positive) is the number a reader acts on, and what
+      ``sklearn.calibration.calibration_curve`` bins.
+    - multi-class ((n, k)): the top-class confidence (the arg-max probability, ties to the lowest index as in
+      ``multiclass_metrics``) and whether that class is right: Guo et al.'s definition of ECE.
+    """
+    y, p = _probabilities(y_true, probs)
+    if p.ndim == 1:
+        return p, y.astype(float)
+    predicted = p.argmax(axis=1) if y.size else np.zeros(0, dtype=int)
+    return p.max(axis=1, initial=0.0), (predicted == y).astype(float)
+
+
+def reliability_bins(y_true: Any, probs: Any, bins: int = ECE_BINS) -> dict[str, list]:
+    """The reliability diagram's table: per equal-width bin (``ECE_BINS``), ``count`` images, their mean
+    ``confidence`` and mean ``outcome`` (fraction positive, binary; accuracy, multi-class), ``None`` for an
+    empty bin, plus the ``edges``. The non-empty bins' means equal ``calibration_curve(..., n_bins=bins)``'s
+    ``prob_pred`` / ``prob_true`` for a binary task."""
+    confidence, outcome = reliability_inputs(y_true, probs)
+    index = _bin_index(confidence, bins)
+    count = np.bincount(index, minlength=bins)
+    sums = {name: np.bincount(index, weights=values, minlength=bins)
+            for name, values in (("confidence", confidence), ("outcome", outcome))}
+    return json_safe({"edges": np.linspace(0.0, 1.0, bins + 1), "count": count,
+                      **{name: [float(v / n) if n else None for v, n in zip(total, count, strict=True)]
+                         for name, total in sums.items()}})
+
+
+def expected_calibration_error(y_true: Any, probs: Any, bins: int = ECE_BINS) -> float | None:
+    """ECE = sum over bins of (images in the bin / n) x |mean outcome - mean confidence| (``reliability_inputs``
+    says what confidence and outcome are per kind; ``reliability_bins`` what the bins are). 0 is perfectly
+    calibrated; ``None`` with no image. Binned ECE is biased upward on small sets (each bin's mean outcome is
+    noisy), so compare trials on splits of similar size."""
+    confidence, outcome = reliability_inputs(y_true, probs)
+    if not confidence.size:
+        return None
+    gap = np.bincount(_bin_index(confidence, bins), weights=outcome - confidence, minlength=bins)
+    return float(np.abs(gap).sum() / confidence.size)
+
+
+def brier_score(y_true: Any, probs: Any) -> float | None:
+    """Mean squared error of the predicted probabilities; ``None`` with no image. Lower is better.
+
+    - binary: mean of (P(positive) - is_positive)^2, in [0, 1] (``sklearn.metrics.brier_score_loss``);
+    - multi-class: Brier's original multi-category score, the mean over images of the sum over classes of
+      (p_c - [c is the true class])^2, in [0, 2] (``brier_score_loss`` with ``labels``, unscaled). For two
+      classes it is twice the binary score, so compare Brier scores only within one task kind.
+    """
+    y, p = _probabilities(y_true, probs)
+    if not y.size:
+        return None
+    truth = y.astype(float) if p.ndim == 1 else np.eye(p.shape[1])[y]
+    squared = (p - truth) ** 2
+    return float(squared.mean() if p.ndim == 1 else squared.sum(axis=1).mean())
+
+
+def calibration_metrics(y_true: Any, probs: Any) -> dict[str, float | None]:
+    """``CALIBRATION_KEYS`` of a binary (``probs`` (n,)) or multi-class ((n, k)) classifier's probabilities:
+    ``ece`` (``expected_calibration_error``, ``ECE_BINS`` bins) and ``brier`` (``brier_score``)."""
+    return {"ece": expected_calibration_error(y_true, probs), "brier": brier_score(y_true, probs)}
 
 
 # --------------------------------------------------------------------------------------------- anomaly

@@ -9,6 +9,8 @@ inputs, is its task kind's choice (``Task.plots`` in ``runner.tasks``). Every fi
 - ``training_curves``: loss, train and validation; the monitored validation metric;
 - ``confusion_matrix`` (counts and row-normalised) and ``roc_pr`` (ROC and precision-recall curves with
   their areas), test split;
+- ``reliability``: the reliability diagram of a classifier's probabilities on every evaluated split, before
+  and after temperature scaling, with each split's ECE and Brier score;
 - ``anomaly_scores``: score distribution per class, KDE and strip plot, threshold marked;
   ``reconstructions``: test images beside their reconstructions, with each one's MSE;
 - ``masks``: test images with the true and the predicted mask, with each one's Dice;
@@ -137,6 +139,53 @@ def roc_pr(curves: list[tuple[str, np.ndarray, np.ndarray]]):
         axes.legend(loc="lower right" if axes is roc_axes else "lower left", fontsize="small")
         axes.grid(alpha=0.3)
     return figure
+
+
+SPLIT_TITLES = {"val": "validation", "test": "test", "external_test": "external test"}
+
+
+def reliability(result: Mapping[str, Any], confidence: str, outcome: str):
+    """One column per evaluated split (validation, test, external test): above, the mean ``outcome`` of each
+    confidence bin against its mean ``confidence`` (the diagonal is perfect calibration; below it,
+    overconfident), before and, with ``calibrate: temperature``, after scaling; below, how many images each
+    bin holds. Drawn from ``result.json``'s ``calibration`` tables (``runner.metrics.reliability_bins``) and
+    its metrics, nothing recomputed."""
+    found = result["calibration"]
+    tables = found["reliability"]
+    temperature = result["metrics"]["val"].get("temperature")
+    figure = new_figure(4.2 * len(tables), 5.6)
+    figure.suptitle(f"reliability ({found['bins']} equal-width bins"
+                    + (f"; temperature {temperature:.3g} fitted on validation)" if temperature is not None
+                       else ")"), fontsize="medium")
+    grid = figure.subplots(2, len(tables), squeeze=False, sharex=True, height_ratios=(3, 1))
+    for column, (split, table) in enumerate(tables.items()):
+        curve_axes, count_axes = grid[0, column], grid[1, column]
+        split_metrics = result["metrics"][split]
+        curve_axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect")
+        edges = np.asarray(table["before"]["edges"])
+        for when, style, suffix in (("before", "-", ""), ("after", ":", "_calibrated")):
+            if table[when] is None:
+                continue
+            points = [(c, o) for c, o in zip(table[when]["confidence"], table[when]["outcome"], strict=True)
+                      if c is not None]
+            x, y = zip(*points, strict=True) if points else ((), ())
+            label = (f"{'scaled' if suffix else 'model'}: ECE {_figure(split_metrics.get('ece' + suffix))}, "
+                     f"Brier {_figure(split_metrics.get('brier' + suffix))}")
+            curve_axes.plot(x, y, style, marker="o", markersize=4, label=label)
+            count_axes.bar(edges[:-1], table[when]["count"], width=np.diff(edges), align="edge", alpha=0.5,
+                           label=when)
+        curve_axes.set(title=SPLIT_TITLES.get(split, split), ylabel=outcome, xlim=(0, 1), ylim=(0, 1))
+        curve_axes.legend(loc="upper left", fontsize="x-small")
+        count_axes.set(xlabel=confidence, ylabel="images")
+        if table["after"] is not None:
+            count_axes.legend(fontsize="x-small")
+        for axes in (curve_axes, count_axes):
+            axes.grid(alpha=0.3)
+    return figure
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def select_examples(truth: np.ndarray, predicted: np.ndarray, classes: int, per_cell: int = EXAMPLES_PER_CELL

@@ -16,17 +16,23 @@ def _interval(metrics: dict[str, Any], key: str) -> str:
 
 def metrics_table(result: dict[str, Any]) -> str:
     """Validation, test (with 95% CI) and external-test columns for the task's summary metrics
-    (``Task.summary``)."""
+    (``Task.summary``), each followed by its value after temperature scaling (``<metric>_calibrated``) when
+    the trial scaled."""
     from runner.tasks import TASKS
 
     task = TASKS.get(result["task"])
     found = result["metrics"]
     columns = [name for name in ("val", "test", "external_test") if name in found]
-    keys = [k for k in task.summary if any(k in found[c] for c in columns)]
+    shown = [name for key in task.summary for name in (key, f"{key}_calibrated")]
+    keys = [k for k in shown if any(k in found[c] for c in columns)]
     header = ["metric", *columns, "test 95% CI"]
     rows = [[key, *(_cell(found[c].get(key)) for c in columns), _interval(found.get("test", {}), key)]
             for key in keys]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in
              [header, *rows]]
-    return "\n".join([*lines, task.summary_note] if task.summary_note else lines)
+    temperature = found["val"].get("temperature")
+    notes = [task.summary_note] if task.summary_note else []
+    if temperature is not None:
+        notes.append(f"(*_calibrated: after temperature scaling, T = {temperature:.3g} fitted on validation)")
+    return "\n".join([*lines, *notes])

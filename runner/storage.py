@@ -97,15 +97,20 @@ def check_writable(location: str) -> None:
 
 
 def write_text(location: str, text: str) -> None:
+    """Writes a whole text file, as ``write_bytes``."""
+    write_bytes(location, text.encode())
+
+
+def write_bytes(location: str, data: bytes) -> None:
     """Writes a whole file; a local one atomically (temporary file, fsync, rename), so a killed or full
     write leaves the previous content or none, never half a file. Object stores write whole objects."""
     found, path = filesystem(location)
     if found is None:
-        _write_local_atomically(Path(path), text.encode())
+        _write_local_atomically(Path(path), data)
         return
     found.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with found.open_output_stream(path) as stream:
-        stream.write(text.encode())
+        stream.write(data)
 
 
 def _write_local_atomically(path: Path, data: bytes) -> None:

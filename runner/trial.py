@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runner import privacy
+from runner import calibration, privacy
+from runner import metrics as m
 from runner.config import TrialConfig, save_config
 from runner.data import CachedData, prepare
 from runner.tasks import TASKS, Split, Task
@@ -259,31 +260,76 @@ def _json_float(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def evaluate(config: TrialConfig, task: Task, model, splits: dict, external: Split | None
-             ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+@dataclass
+class Evaluation:
+    """What ``evaluate`` found: ``metrics`` per split, the per-image prediction ``rows``, and ``calibration``
+    (``result.json``'s, ``None`` for a kind without class probabilities)."""
+
+    metrics: dict[str, dict[str, Any]]
+    rows: list[dict[str, Any]]
+    calibration: dict[str, Any] | None
+
+
+def evaluate(config: TrialConfig, task: Task, model, splits: dict, external: Split | None) -> Evaluation:
     """Validation and test (and external test) metrics of the restored best model, the task's bootstrapped
-    test metrics with confidence intervals, and the per-image prediction rows."""
-    from runner import metrics as m
-
+    test metrics with confidence intervals, the per-image prediction rows, and, for a kind whose scores are
+    class probabilities, their calibration: reliability tables per split and, with ``calibrate:
+    temperature``, the temperature fitted on validation alone (the validation metric ``temperature``) with
+    every split's ECE and Brier score after scaling (``*_calibrated``; ``runner.calibration`` says why no
+    other metric changes)."""
     params = config.task_params
-    val_scores = task.predict(model, splits["val"], params, splits["train"])
-    results = {"val": task.evaluate(splits["val"], val_scores, params)}
-    rows = _prediction_rows(task, splits["val"], val_scores)
-    targets = [splits["test"]] + ([external] if external is not None else [])
-    for split in targets:
+    val = splits["val"]
+    val_scores = task.predict(model, val, params, splits["train"])
+    temperature = (calibration.fit_temperature(task.calibration_targets(val), val_scores)
+                   if config.calibrate == "temperature" else None)
+    found = Evaluation({}, [], None if not task.calibrated else {
+        "method": config.calibrate, "bins": m.ECE_BINS, "reliability": {}})
+    val_metrics = task.evaluate(val, val_scores, params)
+    if temperature is not None:
+        val_metrics["temperature"] = temperature  # fitted here: the leaderboard's val_temperature
+    add_split(found, config, task, val, val_scores, val_metrics, temperature)
+    for split in [splits["test"]] + ([external] if external is not None else []):
         scores = task.predict(model, split, params, splits["train"])
-        found = task.evaluate(split, scores, params, val=(splits["val"], val_scores))
-        if config.bootstrap:
-            intervals = {key: m.bootstrap_ci(fn, *arrays, n_resamples=config.bootstrap, seed=config.seed)
-                         for key, (fn, arrays) in task.bootstrap_inputs(split, scores, params).items()}
-            found = m.with_confidence_intervals(found, intervals)
-        results[split.name] = found
-        rows += _prediction_rows(task, split, scores)
-    return results, rows
+        add_split(found, config, task, split, scores, task.evaluate(split, scores, params, val=(val, val_scores)),
+                   temperature)
+    return found
 
 
-def _prediction_rows(task: Task, split: Split, scores: np.ndarray) -> list[dict[str, Any]]:
+def add_split(found: Evaluation, config: TrialConfig, task: Task, split: Split, scores: np.ndarray,
+              metrics: dict[str, Any], temperature: float | None) -> None:
+    """One split's metrics (test splits with their intervals; the ``_calibrated`` ECE and Brier score after
+    temperature scaling, with theirs), prediction rows and reliability tables into ``found``: for a trial's
+    own splits, and for ``runner evaluate``'s external data sets, which are evaluated the same way."""
+    scaled = calibration.scaled(scores, temperature) if temperature is not None else None
+    if found.calibration is not None:
+        targets = task.calibration_targets(split)
+        found.calibration["reliability"][split.name] = {
+            "before": m.reliability_bins(targets, scores),
+            "after": m.reliability_bins(targets, scaled) if scaled is not None else None}
+        if scaled is not None:
+            metrics = {**metrics, **{f"{key}_calibrated": value
+                                     for key, value in m.calibration_metrics(targets, scaled).items()}}
+    if config.bootstrap and split.name != "val":
+        inputs = task.bootstrap_inputs(split, scores, config.task_params)
+        if scaled is not None:
+            after = task.bootstrap_inputs(split, scaled, config.task_params)
+            inputs.update({f"{key}_calibrated": after[key] for key in m.CALIBRATION_KEYS})
+        metrics = m.with_confidence_intervals(metrics, {
+            key: m.bootstrap_ci(fn, *arrays, n_resamples=config.bootstrap, seed=config.seed)
+            for key, (fn, arrays) in inputs.items()})
+    found.metrics[split.name] = metrics
+    found.rows += _prediction_rows(task, split, scores, scaled)
+
+
+def _prediction_rows(task: Task, split: Split, scores: np.ndarray, scaled: np.ndarray | None = None
+                     ) -> list[dict[str, Any]]:
+    """One row per image: its file, patient and label, the kind's prediction columns and, after temperature
+    scaling, each score column again with the scaled probabilities (``calibrated_score``,
+    ``calibrated_score_<class>``)."""
     columns = task.prediction_columns(split, scores)
+    if scaled is not None:
+        columns.update({f"calibrated_{key}": values for key, values in task.prediction_columns(split, scaled).items()
+                        if key.startswith("score")})
     rows = []
     for index, record in enumerate(split.records):
         row = {"split": split.name, "file": record.path, "patient_id": record.patient_id, "label": record.label}
@@ -298,11 +344,15 @@ def _scalar(value: Any) -> Any:
 
 def load_external(config: TrialConfig, task: Task) -> Split | None:
     """The ``test_data`` set, every usable image of it, at the trial's image size."""
-    if not config.test_data:
-        return None
-    dataset = task.load_data(config.test_data, whole=True, cache_dir=_cache_dir(config))
+    return load_whole(config, task, config.test_data)[1] if config.test_data else None
+
+
+def load_whole(config: TrialConfig, task: Task, spec: Any) -> tuple[CachedData, Split]:
+    """A data set used whole as an external test set (``test_data``, or ``runner evaluate --data``), at the
+    trial's image size, and its one split, ``external_test``."""
+    dataset = task.load_data(spec, whole=True, cache_dir=_cache_dir(config))
     cached = prepare(dataset, config.image_size, cache_dir=_cache_dir(config), whole=True)
-    return _split(cached, None, task)
+    return cached, _split(cached, None, task)
 
 
 def parameter_counts(model) -> dict[str, int]:
@@ -395,7 +445,8 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
     training = fit(config, task, model, splits, [*callbacks, *_tensorboard(config, directory)], printer, verbose,
                    checkpointing)
     eval_start = time.perf_counter()
-    found, rows = evaluate(config, task, model, splits, external)
+    evaluation = evaluate(config, task, model, splits, external)
+    rows = evaluation.rows
     model.save(directory / "model.keras")
     salt = patient_salt or privacy.patient_salt(Path(out_dir).resolve().parent)
     _write_atomic(directory / "predictions.parquet",
@@ -409,7 +460,8 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
                  "skipped": len(cached.dataset.problems) + len(cached.skipped),
                  "shortcut_warnings": _shortcut_warnings(cached),
                  "external_test": str(external.records[0].path) if external is not None else None},
-        "metrics": found, "monitor": task.monitor, "mode": task.mode,
+        "metrics": evaluation.metrics, "calibration": evaluation.calibration, "monitor": task.monitor,
+        "mode": task.mode,
         "history": training.pop("history"), **training,
         "eval_seconds": time.perf_counter() - eval_start,
         "parameters": parameter_counts(model), "rss_mb": resident_mb(), "seed": config.seed, "device": device,

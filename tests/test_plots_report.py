@@ -77,7 +77,8 @@ def test_report_of_a_real_sweep_renders_in_chromium(tmp_path: Path) -> None:
                     "Parameter importances (Optuna)", "Trials stopped by ASHA", "Failed trials"):
         assert f"<h2>{heading}</h2>" in html
     best_plots = html.split("<h2>Best trial per task and model</h2>")[1].split("<h2>")[0]
-    assert best_plots.count("data:image/png;base64,") == 4, "the best trial's four PNGs are embedded"
+    assert best_plots.count("data:image/png;base64,") == 5, "the best trial's five PNGs are embedded"
+    assert "calibration: test ECE" in best_plots
     failed = board[board["status"] == "failed"]
     assert len(failed) and all(error in html for error in failed["error"].map(_escaped))
     rendered = render(page, tmp_path / "report.png")
@@ -101,7 +102,7 @@ def test_report_of_a_one_trial_sweep_without_its_record(tmp_path: Path) -> None:
         trial.result, sweep_id="one", sweep_name="one", extra={"trial_dir": str(trial.directory)}))
     html = render_report(str(tmp_path / "results"), "one")
     assert "not computed: 1 finished trial(s): importances need at least two" in html
-    assert html.count("data:image/png;base64,") == len(trial.result["plots"]) == 4
+    assert html.count("data:image/png;base64,") == len(trial.result["plots"]) == 5
 
 
 def test_report_of_an_unknown_sweep_is_a_one_line_error(tmp_path: Path) -> None:

@@ -119,3 +119,16 @@ def test_each_task_computes_the_metrics_its_kind_declares(name: str) -> None:
     assert set(task.bootstrap_inputs(split, scores, params)) == set(task.bootstrapped)
     test_metrics = task.evaluate(split, scores, params, val=(split, scores))
     assert set(task.bootstrapped) <= set(task.summary) <= set(test_metrics)
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_recorded_scores_are_the_scores_the_prediction_columns_hold(name: str) -> None:
+    """What ``runner evaluate`` reads back from a trial's ``predictions.parquet`` to tune thresholds again: the
+    scores themselves, for every kind that stores them (segmentation stores per-image Dice, not pixels)."""
+    import pandas as pd
+
+    task = TASKS.get(name)
+    split, scores = _made_up_split(task)
+    recorded = task.recorded_scores(pd.DataFrame(task.prediction_columns(split, scores)))
+    assert (recorded is None) == task.needs_masks
+    assert recorded is None or np.array_equal(recorded, scores)

@@ -27,7 +27,8 @@ END_TO_END = [
 ]
 
 CLASSIFIER_PLOTS = {"training_curves.png", "confusion_matrix.png", "roc_pr.png"}
-PLOTS = {"pneumonia": {*CLASSIFIER_PLOTS, "gradcam.png"}, "covid": {*CLASSIFIER_PLOTS, "gradcam.png"},
+PLOTS = {"pneumonia": {*CLASSIFIER_PLOTS, "reliability.png", "gradcam.png"},
+         "covid": {*CLASSIFIER_PLOTS, "reliability.png", "gradcam.png"},
          "anomaly": {*CLASSIFIER_PLOTS, "anomaly_scores.png", "reconstructions.png"},
          "pneumothorax": {"training_curves.png", "masks.png"}}
 
@@ -76,6 +77,10 @@ def test_result_json_schema_and_no_nan(tmp_path: Path) -> None:
     assert result["versions"]["tensorflow"] and result["device"] == "CPU"
     test = result["metrics"]["test"]
     assert {"f1", "f1_tuned", "threshold_tuned", "roc_auc_ci_low", "roc_auc_ci_high"} <= set(test)
+    assert {"ece", "brier", "ece_ci_low", "brier_ci_high"} <= set(test)
+    assert {"ece", "brier"} <= set(result["metrics"]["val"])
+    assert not any(key.endswith("_calibrated") for key in test)  # calibrate: none, the default: no scaling
+    assert result["calibration"]["method"] == "none" and "temperature" not in result["metrics"]["val"]
     assert result["hyperparameters"]["learning_rate"] == 1e-3 and result["hyperparameters"]["filters"] == 32
 
 

@@ -66,9 +66,15 @@ def _hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
             if key not in IDENTITY_PARAMS}
 
 
+#: Words of a metric's name (split at ``_``) that make lower better: a loss, a calibration error (ECE, Brier).
+LOWER_IS_BETTER = ("loss", "ece", "brier")
+
+
 def natural_mode(metric: str) -> str:
-    """``min`` for a loss, ``max`` for every other validation metric (scores: F1, AUC, Dice...)."""
-    return "min" if "loss" in metric else "max"
+    """``min`` for a loss or a calibration error (``val_loss``, ``val_ece``, ``val_brier_calibrated``), ``max``
+    for every other validation metric (scores: F1, AUC, Dice...). Whole words, so a class named ``fleece`` does
+    not turn its F1 upside down."""
+    return "min" if set(metric.split("_")) & set(LOWER_IS_BETTER) else "max"
 
 
 def sweep_metric_value(result: Mapping[str, Any], metric: str) -> Any:

@@ -14,6 +14,9 @@ fulfils, used by ``runner.trial``, ``runner.report`` and the data and sweep chec
 - ``predict(model, split, params, train)``: scores as numpy; ``evaluate(split, scores, params, val)``: a
   flat metric dict (validation predictions are passed for threshold tuning, never test ones);
 - ``bootstrapped``: the test metrics that get bootstrap confidence intervals (``bootstrap_inputs``);
+- ``calibrated``: whether the scores are probabilities of one label per image (binary, multi-class), whose
+  calibration the trial reports (``ece``, ``brier``, ``reliability.png``) and ``calibrate: temperature`` may
+  rescale (``runner.calibration``); ``calibration_targets(split)``: what they are probabilities of;
   ``summary``: the wider set the end-of-trial table prints; ``prediction_columns``: what goes into
   ``predictions.parquet`` so any metric can be recomputed later;
 - ``plots(result, test_rows, test, model)``: the trial's pictures, drawn by ``runner.plots``;
@@ -87,6 +90,10 @@ class Task(ABC):
     bootstrapped: ClassVar[tuple[str, ...]] = ()
     """Test metrics given bootstrap 95% intervals (``<metric>_ci_low`` / ``_ci_high``): the keys of
     ``bootstrap_inputs``. Few, because each resamples the test split ``bootstrap`` times."""
+    calibrated: ClassVar[bool] = False
+    """The scores are probabilities of one label per image (a sigmoid's P(positive), a softmax over classes):
+    the trial reports their calibration and ``calibrate: temperature`` may rescale them. An anomaly score, a
+    mask or independent per-finding sigmoids are not that."""
     summary: ClassVar[tuple[str, ...]] = ()
     """Metrics the end-of-trial table prints (``runner.report``), in order: the bootstrapped ones and more."""
     summary_note: ClassVar[str] = ""
@@ -166,8 +173,19 @@ class Task(ABC):
     @abstractmethod
     def prediction_columns(self, split: Split, scores: np.ndarray) -> dict[str, Any]: ...
 
+    def recorded_scores(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """The scores ``predict`` gave, read back from the ``prediction_columns`` of ``predictions.parquet``
+        rows: what lets ``runner evaluate`` tune a threshold on a recorded trial's validation predictions
+        without its images. None where those columns hold no scores (a mask's pixels are not stored)."""
+        return None
+
     def class_weights(self, split: Split) -> dict[int, float] | None:
         return None
+
+    def calibration_targets(self, split: Split) -> np.ndarray:
+        """What a ``calibrated`` kind's scores are probabilities of, per image: 0/1 (is it the positive class)
+        beside (n,) scores, the class index beside (n, k) ones (``runner.metrics.calibration_metrics``)."""
+        raise NotImplementedError(f"task '{self.name}' ({self.kind}) scores are not class probabilities")
 
     def random_scores(self, split: Split, rng: np.random.Generator) -> np.ndarray:
         """Made-up scores shaped as ``predict`` returns them for ``split`` (one per image): what a sweep
@@ -189,6 +207,15 @@ def _score_curve(label: str, test_rows: pd.DataFrame) -> tuple[str, np.ndarray, 
     return label, test_rows["target"].to_numpy(int), test_rows["score"].to_numpy(float)
 
 
+
+
+def _calibration_intervals(targets: np.ndarray, scores: np.ndarray
+                           ) -> dict[str, tuple[Callable[..., float | None], tuple[np.ndarray, ...]]]:
+    """The bootstrap inputs of a ``calibrated`` kind's ECE and Brier score (``metrics.CALIBRATION_KEYS``)."""
+    return {"ece": (metrics.expected_calibration_error, (targets, scores)),
+            "brier": (metrics.brier_score, (targets, scores))}
+
+
 def _balanced_weights(indices: np.ndarray, k: int) -> dict[int, float]:
     """Inverse-frequency weights (sklearn's 'balanced'): public sets are ~3:1 pneumonia to normal."""
     counts = np.bincount(indices, minlength=k).astype(float)
@@ -205,9 +232,10 @@ class BinaryTask(Task):
         "class_weights": (True, False), "threshold_criterion": metrics.TUNING_CRITERIA})
     kind: ClassVar[Kind] = "binary"
     model_output: ClassVar[ModelOutput] = "classes"
-    bootstrapped: ClassVar[tuple[str, ...]] = ("roc_auc", "f1", "recall", "specificity")
+    bootstrapped: ClassVar[tuple[str, ...]] = ("roc_auc", "f1", "recall", "specificity", *metrics.CALIBRATION_KEYS)
+    calibrated: ClassVar[bool] = True
     summary: ClassVar[tuple[str, ...]] = ("f1", "roc_auc", "precision", "recall", "specificity", "accuracy",
-                                          "f1_tuned")
+                                          "f1_tuned", *metrics.CALIBRATION_KEYS)
     summary_note: ClassVar[str] = "(threshold 0.5, except *_tuned: threshold tuned on validation)"
 
     def positives(self, split: Split) -> np.ndarray:
@@ -227,10 +255,12 @@ class BinaryTask(Task):
     def evaluate(self, split, scores, params, val=None):
         y = self.positives(split)
         if val is None:
-            return metrics.binary_metrics(y, scores)
-        val_split, val_scores = val
-        return metrics.binary_report(self.positives(val_split), val_scores, y, scores,
-                                     criterion=params["threshold_criterion"])
+            found = metrics.binary_metrics(y, scores)
+        else:
+            val_split, val_scores = val
+            found = metrics.binary_report(self.positives(val_split), val_scores, y, scores,
+                                          criterion=params["threshold_criterion"])
+        return {**found, **metrics.calibration_metrics(y, scores)}
 
     def bootstrap_inputs(self, split, scores, params):
         y = self.positives(split)
@@ -239,13 +269,20 @@ class BinaryTask(Task):
             "f1": (lambda t, s: metrics.binary_metrics(t, s)["f1"], (y, scores)),
             "recall": (lambda t, s: metrics.binary_metrics(t, s)["recall"], (y, scores)),
             "specificity": (lambda t, s: metrics.binary_metrics(t, s)["specificity"], (y, scores)),
+            **_calibration_intervals(y, scores),
         }
 
     def prediction_columns(self, split, scores):
         return {"score": scores.astype(float), "target": self.positives(split)}
 
+    def recorded_scores(self, rows):
+        return rows["score"].to_numpy(float)
+
     def class_weights(self, split):
         return _balanced_weights(self.positives(split), 2)
+
+    def calibration_targets(self, split):
+        return self.positives(split)
 
     def plots(self, result, test_rows, test, model):
         from runner import plots
@@ -256,6 +293,8 @@ class BinaryTask(Task):
                 ("confusion_matrix.png",
                  lambda: plots.confusion_matrix(found["confusion_matrix"], self.classes, "test, threshold 0.5")),
                 ("roc_pr.png", lambda: plots.roc_pr([_score_curve(self.classes[1], test_rows)])),
+                ("reliability.png", lambda: plots.reliability(result, f"P({self.classes[1]})",
+                                                              f"fraction {self.classes[1]}")),
                 ("gradcam.png", lambda: plots.gradcam_grid(model, test, self.classes, predicted))]
 
 
@@ -268,8 +307,10 @@ class MulticlassTask(Task):
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: {"class_weights": (True, False)})
     kind: ClassVar[Kind] = "multiclass"
     model_output: ClassVar[ModelOutput] = "classes"
-    bootstrapped: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr")
-    summary: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr", "precision_macro", "recall_macro")
+    bootstrapped: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr", *metrics.CALIBRATION_KEYS)
+    calibrated: ClassVar[bool] = True
+    summary: ClassVar[tuple[str, ...]] = ("f1_macro", "accuracy", "roc_auc_ovr", "precision_macro", "recall_macro",
+                                          *metrics.CALIBRATION_KEYS)
 
     def indices(self, split: Split) -> np.ndarray:
         return np.array([self.classes.index(label) for label in split.labels], dtype=np.int64)
@@ -286,12 +327,14 @@ class MulticlassTask(Task):
         return split.images, np.eye(len(self.classes), dtype=np.float32)[self.indices(split)], "label"
 
     def evaluate(self, split, scores, params, val=None):
-        return metrics.multiclass_metrics(self.indices(split), scores, self.classes)
+        y = self.indices(split)
+        return {**metrics.multiclass_metrics(y, scores, self.classes), **metrics.calibration_metrics(y, scores)}
 
     def bootstrap_inputs(self, split, scores, params):
         y = self.indices(split)
-        return {key: ((lambda t, s, key=key: metrics.multiclass_metrics(t, s, self.classes)[key]), (y, scores))
-                for key in self.bootstrapped}
+        return {**{key: ((lambda t, s, key=key: metrics.multiclass_metrics(t, s, self.classes)[key]), (y, scores))
+                   for key in self.bootstrapped if key not in metrics.CALIBRATION_KEYS},
+                **_calibration_intervals(y, scores)}
 
     def prediction_columns(self, split, scores):
         columns: dict[str, Any] = {"target": self.indices(split), "predicted": np.argmax(scores, axis=1)}
@@ -299,8 +342,14 @@ class MulticlassTask(Task):
             columns[f"score_{name}"] = scores[:, index].astype(float)
         return columns
 
+    def recorded_scores(self, rows):
+        return rows[[f"score_{name}" for name in self.classes]].to_numpy(float)
+
     def class_weights(self, split):
         return _balanced_weights(self.indices(split), len(self.classes))
+
+    def calibration_targets(self, split):
+        return self.indices(split)
 
     def random_scores(self, split, rng):
         return rng.dirichlet(np.ones(len(self.classes)), len(split.records))
@@ -315,6 +364,7 @@ class MulticlassTask(Task):
                 ("confusion_matrix.png",
                  lambda: plots.confusion_matrix(found["confusion_matrix"], self.classes, "test, arg-max class")),
                 ("roc_pr.png", lambda: plots.roc_pr(one_vs_rest)),
+                ("reliability.png", lambda: plots.reliability(result, "top-class confidence", "accuracy")),
                 ("gradcam.png",
                  lambda: plots.gradcam_grid(model, test, self.classes, test_rows["predicted"].to_numpy(int)))]
 
@@ -422,6 +472,9 @@ class AnomalyTask(Task):
 
     def prediction_columns(self, split, scores):
         return {"score": scores.astype(float), "target": self.positives(split)}
+
+    def recorded_scores(self, rows):
+        return rows["score"].to_numpy(float)
 
     def plots(self, result, test_rows, test, model):
         from runner import plots

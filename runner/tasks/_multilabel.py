@@ -356,6 +356,9 @@ class MultilabelTask(Task):
             columns[f"target_{key}"] = states[:, j]
         return columns
 
+    def recorded_scores(self, rows):
+        return rows[[f"score_{key}" for key in self.keys]].to_numpy(float)
+
     def random_scores(self, split, rng):
         return rng.random((len(split.records), len(self.classes)))
 
