@@ -39,7 +39,7 @@ import pandas as pd
 from runner import leaderboard, storage
 from runner.errors import ConfigError
 from runner.leaderboard.schema import SPLITS
-from runner.rerun import sweep_rows
+from runner.rerun import config_of, sweep_rows
 
 #: The confidence level of the interval of each configuration's mean.
 CONFIDENCE = 0.95
@@ -99,9 +99,9 @@ class ConfirmRun:
 
 
 def best_rows(board: pd.DataFrame, top_k: int, sweep_id: str) -> pd.DataFrame:
-    """Each task's ``top_k`` (at least 1) best completed trials of a sweep's rows, ranked as the leaderboard ranks them
-    (``leaderboard.top``: the metric the sweep optimised, in its mode), with their ``rank``. Stopped trials
-    are left out (their metrics are a partly trained model's), and so are completed ones without a value."""
+    """Each task's ``top_k`` (at least 1) best completed trials of a sweep's rows, ranked as the leaderboard
+    ranks them (``leaderboard.top``: the metric the sweep optimised, in its mode), with their ``rank``. Stopped
+    trials are left out (their metrics are a partly trained model's), and so are completed ones without a value."""
     completed = board[board["status"] == "completed"]
     if completed.empty:
         counts = ", ".join(f"{count} {status}" for status, count in board["status"].value_counts().items())
@@ -118,8 +118,6 @@ def best_rows(board: pd.DataFrame, top_k: int, sweep_id: str) -> pd.DataFrame:
 def plan_runs(chosen: pd.DataFrame, seeds: int) -> dict[str, ConfirmRun]:
     """The ``seeds`` (at least 1) runs of each chosen trial, by run id, each with the trial's recorded config
     (rebuilt and validated as ``rerun`` does) and its new seed."""
-    from runner.rerun import config_of
-
     runs = {}
     for row in chosen.to_dict("records"):
         if not row.get("config_json"):
