@@ -151,7 +151,8 @@ def _varying(rows: pd.DataFrame) -> list[str]:
 def render_report(results: str, sweep_id: str) -> str:
     """The whole page as one HTML string."""
     record = _sweep_record(results, sweep_id)
-    recorded = leaderboard.load(results, sweep=sweep_id)
+    everything = leaderboard.load(results)  # read once: this sweep's rows and its confirmation runs
+    recorded = leaderboard.of_sweep(everything, sweep_id)
     if recorded.empty and record is None:
         raise ConfigError(f"no sweep '{sweep_id}' in {results}: check the id (python -m runner leaderboard "
                           "--results DIR lists sweeps) and --results")
@@ -162,8 +163,8 @@ def render_report(results: str, sweep_id: str) -> str:
         ("Compute used", _compute_section(board)),
         ("Leaderboard", _leaderboard_section(board)),
         ("Best trial per task and model", _best_section(board)),
-        ("Confirmation with new seeds", _confirmation_section(recorded, leaderboard.load(
-            results, sweep=confirm_sweep_id(sweep_id)))),
+        ("Confirmation with new seeds", _confirmation_section(recorded, leaderboard.of_sweep(
+            everything, confirm_sweep_id(sweep_id)))),
         ("Validation metric vs hyper-parameters", _scatter_section(board)),
         ("Parallel coordinates", _parallel_section(board)),
         ("Parameter importances (Optuna)", _importance_section(board, spec)),

@@ -100,9 +100,15 @@ def load(results: str | os.PathLike[str] = "results", task: str | None = None,
     if task is not None:
         frame = frame[frame["task"] == task]
     if sweep is not None:
-        frame = frame[(frame["sweep_name"] == sweep) | (frame["sweep_id"] == sweep)]
+        frame = of_sweep(frame, sweep)
     order = [c for c in ("sweep_name", "sweep_id", "finished_at", "trial_id") if c in frame]
     return frame.sort_values(order, na_position="last", kind="mergesort").reset_index(drop=True)
+
+
+def of_sweep(frame: pd.DataFrame, sweep: str) -> pd.DataFrame:
+    """The rows of ``load``'s frame whose sweep name or id is ``sweep`` (``load(sweep=...)``), for a caller that
+    needs several sweeps' rows from one read (each read warns again about every file it skips)."""
+    return frame[(frame["sweep_name"] == sweep) | (frame["sweep_id"] == sweep)].reset_index(drop=True)
 
 
 # -------------------------------------------------------------------------------------------- ranking
