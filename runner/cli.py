@@ -336,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_command(commands)
     _add_sweep_command(commands)
     from runner.cluster import add_cluster_command
+    from runner.confirm import add_confirm_command
     from runner.evaluate import add_evaluate_command
     from runner.html_report import add_report_command
     from runner.leaderboard import add_leaderboard_command
@@ -345,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_command(commands)
     add_rerun_command(commands)
     add_evaluate_command(commands)
+    add_confirm_command(commands)
     add_report_command(commands)
     return parser
 

@@ -8,9 +8,10 @@ archived or opened offline: it loads nothing from anywhere.
 
 Sections: compute used, the leaderboard (click a header to sort), the best trial of each task and model with
 its plots (and, for a binary or multi-class task, its test calibration: ECE, Brier score, temperature),
-external validation (``runner evaluate``'s rows: internal test beside each external data set), the monitored
-metric against each hyper-parameter, parallel coordinates, Optuna parameter importances, the trials
-ASHA stopped, and the failed trials.
+external validation (``runner evaluate``'s rows: internal test beside each external data set), the
+confirmation of the top configurations with new seeds (only once ``python -m runner confirm`` has recorded
+runs for the sweep), the monitored metric against each hyper-parameter, parallel coordinates, Optuna
+parameter importances, the trials ASHA stopped, and the failed trials.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from runner import leaderboard, storage
+from runner.confirm import CONFIDENCE, confirm_sweep_id, summarise
 from runner.errors import ConfigError
 from runner.plots import new_figure
 from runner.sweep.importance import direction, finished_rows, numeric_values, parameter_importances
@@ -151,11 +153,12 @@ def _varying(rows: pd.DataFrame) -> list[str]:
 def render_report(results: str, sweep_id: str) -> str:
     """The whole page as one HTML string."""
     record = _sweep_record(results, sweep_id)
-    board = leaderboard.load(results, sweep=sweep_id)
-    if board.empty and record is None:
+    everything = leaderboard.load(results)  # read once: this sweep's rows and its confirmation runs
+    recorded = leaderboard.of_sweep(everything, sweep_id)
+    if recorded.empty and record is None:
         raise ConfigError(f"no sweep '{sweep_id}' in {results}: check the id (python -m runner leaderboard "
                           "--results DIR lists sweeps) and --results")
-    board = _with_objective(board)
+    board = _with_objective(recorded)
     spec = _search_space(record)
     name = record["name"] if record else (board["sweep_name"].iloc[0] if len(board) else sweep_id)
     sections = [
@@ -163,13 +166,15 @@ def render_report(results: str, sweep_id: str) -> str:
         ("Leaderboard", _leaderboard_section(board)),
         ("Best trial per task and model", _best_section(board)),
         ("External validation", _external_section(results, sweep_id, board)),
+        ("Confirmation with new seeds", _confirmation_section(recorded, leaderboard.of_sweep(
+            everything, confirm_sweep_id(sweep_id)))),
         ("Validation metric vs hyper-parameters", _scatter_section(board)),
         ("Parallel coordinates", _parallel_section(board)),
         ("Parameter importances (Optuna)", _importance_section(board, spec)),
         ("Trials stopped by ASHA", _stopped_section(board)),
         ("Failed trials", _failed_section(board)),
     ]
-    body = "".join(f"<h2>{escape(title)}</h2>\n{content}\n" for title, content in sections)
+    body = "".join(f"<h2>{escape(title)}</h2>\n{content}\n" for title, content in sections if content is not None)
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = f" from <code>{escape(str(record['source']))}</code>" if record else ""
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -340,6 +345,26 @@ def _external_section(results: str, sweep_id: str, board: pd.DataFrame) -> str:
         lines = [comparison(trials.loc[row["trial_id"]], row) for _, row in rows.iterrows()
                  if row["trial_id"] in trials.index]
         parts.append(_table(COMPARISON_HEADER, lines))
+def _confirmation_section(board: pd.DataFrame, confirm_board: pd.DataFrame) -> str | None:
+    """``python -m runner confirm``'s runs of this sweep (``runner.confirm.summarise``), per task: each confirmed
+    configuration's single-run rank and value, then over its new seeds the mean, sd and interval of the
+    validation metric and its test / external-test counterparts, and the verdict. None (no section) when the
+    sweep has no confirmation runs."""
+    summaries = summarise(board, confirm_board)
+    if not summaries:
+        return None
+    parts = [_note(f"The top configurations of each task trained again with new seeds (python -m runner "
+                   f"confirm). Statistics are over the new runs only: the original run was chosen for its value. "
+                   f"CI: {CONFIDENCE:.0%} Student-t interval of the mean.")]
+    for summary in summaries:
+        header = ["rank", "by mean", "trial", "model", "single run", "runs", "failed"]
+        fields = [(column, field) for column in summary.columns for field in ("mean", "sd", "low", "high")]
+        header += [f"{column} {'CI ' if field in ('low', 'high') else ''}{field}" for column, field in fields]
+        rows = [[record["rank"], record["rank_by_mean"], record["trial_id"], record["model"], record["single_run"],
+                 record["runs"], record["failed"], *(record[f"{column}_{field}"] for column, field in fields)]
+                for record in summary.table.to_dict("records")]
+        parts += [f"<h3>{escape(summary.task)}: {escape(summary.metric)} ({escape(summary.mode)})</h3>",
+                  _table(header, rows), _note(summary.verdict())]
     return "\n".join(parts)
 
 

@@ -46,8 +46,8 @@ def add_rerun_command(commands: argparse._SubParsersAction) -> None:
     rerun.set_defaults(handler=_rerun)
 
 
-def find_row(results: str, sweep_id: str, trial_id: str) -> dict[str, Any]:
-    """The trial's leaderboard row, if it can be rerun; else a ConfigError saying why and what to do."""
+def sweep_rows(results: str, sweep_id: str) -> pd.DataFrame:
+    """The sweep's leaderboard rows (by id); a ConfigError naming the folder when it has none."""
     from runner.leaderboard import load
 
     board = load(results)
@@ -55,6 +55,12 @@ def find_row(results: str, sweep_id: str, trial_id: str) -> dict[str, Any]:
     if sweep.empty:
         raise ConfigError(f"no sweep '{sweep_id}' in {storage.join(results, 'leaderboard')}: check the id and "
                           "--results (python -m runner leaderboard lists the sweeps)")
+    return sweep
+
+
+def find_row(results: str, sweep_id: str, trial_id: str) -> dict[str, Any]:
+    """The trial's leaderboard row, if it can be rerun; else a ConfigError saying why and what to do."""
+    sweep = sweep_rows(results, sweep_id)
     rows = sweep[sweep["trial_id"] == trial_id]
     if rows.empty:
         known = ", ".join(sweep["trial_id"].head(5))

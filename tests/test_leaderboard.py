@@ -609,10 +609,15 @@ def test_a_results_folder_written_by_schema_v1_still_loads(tmp_path: Path) -> No
     assert pd.isna(by_id.loc["s-all", "hp_weights"]) and json.loads(by_id.loc["t-bad", "hp_augment"]) == {
         "rotation": 0.1}
 
+    assert "confirm_of" not in pq.read_schema(next((V1 / "leaderboard").rglob("*.parquet"))).names
+    assert old["confirm_of"].isna().all()  # a column added since: null in every old row, all of them ordinary
+
     _write_v1_inputs(tmp_path)
     pd.testing.assert_frame_equal(leaderboard.load(tmp_path), old)  # every column, in order, dtype and value
     for old_file in sorted((V1 / "leaderboard").rglob("*.parquet")):
         old_schema, new_schema = pq.read_schema(old_file), pq.read_schema(tmp_path / old_file.relative_to(V1))
+        assert new_schema.field("confirm_of").type == pa.string(), old_file.name
+        new_schema = new_schema.remove(new_schema.get_field_index("confirm_of"))
         assert new_schema.names == old_schema.names, old_file.name
         changed = {was.name: (was.type, now.type) for was, now in zip(old_schema, new_schema, strict=True)
                    if was.type != now.type}

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from runner.leaderboard.cli import add_leaderboard_command
 from runner.leaderboard.files import has_row, write_row
-from runner.leaderboard.queries import load, optimised, top
+from runner.leaderboard.queries import load, of_sweep, optimised, top
 from runner.leaderboard.render import render_table, test_metric_of
 from runner.leaderboard.rows import failed_row, natural_mode, row_from_result, sweep_metric_value
 from runner.leaderboard.schema import (
@@ -50,6 +50,7 @@ __all__ = [
     "hyperparameter_kinds",
     "load",
     "natural_mode",
+    "of_sweep",
     "optimised",
     "render_table",
     "row_from_result",

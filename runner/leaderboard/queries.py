@@ -13,7 +13,15 @@ import pyarrow as pa
 from runner.errors import ConfigError
 from runner.leaderboard.files import read_rows
 from runner.leaderboard.rows import natural_mode
-from runner.leaderboard.schema import BOOL, IDENTITY_COLUMNS, STRING, TEST_PREFIXES, ordered
+from runner.leaderboard.schema import (
+    BOOL,
+    CORE_TYPES,
+    IDENTITY_COLUMNS,
+    LATER_COLUMNS,
+    STRING,
+    TEST_PREFIXES,
+    ordered,
+)
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -46,6 +54,15 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(fixed, promote_options="permissive")
 
 
+def _with_later_columns(table: pa.Table) -> pa.Table:
+    """The table with every column added since the first files (``LATER_COLUMNS``), null where no file holds
+    it: a results folder written before ``confirm_of`` existed reads as one whose rows are all ordinary."""
+    for name in LATER_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, CORE_TYPES[name]), pa.nulls(len(table), CORE_TYPES[name]))
+    return table
+
+
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     """Integers as nullable ``Int64`` (a failed row has no epoch count, and a float epoch count would be
     odd), booleans as numpy ``bool`` unless some are missing (then nullable ``boolean``)."""
@@ -75,7 +92,7 @@ def load(results: str | os.PathLike[str] = "results", task: str | None = None,
     tables = read_rows(results)
     if not tables:
         return _empty_frame()
-    frame = _to_pandas(_concat(tables))
+    frame = _to_pandas(_with_later_columns(_concat(tables)))
     frame = frame[ordered(frame.columns)]
     if "finished_at" in frame:
         frame = frame.sort_values("finished_at", na_position="first", kind="mergesort")
@@ -83,9 +100,15 @@ def load(results: str | os.PathLike[str] = "results", task: str | None = None,
     if task is not None:
         frame = frame[frame["task"] == task]
     if sweep is not None:
-        frame = frame[(frame["sweep_name"] == sweep) | (frame["sweep_id"] == sweep)]
+        frame = of_sweep(frame, sweep)
     order = [c for c in ("sweep_name", "sweep_id", "finished_at", "trial_id") if c in frame]
     return frame.sort_values(order, na_position="last", kind="mergesort").reset_index(drop=True)
+
+
+def of_sweep(frame: pd.DataFrame, sweep: str) -> pd.DataFrame:
+    """The rows of ``load``'s frame whose sweep name or id is ``sweep`` (``load(sweep=...)``), for a caller that
+    needs several sweeps' rows from one read (each read warns again about every file it skips)."""
+    return frame[(frame["sweep_name"] == sweep) | (frame["sweep_id"] == sweep)].reset_index(drop=True)
 
 
 # -------------------------------------------------------------------------------------------- ranking

@@ -45,6 +45,7 @@ CORE_TYPES: dict[str, pa.DataType] = {
     "schema_version": INT, "sweep_id": STRING, "sweep_name": STRING, "trial_id": STRING,
     "status": STRING, "error": STRING, "task": STRING, "model": STRING,
     "monitor": STRING, "mode": STRING, "sweep_metric": STRING, "sweep_mode": STRING, "warm_start": STRING,
+    "confirm_of": STRING,
     "data_fingerprint": STRING, "data_root": STRING, "data_layout": STRING, "data_classes": STRING,
     "data_external_test": STRING, "data_skipped": INT, "n_train": INT, "n_val": INT, "n_test": INT,
     "shortcut_warnings": STRING,
@@ -57,6 +58,12 @@ CORE_TYPES: dict[str, pa.DataType] = {
     "ray_version": STRING, "runner_version": STRING, "versions_json": STRING, "git_commit": STRING,
     "started_at": TIMESTAMP, "finished_at": TIMESTAMP, "config_json": STRING,
 }
+
+#: Core columns added after the first schema-version-1 files were written. A row file from before one of them
+#: lacks it; ``load`` gives it as null (its one type) so every frame has every column, and since an added
+#: nullable column changes nothing an older reader relies on, ``SCHEMA_VERSION`` stays: older runners read
+#: the new files too (as an extra column).
+LATER_COLUMNS = ("confirm_of",)
 
 # hyper-parameter kinds (``hyperparameter_kinds``); a parameter of neither kind is typed by its value
 JSON = "json"  # stored as JSON text whatever the value: False, {"rotation": 0.1}, 32, [32, 64, 128]

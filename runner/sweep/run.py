@@ -7,14 +7,15 @@ trials never exceeds what the cluster can hold, so no trial waits on resources a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback, CLIReporter
 
@@ -34,8 +35,11 @@ from runner.sweep.study import (
     study_file,
     tpe_sampler,
 )
-from runner.sweep.trainable import NODE_KEY, RESULT_KEY, error_line, ran_to_end, tune_trial
+from runner.sweep.trainable import NODE_KEY, RESULT_KEY, confirm_trial, error_line, ran_to_end, tune_trial
 from runner.sweep.warm import warm_column, warm_study
+
+if TYPE_CHECKING:
+    from runner.confirm import ConfirmRun
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
 #: on a busy 2-core machine, and waiting is right, failing is not.
@@ -80,9 +84,9 @@ class LeaderboardWriter(Callback):
     def _row(self, trial, failed: bool) -> dict[str, Any]:
         last = trial.last_result or {}
         if failed:
-            values = self.spec.trial_values(trial.config)
+            values = self.trial_values(trial)
             return leaderboard.failed_row(
-                sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=trial.trial_id,
+                sweep_id=self.run.sweep_id, sweep_name=self.run.name, trial_id=self.row_id(trial),
                 task=values.get("task", ""), model=values.get("model", ""), hyperparameters=values,
                 error=error_line(trial), node_id=last.get(NODE_KEY))
         if not ran_to_end(last):
@@ -91,6 +95,18 @@ class LeaderboardWriter(Callback):
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
                                            node_id=last.get(NODE_KEY), extra={"trial_dir": result.get("trial_dir")},
                                            **self._optimised(result["monitor"]))
+
+    def row_id(self, trial) -> str:
+        """The id of the trial's row and folder: Tune's trial id."""
+        return trial.trial_id
+
+    def trial_values(self, trial) -> dict[str, Any]:
+        """The trial's config keys, which a failed or stopped row records (its ``result.json`` never came)."""
+        return self.spec.trial_values(trial.config)
+
+    def columns(self, trial) -> dict[str, Any]:
+        """What every row of this run records beyond the trial's own result."""
+        return {"warm_start": warm_column(self.spec)}
 
     def _optimised(self, monitor: str) -> dict[str, str]:
         """The row's ``sweep_metric`` / ``sweep_mode``: what Optuna and ASHA optimised for this trial (its
@@ -112,10 +128,10 @@ class LeaderboardWriter(Callback):
         running. A row that cannot be written (read-only or full disk) raises ``StorageError``, which stops
         the sweep."""
         row = None
-        if leaderboard.has_row(self.run.results, self.run.sweep_id, trial.trial_id):
-            say(f"trial {trial.trial_id} had ended before the sweep was interrupted: its row stands")
+        if leaderboard.has_row(self.run.results, self.run.sweep_id, self.row_id(trial)):
+            say(f"trial {self.row_id(trial)} had ended before the sweep was interrupted: its row stands")
         else:
-            row = {**self._row(trial, failed), "warm_start": warm_column(self.spec)}
+            row = {**self._row(trial, failed), **self.columns(trial)}
             leaderboard.write_row(self.run.results, row)
         self._written = (trial.trial_id, row)
         if trial.checkpoint is not None:
@@ -127,9 +143,9 @@ class LeaderboardWriter(Callback):
         from runner.config import make_config
         from runner.tasks import TASKS
 
-        config = make_config(self.spec.trial_values(trial.config))
+        config = make_config(self.trial_values(trial))
         task = TASKS.get(config.task)
-        result = {"trial_id": trial.trial_id, "task": config.task, "model": config.model,
+        result = {"trial_id": self.row_id(trial), "task": config.task, "model": config.model,
                   "config": config.to_dict(), "hyperparameters": config.hyperparameters(),
                   "metrics": {"val": {k[4:]: v for k, v in last.items() if k.startswith("val_")}},
                   "monitor": task.monitor, "mode": task.mode, "epochs_run": last.get("epoch", 0),
@@ -137,6 +153,24 @@ class LeaderboardWriter(Callback):
         return leaderboard.row_from_result(result, sweep_id=self.run.sweep_id, sweep_name=self.run.name,
                                            status="stopped", node_id=last.get(NODE_KEY),
                                            **self._optimised(task.monitor))
+
+
+class ConfirmWriter(LeaderboardWriter):
+    """``confirm``'s rows: each named by its run (``runner.confirm.run_id``), not by the Tune trial that ran
+    it, with ``confirm_of``, the original trial it repeats."""
+
+    def __init__(self, run: SweepRun, spec: SweepSpec, runs: Mapping[str, ConfirmRun]) -> None:
+        super().__init__(run, spec)
+        self.runs = dict(runs)
+
+    def row_id(self, trial) -> str:
+        return trial.config["run"]
+
+    def trial_values(self, trial) -> dict[str, Any]:
+        return dict(self.runs[self.row_id(trial)].values)
+
+    def columns(self, trial) -> dict[str, Any]:
+        return {"confirm_of": self.runs[self.row_id(trial)].confirm_of}
 
 
 def _report_times(last: dict[str, Any]) -> dict[str, str]:
@@ -303,6 +337,29 @@ class SweepOutcome:
     stopped: str | None = None  # why ``stop:`` ended the sweep early
 
 
+def _start_ray(spec: SweepSpec, address: str | None, printer: Callable[[str], None], trials: int) -> None:
+    """Ray joined or started, Tune's state saved as often as ``trials`` allows, the GPU request checked, and
+    the trial table printed by the output engine that honours a ``progress_reporter``."""
+    import ray
+
+    init_ray(address, printer)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", experiment_state_period(trials))
+    check_gpu(spec, ray.cluster_resources().get("GPU", 0), cluster=bool(address or os.environ.get("RAY_ADDRESS")),
+              printer=printer)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+
+def _fit(tuner):
+    """``tuner.fit()``; a leaderboard row that could not be written is raised as its own one line."""
+    try:
+        return tuner.fit()
+    except Exception as error:
+        failure = storage_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
+
+
 def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, resume: bool = False,
               printer: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or resume) a sweep. Ctrl-C does not raise: Tune catches it, saves its state one last time and
@@ -310,16 +367,12 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     import ray
     from ray import tune
 
-    init_ray(address, printer)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", experiment_state_period(spec.num_samples))
-    check_gpu(spec, ray.cluster_resources().get("GPU", 0), cluster=bool(address or os.environ.get("RAY_ADDRESS")),
-              printer=printer)
+    _start_ray(spec, address, printer, spec.num_samples)
     run = run if run.started_at else replace(run, started_at=datetime.now(timezone.utc).isoformat())
     run.save()
     patient_salt(run.results)  # made here, before trials start at once: an object store cannot make it atomically
     trainable = _trainable(spec, run)
     path = storage.join(run.storage, run.sweep_id)
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the output engine that honours progress_reporter
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
@@ -341,13 +394,7 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
             f"{', '.join(spec.tasks)}; leaderboard in {run.results}/leaderboard/{run.sweep_id}")
     printer(f"optuna study: optuna-dashboard {study_file(run)}")
     sys.stdout.flush()
-    try:
-        grid = tuner.fit()
-    except Exception as error:
-        failure = storage_failure(error)
-        if failure is None:
-            raise
-        raise failure from None
+    grid = _fit(tuner)
     ended = grid.num_terminated + grid.num_errors
     stopped = find_sweep(run.results, run.name, run.sweep_id).stopped
     board = leaderboard.load(run.results, sweep=run.sweep_id)
@@ -356,3 +403,52 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     return SweepOutcome(rows=len(board),
                         interrupted=ended < spec.num_samples and not stopped,
                         stopped=stopped["reason"] if stopped else None)
+
+
+def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], *, address: str | None = None,
+                printer: Callable[[str], None] = print) -> bool:
+    """Train ``confirm``'s ``runs`` (``runner.confirm``) as a Ray Tune grid, one trial per run without a row
+    yet, on the original sweep's resources, concurrency and retries (``spec``), FIFO: there is nothing to
+    search or stop early. ``run`` is the confirmation's sweep (its id, results and Tune storage); no sweep
+    record is written for it (``confirm`` rebuilds everything from the original sweep).
+
+    The Tune experiment is named by the set of runs, so the same command given again after an interruption
+    restores it and continues its unfinished runs from their checkpoints, as ``sweep --resume`` does; another
+    ``--top`` / ``--seeds`` is another experiment. Returns whether every run has its row (False: interrupted)."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+
+    _start_ray(spec, address, printer, len(runs))
+    patient_salt(run.results)
+    values = {run_id: dict(each.values) for run_id, each in runs.items()}
+    trainable = tune.with_resources(tune.with_parameters(confirm_trial, runs=values, spec=spec, run=run),
+                                    trial_resources(spec))
+    digest = hashlib.sha256("\n".join(sorted(runs)).encode()).hexdigest()[:8]
+    experiment = f"{run.sweep_id}-{digest}"
+    path = storage.join(run.storage, experiment)
+    if tune.Tuner.can_restore(path):
+        printer(f"resuming {experiment}")
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
+    else:
+        missing = sorted(run_id for run_id in runs if not leaderboard.has_row(run.results, run.sweep_id, run_id))
+        reporter = CLIReporter(parameter_columns={"run": "run"},
+                               metric_columns={"epoch": "epoch", "objective": spec.metric},
+                               max_report_frequency=PROGRESS_EVERY_S)
+        tuner = tune.Tuner(
+            trainable, param_space={"run": tune.grid_search(missing)},
+            tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), reuse_actors=True,
+                                        max_concurrent_trials=max_concurrent(spec, ray.cluster_resources())),
+            run_config=tune.RunConfig(name=experiment, storage_path=run.storage,
+                                      callbacks=[ConfirmWriter(run, spec, runs)],
+                                      failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                      progress_reporter=reporter, verbose=1))
+    printer(f"confirmation runs in {run.results}/leaderboard/{run.sweep_id}")
+    sys.stdout.flush()
+    grid = _fit(tuner)
+    unrecorded = [run_id for run_id in runs if not leaderboard.has_row(run.results, run.sweep_id, run_id)]
+    if unrecorded and grid.num_terminated + grid.num_errors == len(grid):
+        raise ConfigError(f"{len(unrecorded)} confirmation run(s) have no row although their Tune experiment "
+                          f"ended ({unrecorded[0]}, ...: rows removed by hand?): delete {path} to train them again")
+    return not unrecorded

@@ -177,7 +177,16 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
 def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun) -> None:
     """The Tune trainable: sampled ``params`` (namespaced conditional ones included) plus the sweep's fixed
-    keys, run as a Ray Train job."""
+    keys, recorded under Tune's trial id."""
+    import ray.tune
+
+    train_in_ray(spec.trial_values(params), ray.tune.get_context().get_trial_id(), spec, run)
+
+
+def train_in_ray(values: dict[str, Any], row_id: str, spec: SweepSpec, run: SweepRun) -> None:
+    """One trial's config ``values``, trained as a Ray Train job on the sweep's resources and recorded as
+    ``row_id`` (its trial folder and leaderboard row). A sweep's trials and ``confirm``'s runs both train here,
+    so a confirmation run trains exactly as a sweep trial does."""
     import ray.train
     import ray.tune
     from ray.train.tensorflow import TensorflowTrainer
@@ -185,23 +194,32 @@ def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun) -> None:
 
     from runner import leaderboard
 
-    context = ray.tune.get_context()
-    if leaderboard.has_row(run.results, run.sweep_id, context.get_trial_id()):
+    if leaderboard.has_row(run.results, run.sweep_id, row_id):
         return  # it ended before a killed driver saved that, and ``--resume`` restarted it: its row stands
     resources = spec.resources
-    loop_config = {"values": spec.trial_values(params), "workers": resources.workers,
-                   "threads": max(1, int(resources.cpu)), "trial_id": context.get_trial_id(),
+    loop_config = {"values": values, "workers": resources.workers,
+                   "threads": max(1, int(resources.cpu)), "trial_id": row_id,
                    "out_dir": run.trials_dir, "results": run.results, "checkpoint_every": spec.checkpoint_every,
                    "metric": spec.metric, "mode": spec.mode}
     workers = resources.workers
     scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=resources.gpu > 0,
                                       resources_per_worker={"CPU": resources.cpu, "GPU": resources.gpu}
                                       if workers else None)
-    run_config = ray.train.RunConfig(name=f"{context.get_trial_id()}-train", storage_path=run.train_storage,
+    # named after Tune's trial id (unique within the experiment, kept by a restore), which the driver's
+    # LeaderboardWriter empties when the trial ends
+    run_config = ray.train.RunConfig(name=f"{ray.tune.get_context().get_trial_id()}-train",
+                                     storage_path=run.train_storage,
                                      checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
                                      callbacks=[TuneReportCallback()] if workers else None)
     TensorflowTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling,
                       run_config=run_config).fit()
+
+
+def confirm_trial(params: dict[str, Any], runs: Mapping[str, Mapping[str, Any]], spec: SweepSpec,
+                  run: SweepRun) -> None:
+    """``confirm``'s trainable: Tune's grid names the run (``params["run"]``), ``runs`` holds its config keys
+    by run id; it trains and is recorded under that id, so it keeps its row whichever Tune trial ran it."""
+    train_in_ray(dict(runs[params["run"]]), params["run"], spec, run)
 
 
 def error_line(trial) -> str:
