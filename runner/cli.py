@@ -143,6 +143,10 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
     sweep.add_argument("--resume", nargs="?", const="", metavar="SWEEP_ID",
                        help="continue an interrupted sweep (default: the newest of that name)")
+    sweep.add_argument("--retry-failed", action="store_true",
+                       help="with --resume: run the trials that ended failed again (same configuration and trial "
+                            "id), after fixing what failed them; each one's row is replaced, its earlier errors "
+                            "kept (attempts, attempt_errors)")
     sweep.add_argument("--warm-start", nargs="+", metavar="SWEEP_ID",
                        help="start the Optuna study from these earlier sweeps' finished trials (ids in --results), "
                             "replacing the search space's warm_start.sweeps")
@@ -162,6 +166,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from runner.sweep.warm import earlier_rows
 
     results = storage.resolve(args.results)
+    if args.retry_failed and args.resume is None:
+        raise ConfigError("--retry-failed reruns the failed trials of an earlier sweep: add --resume [SWEEP_ID]")
     if args.resume is not None:
         run = find_sweep(results, Path(args.name).stem, args.resume or None)
         if args.mlflow or args.warm_start:
@@ -187,7 +193,8 @@ def _sweep(args: argparse.Namespace) -> int:
         earlier_rows(run.results, spec.warm_start.sweeps)
     run = replace(run, profile=spec.profile)  # recorded, so a resume on another machine rebuilds the same trials
     try:
-        outcome = run_sweep(spec, run, address=address, resume=args.resume is not None)
+        outcome = run_sweep(spec, run, address=address, resume=args.resume is not None,
+                            retry_failed=args.retry_failed)
     except KeyboardInterrupt:
         outcome = None
     if outcome is None or outcome.interrupted:

@@ -3,6 +3,7 @@ trial's ``result.json`` content, or from what is known of a trial that kept fail
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -137,6 +138,17 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         row[sweep_metric] = metric_value(sweep_metric_value(result, sweep_metric))
     _add_extra(row, extra)
     return {column: row[column] for column in ordered(row)}
+
+
+def attempt_columns(earlier: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A sweep row's ``attempts`` (how many times the trial ran) and ``attempt_errors`` (JSON list of the
+    earlier attempts' errors, oldest first). ``earlier`` is the trial's current row when a new attempt
+    replaces it (``sweep --resume --retry-failed`` reran a failed trial): the replaced row's error is kept
+    here, so the one current row per trial id still says what went wrong before."""
+    if earlier is None:
+        return {"attempts": 1, "attempt_errors": to_json([])}
+    errors = [*json.loads(earlier.get("attempt_errors") or "[]"), earlier.get("error")]
+    return {"attempts": (int_or_none(earlier.get("attempts")) or 1) + 1, "attempt_errors": to_json(errors)}
 
 
 def failed_row(*, sweep_id: str, sweep_name: str, trial_id: str, task: str, model: str,

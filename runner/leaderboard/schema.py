@@ -49,6 +49,7 @@ CORE_TYPES: dict[str, pa.DataType] = {
     "data_external_test": STRING, "data_skipped": INT, "n_train": INT, "n_val": INT, "n_test": INT,
     "shortcut_warnings": STRING,
     "epochs_run": INT, "best_epoch": INT, "stopped_early": BOOL, "resumed_from_epoch": INT,
+    "attempts": INT, "attempt_errors": STRING,
     "train_seconds": FLOAT,
     "eval_seconds": FLOAT, "images_per_second": FLOAT, "params_total": INT, "params_trainable": INT,
     "rss_mb": FLOAT,

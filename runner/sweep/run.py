@@ -34,7 +34,7 @@ from runner.sweep.study import (
     study_file,
     tpe_sampler,
 )
-from runner.sweep.trainable import NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
+from runner.sweep.trainable import ATTEMPT_KEY, NODE_KEY, RESULT_KEY, ran_to_end, tune_trial
 from runner.sweep.warm import warm_column, warm_study
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
@@ -64,7 +64,8 @@ class LeaderboardWriter(Callback):
     A trial's first row stands. A driver killed after a trial ended (row written) but before Tune saved that
     in its experiment state leaves the trial unfinished in the save, so ``--resume`` starts it again: the
     trainable sees the row and returns at once (``tune_trial``), and its second ending is not recorded, so a
-    finished trial is never replaced by a rerun or a failure."""
+    finished trial is never replaced by a rerun or a failure. Only a failed trial's row is ever replaced:
+    by its next attempt, when ``--retry-failed`` runs it again."""
 
     def __init__(self, run: SweepRun, spec: SweepSpec) -> None:
         self.run = run
@@ -110,17 +111,30 @@ class LeaderboardWriter(Callback):
         keep a model and optimizer state per trial. Tune's checkpoint folder itself stays: Tune refuses to
         restart a trial whose checkpoint is gone, and a killed driver's save may still list this trial as
         running. A row that cannot be written (read-only or full disk) raises ``StorageError``, which stops
-        the sweep."""
+        the sweep. A new attempt of a failed trial (``--retry-failed``) replaces its row, atomically
+        (``write_row``), carrying the failed attempts' errors (``attempt_columns``)."""
         row = None
-        if leaderboard.has_row(self.run.results, self.run.sweep_id, trial.trial_id):
+        earlier = leaderboard.read_row(self.run.results, self.run.sweep_id, trial.trial_id)
+        if earlier is not None and not self._new_attempt(earlier, trial, failed):
             print(f"trial {trial.trial_id} had ended before the sweep was interrupted: its row stands", flush=True)
         else:
-            row = {**self._row(trial, failed), "warm_start": warm_column(self.spec)}
+            row = {**self._row(trial, failed), "warm_start": warm_column(self.spec),
+                   **leaderboard.attempt_columns(earlier)}
             leaderboard.write_row(self.run.results, row)
         self._written = (trial.trial_id, row)
         if trial.checkpoint is not None:
             trial.checkpoint.filesystem.delete_dir_contents(trial.checkpoint.path, missing_dir_ok=True)
         storage.remove_folder(storage.join(self.run.train_storage, f"{trial.trial_id}-train"))
+
+    @staticmethod
+    def _new_attempt(earlier: dict[str, Any], trial, failed: bool) -> bool:
+        """Whether this ending is a new attempt of a trial whose row says it failed: it failed again (Tune
+        reports an error only for a run that happened), or its last report comes from a later attempt than the
+        row's. A trial restarted only because a killed driver had not saved that it ended returns at once
+        (``tune_trial``), its last report still the recorded attempt's: its row stands."""
+        if earlier["status"] != "failed":
+            return False
+        return failed or (trial.last_result or {}).get(ATTEMPT_KEY, 1) > (earlier.get("attempts") or 1)
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
@@ -269,11 +283,13 @@ def _scheduler(spec: SweepSpec, epochs: int):
                          grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
 
 
-def _trainable(spec: SweepSpec, run: SweepRun):
-    """The trial function with the sweep's typed spec and run (frozen dataclasses, not a dict of their fields)."""
+def _trainable(spec: SweepSpec, run: SweepRun, retry_failed: bool = False):
+    """The trial function with the sweep's typed spec and run (frozen dataclasses, not a dict of their
+    fields); a restored sweep gets a new one, so ``retry_failed`` is chosen by each ``--resume``."""
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(tune_trial, spec=spec, run=run), trial_resources(spec))
+    return tune.with_resources(tune.with_parameters(tune_trial, spec=spec, run=run, retry_failed=retry_failed),
+                               trial_resources(spec))
 
 
 def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -> list[Callback]:
@@ -310,6 +326,14 @@ def storage_failure(error: BaseException | None) -> StorageError | None:
     return None
 
 
+def retry_line(board) -> str:
+    """What ``--retry-failed`` is about to rerun, said once before the trials start."""
+    failed = board[board["status"] == "failed"] if len(board) else board
+    if not len(failed):
+        return "retry: no failed trials to run again"
+    return f"retry: running {len(failed)} failed trial(s) again: {', '.join(failed['trial_id'])}"
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     rows: int
@@ -318,9 +342,11 @@ class SweepOutcome:
 
 
 def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, resume: bool = False,
-              printer: Callable[[str], None] = print) -> SweepOutcome:
+              retry_failed: bool = False, printer: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or resume) a sweep. Ctrl-C does not raise: Tune catches it, saves its state one last time and
-    returns, so the outcome says whether every trial ended (completed, stopped or failed)."""
+    returns, so the outcome says whether every trial ended (completed, stopped or failed). ``retry_failed``
+    (with ``resume``): the trials that ended ``failed`` run again, same configuration and trial id (Tune
+    resumes its errored trials); without it a resume leaves them failed."""
     import ray
     from ray import tune
 
@@ -331,11 +357,13 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     run = run if run.started_at else replace(run, started_at=datetime.now(timezone.utc).isoformat())
     run.save()
     patient_salt(run.results)  # made here, before trials start at once: an object store cannot make it atomically
-    trainable = _trainable(spec, run)
+    trainable = _trainable(spec, run, retry_failed)
     path = storage.join(run.storage, run.sweep_id)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the output engine that honours progress_reporter
     if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
+        if retry_failed:
+            printer(retry_line(leaderboard.load(run.results, sweep=run.sweep_id)))
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=retry_failed)
     else:
         epochs = int(spec.fixed.get("epochs", 10))
         search = _searcher(spec, run)
