@@ -61,14 +61,23 @@ def _data_demo(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
+    """``data check``. A folder holding several data sets (``data demo --out DIR``) fails as one data set
+    with a misleading error (a class folder without images): the error names its sub-folders instead."""
     from runner.data import parse_data_spec, prepare
-    from runner.data.check import CHECK_IMAGE_SIZE, check_dataset
+    from runner.data.check import CHECK_IMAGE_SIZE, check_dataset, data_sets_below, several_data_sets_error
+    from runner.errors import DataError
     from runner.overrides import parse_overrides
     from runner.tasks import TASKS
 
     task = TASKS.get(args.task)
     spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
-    dataset = task.load_data(spec, cache_dir=args.cache_dir)
+    try:
+        dataset = task.load_data(spec, cache_dir=args.cache_dir)
+    except DataError:
+        found = data_sets_below(Path(spec.path)) if spec.path and not args.layout else []
+        if not found:
+            raise
+        raise DataError(several_data_sets_error(Path(spec.path), task.name, found)) from None
     cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False)
     report = check_dataset(dataset, cached, strict=args.strict or bool(spec.options["strict"]))
     print(report.render())

@@ -28,6 +28,7 @@ import pandas as pd
 from runner import leaderboard, storage
 from runner.errors import ConfigError
 from runner.plots import new_figure
+from runner.report import human_duration
 from runner.sweep.importance import direction, finished_rows, numeric_values, parameter_importances
 
 __all__ = ["add_report_command", "render_report", "write_report"]
@@ -227,13 +228,27 @@ def _compute_section(board: pd.DataFrame) -> str:
     wall = (finished.max() - started.min()).total_seconds() if len(started) and len(finished) else None
     devices = ", ".join(sorted(board["device"].dropna().astype(str).unique())) if len(board) else ""
     rows = [("trials", len(board)), *((f"  {status}", int(counts.get(status, 0))) for status in leaderboard.STATUSES),
-            ("training time (trial-hours)", train / 3600), ("evaluation time (trial-hours)", evaluation / 3600),
+            ("training time (summed over trials)", human_duration(train)),
+            ("evaluation time (summed over trials)", human_duration(evaluation)),
             ("images trained on (epochs x training images)", images),
-            ("sweep wall-clock (first start to last finish, hours)", None if wall is None else wall / 3600),
-            ("devices", devices or None)]
+            ("sweep wall-clock (first start to last finish)", None if wall is None else human_duration(wall)),
+            ("devices", devices or None), *_gpu_rows(board)]
     return _table(("", "value"), rows, sortable=False) + _note(
         "A trial stopped by ASHA counts its epochs up to the stop; failed trials count nothing (their time is "
         "not recorded).")
+
+
+def _gpu_rows(board: pd.DataFrame) -> list[tuple[str, Any]]:
+    """The trials' GPU telemetry (``runner.gpu``): utilisation, the mean of the trials' means and the highest
+    peak, and the highest memory peak; one line saying there is none when no trial ran with ``nvidia-smi``."""
+    columns = ["gpu_util_mean", "gpu_util_peak", "gpu_memory_peak_mb"]
+    sampled = board.dropna(subset=columns) if all(column in board for column in columns) else board.iloc[:0]
+    if not len(sampled):
+        return [("GPU telemetry", "none: no trial ran with nvidia-smi (CPU)")]
+    return [("GPU utilisation while training (mean of the trials' means, %)", float(sampled["gpu_util_mean"].mean())),
+            ("GPU utilisation, highest peak (%)", float(sampled["gpu_util_peak"].max())),
+            ("GPU memory, highest peak (MiB)", float(sampled["gpu_memory_peak_mb"].max())),
+            ("trials with GPU telemetry", len(sampled))]
 
 
 def _images_trained(board: pd.DataFrame) -> int:

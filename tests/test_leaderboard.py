@@ -34,7 +34,7 @@ from runner.leaderboard.files import row_table
 README = Path(__file__).resolve().parents[1] / "results" / "README.md"
 V1 = Path(__file__).resolve().parent / "data" / "leaderboard_v1"  # a results folder written by the runner of d14512b
 #: Core columns added since ``V1`` was written: its files lack them, so they read as null there.
-ADDED_SINCE_V1 = ("attempts", "attempt_errors")
+ADDED_SINCE_V1 = ("attempts", "attempt_errors", "gpu_util_mean", "gpu_util_peak", "gpu_memory_peak_mb")
 START = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 # task kind -> (task, model, classes, monitor, model parameters)

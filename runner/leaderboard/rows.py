@@ -103,6 +103,7 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
     counts = data.get("counts") or {}
     versions = result.get("versions") or {}
     parameters = result.get("parameters") or {}
+    gpu = result.get("gpu") or {}
     row.update({
         "sweep_id": str(sweep_id), "sweep_name": str(sweep_name), "trial_id": str(result["trial_id"]),
         "status": status, "error": error, "task": result.get("task"), "model": result.get("model"),
@@ -123,6 +124,7 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         "params_total": int_or_none(parameters.get("total")),
         "params_trainable": int_or_none(parameters.get("trainable")),
         "rss_mb": float_or_nan(result.get("rss_mb")),
+        **{f"gpu_{key}": float_or_nan(gpu.get(key)) for key in ("util_mean", "util_peak", "memory_peak_mb")},
         "device": result.get("device"), "host": result.get("host"), "node_id": node_id,
         "seed": int_or_none(result.get("seed")),
         **{column: versions.get(key) for key, column in _VERSION_COLUMNS.items()},

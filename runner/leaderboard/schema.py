@@ -52,7 +52,7 @@ CORE_TYPES: dict[str, pa.DataType] = {
     "attempts": INT, "attempt_errors": STRING,
     "train_seconds": FLOAT,
     "eval_seconds": FLOAT, "images_per_second": FLOAT, "params_total": INT, "params_trainable": INT,
-    "rss_mb": FLOAT,
+    "rss_mb": FLOAT, "gpu_util_mean": FLOAT, "gpu_util_peak": FLOAT, "gpu_memory_peak_mb": FLOAT,
     "device": STRING, "host": STRING, "node_id": STRING, "trial_dir": STRING,
     "seed": INT, "python_version": STRING, "tensorflow_version": STRING, "keras_version": STRING,
     "ray_version": STRING, "runner_version": STRING, "versions_json": STRING, "git_commit": STRING,
