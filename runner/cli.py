@@ -210,7 +210,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"interrupted: finished trials are in the leaderboard; resume with "
               f"python -m runner sweep {run.name} --resume {run.sweep_id} --results {run.results}", file=sys.stderr)
         return 130
-    from runner.leaderboard import load, render_table, top
+    from runner.leaderboard import load, random_init_note, render_table, top
 
     board = load(run.results, sweep=run.sweep_id)
     failed = board[board["status"] == "failed"] if len(board) else board
@@ -219,6 +219,9 @@ def _sweep(args: argparse.Namespace) -> int:
           f"({optimised}):")
     for task, rows in board.groupby("task", sort=True):
         print(f"\n{task}:\n{render_table(top(rows, n=5))}")
+    note = random_init_note(board)
+    if note:
+        print(f"\n{note}")
     for error, count in (failed["error"].value_counts().items() if len(failed) else ()):
         print(f"{count} trial(s) failed: {error}", file=sys.stderr)
     if outcome.stopped:

@@ -68,6 +68,7 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; }
 tr.failed { color: #a00; } tr.stopped { color: #666; }
 img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; }
 .note { color: #666; font-size: 0.9em; }
+.warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.5em; }
 .scroll { overflow-x: auto; }
 """
 
@@ -168,13 +169,16 @@ def render_report(results: str, sweep_id: str) -> str:
         ("Failed trials", _failed_section(board)),
     ]
     body = "".join(f"<h2>{escape(title)}</h2>\n{content}\n" for title, content in sections)
+    note = leaderboard.random_init_note(board)
+    warning = f"<p class=\"warning\"><b>{escape(note)}</b></p>\n" if note else ""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = f" from <code>{escape(str(record['source']))}</code>" if record else ""
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>sweep {escape(sweep_id)}</title><style>{STYLE}</style></head><body>\n"
             f"<h1>Sweep {escape(sweep_id)}</h1>\n<p class=\"note\">search space <b>{escape(str(name))}</b>{source}; "
             f"{len(board)} trial(s); report written {made}. Ranking uses validation metrics only; test metrics "
-            f"are shown beside them, never used to choose.</p>\n{body}<script>{SORT_SCRIPT}</script></body></html>\n")
+            f"are shown beside them, never used to choose.</p>\n{warning}{body}<script>{SORT_SCRIPT}</script>"
+            "</body></html>\n")
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequence[str] | None = None,

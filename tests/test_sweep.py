@@ -309,6 +309,36 @@ def test_retry_failed_reruns_a_failed_trial_in_place_and_keeps_its_error(tmp_pat
     assert ours[1].value == pytest.approx(row["val_f1"])
 
 
+def test_offline_weights_auto_sweep_trains_unfrozen_and_says_the_backbones_were_random(tmp_path: Path) -> None:
+    """No ImageNet weights reachable (test_assembly.OFFLINE): the sweep says so once, every row records
+    frozen_layers 0 though the file searches other values, and the final summary and the HTML report each
+    carry one line that the backbones were randomly initialised."""
+    from test_assembly import OFFLINE
+
+    from runner.html_report import render_report
+    from runner.leaderboard import load, random_init_note
+
+    spec = {**TINY, "models": ["vgg16"], "num_samples": 2, "scheduler": {"type": "fifo"}, "per_model": {},
+            "fixed": {**TINY["fixed"], "epochs": 1, "weights": "auto"},
+            "space": {**TINY["space"], "frozen_layers": {"type": "categorical", "choices": [0.5, "all"]}}}
+    path, results = _write(tmp_path, spec), tmp_path / "results"
+    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, **OFFLINE})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (run.stdout + run.stderr).count("weights: auto -> none") == 1, run.stdout[-3000:]
+    board = load(results)
+    assert len(board) == 2 and (board["status"] == "completed").all(), board[["status", "error"]]
+    assert (board["hp_weights"] == "none").all() and (board["hp_frozen_layers"] == "0").all()
+    assert all(json.loads(config)["model_params"]["frozen_layers"] == 0 for config in board["config_json"])
+    note = random_init_note(board)
+    assert note.startswith("note: 2 of 2 trials (vgg16) trained randomly initialised backbones") and \
+        "frozen_layers 0:" in note, note
+    assert run.stdout.count(note) == 1, run.stdout[-2000:]
+    html = render_report(str(results), board["sweep_id"].iloc[0])
+    assert html.count(f"<b>{note}</b>") == 1
+    assert random_init_note(board.assign(hp_weights="/weights/vgg16.weights.h5")) is None  # a weights file
+
+
 def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -> None:
     """Three trials in a row, each a Ray Train job of one 2-CPU worker on this 2-core machine: each must get
     its worker once the previous trial's is released (the trial process itself holds no CPU), reporting

@@ -28,7 +28,7 @@ from __future__ import annotations
 from runner.leaderboard.cli import add_leaderboard_command
 from runner.leaderboard.files import read_row, write_row
 from runner.leaderboard.queries import load, optimised, top
-from runner.leaderboard.render import render_table, test_metric_of
+from runner.leaderboard.render import random_init_note, render_table, test_metric_of
 from runner.leaderboard.rows import attempt_columns, failed_row, natural_mode, row_from_result, sweep_metric_value
 from runner.leaderboard.schema import (
     CORE_TYPES,
@@ -52,6 +52,7 @@ __all__ = [
     "load",
     "natural_mode",
     "optimised",
+    "random_init_note",
     "read_row",
     "render_table",
     "row_from_result",
