@@ -61,14 +61,23 @@ def _data_demo(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
+    """``data check``. A folder holding several data sets (``data demo --out DIR``) fails as one data set
+    with a misleading error (a class folder without images): the error names its sub-folders instead."""
     from runner.data import parse_data_spec, prepare
-    from runner.data.check import CHECK_IMAGE_SIZE, check_dataset
+    from runner.data.check import CHECK_IMAGE_SIZE, check_dataset, data_sets_below, several_data_sets_error
+    from runner.errors import DataError
     from runner.overrides import parse_overrides
     from runner.tasks import TASKS
 
     task = TASKS.get(args.task)
     spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
-    dataset = task.load_data(spec, cache_dir=args.cache_dir)
+    try:
+        dataset = task.load_data(spec, cache_dir=args.cache_dir)
+    except DataError:
+        found = data_sets_below(Path(spec.path)) if spec.path and not args.layout else []
+        if not found:
+            raise
+        raise DataError(several_data_sets_error(Path(spec.path), task.name, found)) from None
     cached = prepare(dataset, CHECK_IMAGE_SIZE, cache_dir=args.cache_dir, strict=False)
     report = check_dataset(dataset, cached, strict=args.strict or bool(spec.options["strict"]))
     print(report.render())
@@ -143,6 +152,10 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--local", action="store_true", help="start Ray on this machine (the default)")
     sweep.add_argument("--resume", nargs="?", const="", metavar="SWEEP_ID",
                        help="continue an interrupted sweep (default: the newest of that name)")
+    sweep.add_argument("--retry-failed", action="store_true",
+                       help="with --resume: run the trials that ended failed again (same configuration and trial "
+                            "id), after fixing what failed them; each one's row is replaced, its earlier errors "
+                            "kept (attempts, attempt_errors)")
     sweep.add_argument("--warm-start", nargs="+", metavar="SWEEP_ID",
                        help="start the Optuna study from these earlier sweeps' finished trials (ids in --results), "
                             "replacing the search space's warm_start.sweeps")
@@ -165,6 +178,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from runner.sweep.warm import earlier_rows
 
     results = storage.resolve(args.results)
+    if args.retry_failed and args.resume is None:
+        raise ConfigError("--retry-failed reruns the failed trials of an earlier sweep: add --resume [SWEEP_ID]")
     if args.resume is not None:
         run = find_sweep(results, Path(args.name).stem, args.resume or None)
         if args.mlflow or args.warm_start:
@@ -197,7 +212,8 @@ def _sweep(args: argparse.Namespace) -> int:
         from runner.sweep.run import run_sweep  # imports TensorFlow: its start-up notes go to the log
 
         try:
-            outcome = run_sweep(spec, run, address=address, resume=args.resume is not None, printer=console.line)
+            outcome = run_sweep(spec, run, address=address, resume=args.resume is not None,
+                                retry_failed=args.retry_failed, printer=console.line)
         except KeyboardInterrupt:
             outcome = None
         finally:
@@ -206,7 +222,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"interrupted: finished trials are in the leaderboard; resume with "
               f"python -m runner sweep {run.name} --resume {run.sweep_id} --results {run.results}", file=sys.stderr)
         return 130
-    from runner.leaderboard import load, render_table, top
+    from runner.leaderboard import load, random_init_note, render_table, top
 
     board = load(run.results, sweep=run.sweep_id)
     failed = board[board["status"] == "failed"] if len(board) else board
@@ -215,6 +231,9 @@ def _sweep(args: argparse.Namespace) -> int:
           f"({optimised}):")
     for task, rows in board.groupby("task", sort=True):
         print(f"\n{task}:\n{render_table(top(rows, n=5))}")
+    note = random_init_note(board)
+    if note:
+        print(f"\n{note}")
     for error, count in (failed["error"].value_counts().items() if len(failed) else ()):
         print(f"{count} trial(s) failed: {error}", file=sys.stderr)
     if outcome.stopped:

@@ -181,7 +181,7 @@ def resolve_config(*layers: Mapping[str, Any], printer: Callable[[str], None] = 
     """``train``'s config. Later layers win: defaults, then a config file, then command-line values, then
     ``--set``; then ``weights: auto`` is resolved as a sweep resolves it (ImageNet when it loads, else none
     with a warning), after the rest is validated, so a typo fails before any weights load."""
-    from runner.sweep.weights import AUTO, auto_weights
+    from runner.sweep.weights import AUTO, resolve_auto_weights
 
     merged: dict[str, Any] = {}
     for layer in layers:
@@ -189,8 +189,8 @@ def resolve_config(*layers: Mapping[str, Any], printer: Callable[[str], None] = 
     config = make_config(merged)
     if config.model_params.get("weights") != AUTO:
         return config
-    return dataclasses.replace(config, model_params={**config.model_params,
-                                                     "weights": auto_weights([config.model], printer)})
+    return dataclasses.replace(config, model_params=resolve_auto_weights(config.model_params, [config.model],
+                                                                         printer))
 
 
 def save_config(config: TrialConfig, path: Path) -> None:

@@ -297,7 +297,7 @@ def _confirm(args: argparse.Namespace) -> int:
     original = find_sweep(results, "", args.sweep_id)
     confirm = replace(original, sweep_id=confirm_sweep_id(args.sweep_id), name=f"{original.name}-confirm",
                       results=results, mlflow=None, started_at=None, stopped=None)
-    missing = [run for run in runs if not leaderboard.has_row(results, confirm.sweep_id, run)]
+    missing = [run for run in runs if leaderboard.read_row(results, confirm.sweep_id, run) is None]
     if missing:
         from runner.sweep.run import run_confirm
 

@@ -32,6 +32,7 @@ from runner import leaderboard, storage
 from runner.confirm import CONFIDENCE, confirm_sweep_id, summarise
 from runner.errors import ConfigError
 from runner.plots import new_figure
+from runner.report import human_duration
 from runner.sweep.importance import direction, finished_rows, numeric_values, parameter_importances
 
 __all__ = ["add_report_command", "render_report", "write_report"]
@@ -71,6 +72,7 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; }
 tr.failed { color: #a00; } tr.stopped { color: #666; }
 img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; }
 .note { color: #666; font-size: 0.9em; }
+.warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.5em; }
 .scroll { overflow-x: auto; }
 """
 
@@ -175,13 +177,16 @@ def render_report(results: str, sweep_id: str) -> str:
         ("Failed trials", _failed_section(board)),
     ]
     body = "".join(f"<h2>{escape(title)}</h2>\n{content}\n" for title, content in sections if content is not None)
+    note = leaderboard.random_init_note(board)
+    warning = f"<p class=\"warning\"><b>{escape(note)}</b></p>\n" if note else ""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     source = f" from <code>{escape(str(record['source']))}</code>" if record else ""
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>sweep {escape(sweep_id)}</title><style>{STYLE}</style></head><body>\n"
             f"<h1>Sweep {escape(sweep_id)}</h1>\n<p class=\"note\">search space <b>{escape(str(name))}</b>{source}; "
             f"{len(board)} trial(s); report written {made}. Ranking uses validation metrics only; test metrics "
-            f"are shown beside them, never used to choose.</p>\n{body}<script>{SORT_SCRIPT}</script></body></html>\n")
+            f"are shown beside them, never used to choose.</p>\n{warning}{body}<script>{SORT_SCRIPT}</script>"
+            "</body></html>\n")
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequence[str] | None = None,
@@ -235,13 +240,27 @@ def _compute_section(board: pd.DataFrame) -> str:
     wall = (finished.max() - started.min()).total_seconds() if len(started) and len(finished) else None
     devices = ", ".join(sorted(board["device"].dropna().astype(str).unique())) if len(board) else ""
     rows = [("trials", len(board)), *((f"  {status}", int(counts.get(status, 0))) for status in leaderboard.STATUSES),
-            ("training time (trial-hours)", train / 3600), ("evaluation time (trial-hours)", evaluation / 3600),
+            ("training time (summed over trials)", human_duration(train)),
+            ("evaluation time (summed over trials)", human_duration(evaluation)),
             ("images trained on (epochs x training images)", images),
-            ("sweep wall-clock (first start to last finish, hours)", None if wall is None else wall / 3600),
-            ("devices", devices or None)]
+            ("sweep wall-clock (first start to last finish)", None if wall is None else human_duration(wall)),
+            ("devices", devices or None), *_gpu_rows(board)]
     return _table(("", "value"), rows, sortable=False) + _note(
         "A trial stopped by ASHA counts its epochs up to the stop; failed trials count nothing (their time is "
         "not recorded).")
+
+
+def _gpu_rows(board: pd.DataFrame) -> list[tuple[str, Any]]:
+    """The trials' GPU telemetry (``runner.gpu``): utilisation, the mean of the trials' means and the highest
+    peak, and the highest memory peak; one line saying there is none when no trial ran with ``nvidia-smi``."""
+    columns = ["gpu_util_mean", "gpu_util_peak", "gpu_memory_peak_mb"]
+    sampled = board.dropna(subset=columns) if all(column in board for column in columns) else board.iloc[:0]
+    if not len(sampled):
+        return [("GPU telemetry", "none: no trial ran with nvidia-smi (CPU)")]
+    return [("GPU utilisation while training (mean of the trials' means, %)", float(sampled["gpu_util_mean"].mean())),
+            ("GPU utilisation, highest peak (%)", float(sampled["gpu_util_peak"].max())),
+            ("GPU memory, highest peak (MiB)", float(sampled["gpu_memory_peak_mb"].max())),
+            ("trials with GPU telemetry", len(sampled))]
 
 
 def _images_trained(board: pd.DataFrame) -> int:

@@ -1,8 +1,21 @@
-"""Plain-text summaries printed at the end of a trial."""
+"""Plain-text summaries: the metrics printed at the end of a trial, and durations as a person reads them."""
 
 from __future__ import annotations
 
 from typing import Any
+
+#: (unit, seconds in it), largest first: ``human_duration`` picks the first one the duration fills.
+DURATION_UNITS = (("hour", 3600.0), ("minute", 60.0), ("second", 1.0))
+
+
+def human_duration(seconds: float) -> str:
+    """``234.8`` -> ``3.91 minutes``: the largest unit of which the duration holds one or more (seconds below
+    a minute), to three significant figures, trailing zeros dropped (``2 hours``, ``1.5 hours``); thousands of
+    hours as a whole number (``1,234 hours``), never in scientific notation."""
+    unit, size = next(((name, size) for name, size in DURATION_UNITS if seconds >= size), DURATION_UNITS[-1])
+    value = seconds / size
+    shown = f"{value:.3g}" if value < 999.5 else f"{value:,.0f}"  # 999.7 would be .3g's "1e+03"
+    return f"{shown} {unit}" if shown == "1" else f"{shown} {unit}s"
 
 
 def _cell(value: Any) -> str:

@@ -28,6 +28,7 @@ from runner import calibration, privacy
 from runner import metrics as m
 from runner.config import TrialConfig, save_config
 from runner.data import CachedData, prepare
+from runner.gpu import GpuSampler
 from runner.tasks import TASKS, Split, Task
 
 if TYPE_CHECKING:
@@ -442,8 +443,9 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
     model = build_model(config, task, jit="auto" if device.startswith("GPU") else False, strategy=strategy)
     if checkpointing and checkpointing.resume:
         checkpointing.resume.restore_weights(model)
-    training = fit(config, task, model, splits, [*callbacks, *_tensorboard(config, directory)], printer, verbose,
-                   checkpointing)
+    with GpuSampler() as gpu:  # nvidia-smi in a background thread while the model trains; nothing on CPU
+        training = fit(config, task, model, splits, [*callbacks, *_tensorboard(config, directory)], printer,
+                       verbose, checkpointing)
     eval_start = time.perf_counter()
     evaluation = evaluate(config, task, model, splits, external)
     rows = evaluation.rows
@@ -464,7 +466,8 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
         "mode": task.mode,
         "history": training.pop("history"), **training,
         "eval_seconds": time.perf_counter() - eval_start,
-        "parameters": parameter_counts(model), "rss_mb": resident_mb(), "seed": config.seed, "device": device,
+        "parameters": parameter_counts(model), "rss_mb": resident_mb(), "gpu": gpu.summary(), "seed": config.seed,
+        "device": device,
         "intra_op_threads": intra_op_threads(), "host": socket.gethostname(), "versions": library_versions(),
         "git_commit": git_commit(),
         "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),

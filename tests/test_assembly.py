@@ -160,6 +160,45 @@ def test_train_resolves_weights_auto_as_the_sweep_does(tmp_path: Path, monkeypat
     assert without.model_params["weights"] == "none" and len(train_said) == len(sweep_said)
 
 
+#: ImageNet weights unreachable, for real: every download goes to a proxy on a closed port (localhost, Ray's
+#: own connections, stays direct).
+OFFLINE = {**{key: "http://127.0.0.1:9" for key in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")},
+           **{key: "localhost,127.0.0.1" for key in ("NO_PROXY", "no_proxy")}}
+
+
+def test_weights_auto_offline_pins_frozen_layers_to_0_and_a_weights_file_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Freezing layers of a random backbone only keeps them random: when ``weights: auto`` falls back to
+    ``none`` the sweep stops searching ``frozen_layers`` and every trial (and ``train``) uses 0, said once. A
+    sweep with a weights file keeps its search as written."""
+    from runner.config import make_config
+    from runner.models import create_model, save_backbone_weights
+
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    source = {"tasks": ["pneumonia"], "models": ["vgg16", "vgg19"], "fixed": {"weights": "auto", "image_size": 32},
+              "space": {"frozen_layers": {"type": "categorical", "choices": [0.5, "all"]},
+                        "dropout": {"type": "float", "low": 0.0, "high": 0.5}},
+              "per_model": {"vgg19": {"frozen_layers": {"type": "categorical", "choices": [4]}}}}
+    said: list[str] = []
+    spec = build_sweep(source, name="auto", printer=said.append)
+    assert spec.fixed["weights"] == "none" and spec.fixed["frozen_layers"] == 0
+    assert list(spec.space) == ["dropout"] and spec.per_model == {"vgg19": {}}
+    assert len(said) == 1 and "weights: auto -> none" in said[0] and "frozen_layers 0" in said[0], said
+    trial = make_config(spec.trial_values({"task": "pneumonia", "model": "vgg19", "dropout": 0.2}))
+    assert trial.model_params["weights"] == "none" and trial.model_params["frozen_layers"] == 0
+    train = resolve_config({"task": "pneumonia", "model": "vgg16", "image_size": 32, "frozen_layers": "all"},
+                           parse_overrides(["weights=auto"]), printer=said.append)
+    assert train.model_params["frozen_layers"] == 0 and said[1] == said[0]
+
+    weights = save_backbone_weights(create_model("vgg16", input_shape=(32, 32, 1), weights="none", hidden=8),
+                                    tmp_path / "vgg16.weights.h5")
+    with_file = {**source, "models": ["vgg16"], "per_model": {}, "fixed": {"weights": str(weights), "image_size": 32}}
+    resolved = build_sweep(with_file, name="file", printer=said.append)
+    assert resolved == build_sweep(with_file, name="file", resolve_weights=False) and len(said) == 2
+    assert "frozen_layers" in resolved.space and "frozen_layers" not in resolved.fixed
+
+
 def test_shipped_spaces_are_found_from_a_folder_without_search_spaces(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

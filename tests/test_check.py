@@ -30,6 +30,28 @@ def test_check_prints_counts_and_exits_zero(tmp_path: Path, capsys) -> None:
     assert main(["data", "check", str(tmp_path), "--task", "pneumonia", "--strict"]) == 1
 
 
+def test_check_of_a_folder_of_data_sets_names_the_sub_folders_to_check(tmp_path: Path, capsys) -> None:
+    """``data demo --out DIR`` writes one data set per layout; checking DIR itself names them, and a named one
+    checks cleanly. A class-folder root with an empty class keeps its own error."""
+    demo = tmp_path / "demo"
+    assert main(["data", "demo", "--out", str(demo), "--n", "30", "--size", "32"]) == 0
+    result = subprocess.run([sys.executable, "-m", "runner", "data", "check", str(demo), "--task", "pneumonia"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == (
+        f"error: {demo} holds 3 data sets, one per sub-folder, not one: run python -m runner data check SUB-FOLDER "
+        f"--task pneumonia on one of {demo / 'classification'} (manifest), {demo / 'findings'} (manifest), "
+        f"{demo / 'segmentation'} (image_masks)\n")
+    capsys.readouterr()
+    assert main(["data", "check", str(demo / "classification"), "--task", "covid"]) == 0
+
+    make_class_folders(tmp_path / "plain", {"normal": 3, "pneumonia": 3})
+    (tmp_path / "plain" / "effusion").mkdir()
+    empty = subprocess.run([sys.executable, "-m", "runner", "data", "check", str(tmp_path / "plain"), "--task",
+                            "pneumonia"], capture_output=True, text=True)
+    assert "class folder" in empty.stderr and "has no .png" in empty.stderr, empty.stderr
+
+
 def test_check_errors_are_one_line(tmp_path: Path) -> None:
     make_class_folders(tmp_path, {"normal": 3, "effusion": 3})
     result = subprocess.run([sys.executable, "-m", "runner", "data", "check", str(tmp_path), "--task", "pneumonia"],

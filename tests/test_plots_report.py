@@ -15,6 +15,7 @@ from chromium import render
 from runner import leaderboard
 from runner.config import make_config
 from runner.html_report import render_report
+from runner.report import human_duration
 from runner.trial import run_trial
 
 # A real sweep with every status: learning rate 1e-9 learns nothing (ASHA stops it at the grace period),
@@ -102,7 +103,17 @@ def test_report_of_a_one_trial_sweep_without_its_record(tmp_path: Path) -> None:
         trial.result, sweep_id="one", sweep_name="one", extra={"trial_dir": str(trial.directory)}))
     html = render_report(str(tmp_path / "results"), "one")
     assert "not computed: 1 finished trial(s): importances need at least two" in html
+    compute = html.split("<h2>Compute used</h2>")[1].split("<h2>")[0]
+    assert f"<td>{human_duration(trial.result['train_seconds'])}</td>" in compute and "hours)" not in compute
     assert html.count("data:image/png;base64,") == len(trial.result["plots"]) == 5
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.0, "0 seconds"), (1.0, "1 second"), (12.34, "12.3 seconds"), (60.0, "1 minute"),
+    (234.792, "3.91 minutes"), (0.06522 * 3600, "3.91 minutes"), (3600.0, "1 hour"), (5400.0, "1.5 hours"),
+    (3 * 86400.0, "72 hours"), (999.9 * 3600, "1,000 hours"), (1234.4 * 3600, "1,234 hours")])
+def test_compute_used_is_in_minutes_or_hours_to_three_significant_figures(seconds: float, shown: str) -> None:
+    assert human_duration(seconds) == shown
 
 
 def test_report_of_an_unknown_sweep_is_a_one_line_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import re
 import signal
@@ -252,6 +253,92 @@ def test_a_trial_that_keeps_failing_is_recorded_with_its_error(tmp_path: Path) -
     board = load(results)
     assert len(board) == 2 and (board["status"] == "failed").all()
     assert board["error"].str.contains("broken.png").all(), board["error"].tolist()
+
+
+def test_retry_failed_reruns_a_failed_trial_in_place_and_keeps_its_error(tmp_path: Path) -> None:
+    """One of two trials fails for a cause outside its configuration (its cache folder lies under a file, as
+    a full or missing disk would fail it). A plain resume leaves it failed; once the cause is gone,
+    ``--resume --retry-failed`` runs it again under its trial id: its row is replaced (one row per trial id),
+    keeps the first attempt's error, and the Optuna study learns its value in a new trial for the same
+    configuration, linked by trial id."""
+    import optuna
+
+    from runner.leaderboard import load
+    from runner.sweep.study import ATTEMPT_ATTR, RETRY_OF_ATTR, TRIAL_ID_ATTR, load_study
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder's parent should be")
+    good, bad = str(tmp_path / "cache"), str(blocker / "cache")
+    spec = {**TINY, "num_samples": 2, "scheduler": {"type": "fifo"}, "max_failures": 0, "searcher": "grid",
+            "space": {"cache_dir": {"type": "categorical", "choices": [good, bad]}}, "per_model": {}}
+    path, results = _write(tmp_path, spec), tmp_path / "results"
+
+    def sweep(*extra: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results),
+                               *extra], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    assert "2 trials recorded (1 failed)" in sweep().stdout
+    first = load(results).set_index("hp_cache_dir")
+    failed_id, error = first.loc[bad, "trial_id"], first.loc[bad, "error"]
+    assert first.loc[bad, "status"] == "failed" and "blocker" in error, error
+    assert first["attempts"].tolist() == [1, 1] and first["attempt_errors"].tolist() == ["[]", "[]"]
+
+    plain = sweep("--resume")
+    assert "2 trials recorded (1 failed)" in plain.stdout, "a resume without --retry-failed reran the failed trial"
+    pd.testing.assert_frame_equal(load(results).set_index("hp_cache_dir"), first)
+
+    blocker.unlink()  # the user fixes the cause
+    retried = sweep("--resume", "--retry-failed")
+    assert f"retry: running 1 failed trial(s) again: {failed_id}" in retried.stdout
+    assert "2 trials recorded (0 failed)" in retried.stdout, retried.stdout[-3000:]
+    board = load(results)
+    assert len(board) == 2 and board["trial_id"].is_unique
+    assert len(list(results.glob("leaderboard/*/*.parquet"))) == 2, "one row file per trial id"
+    board = board.set_index("hp_cache_dir")
+    row = board.loc[bad]
+    assert row["trial_id"] == failed_id and row["status"] == "completed" and pd.isna(row["error"])
+    assert row["attempts"] == 2 and json.loads(row["attempt_errors"]) == [error]
+    pd.testing.assert_series_equal(board.loc[good], first.loc[good])  # the completed trial was not touched
+
+    sweep_id = row["sweep_id"]
+    trials = load_study(results / "sweeps" / f"{sweep_id}.optuna.log", sweep_id).trials
+    ours = [t for t in trials if t.user_attrs[TRIAL_ID_ATTR] == failed_id]
+    assert [t.state for t in ours] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert ours[1].params == ours[0].params and ours[0].params["cache_dir"] == bad
+    assert ours[1].user_attrs[ATTEMPT_ATTR] == 2 and ours[1].user_attrs[RETRY_OF_ATTR] == ours[0].number
+    assert ours[1].value == pytest.approx(row["val_f1"])
+
+
+def test_offline_weights_auto_sweep_trains_unfrozen_and_says_the_backbones_were_random(tmp_path: Path) -> None:
+    """No ImageNet weights reachable (test_assembly.OFFLINE): the sweep says so once, every row records
+    frozen_layers 0 though the file searches other values, and the final summary and the HTML report each
+    carry one line that the backbones were randomly initialised."""
+    from test_assembly import OFFLINE
+
+    from runner.html_report import render_report
+    from runner.leaderboard import load, random_init_note
+
+    spec = {**TINY, "models": ["vgg16"], "num_samples": 2, "scheduler": {"type": "fifo"}, "per_model": {},
+            "fixed": {**TINY["fixed"], "epochs": 1, "weights": "auto"},
+            "space": {**TINY["space"], "frozen_layers": {"type": "categorical", "choices": [0.5, "all"]}}}
+    path, results = _write(tmp_path, spec), tmp_path / "results"
+    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, **OFFLINE})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (run.stdout + run.stderr).count("weights: auto -> none") == 1, run.stdout[-3000:]
+    board = load(results)
+    assert len(board) == 2 and (board["status"] == "completed").all(), board[["status", "error"]]
+    assert (board["hp_weights"] == "none").all() and (board["hp_frozen_layers"] == "0").all()
+    assert all(json.loads(config)["model_params"]["frozen_layers"] == 0 for config in board["config_json"])
+    note = random_init_note(board)
+    assert note.startswith("note: 2 of 2 trials (vgg16) trained randomly initialised backbones") and \
+        "frozen_layers 0:" in note, note
+    assert run.stdout.count(note) == 1, run.stdout[-2000:]
+    html = render_report(str(results), board["sweep_id"].iloc[0])
+    assert html.count(f"<b>{note}</b>") == 1
+    assert random_init_note(board.assign(hp_weights="/weights/vgg16.weights.h5")) is None  # a weights file
 
 
 def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -> None:

@@ -73,11 +73,16 @@ class DataSet:
         return {s: dict(Counter(r.label for r in self.split(s))) for s in SPLITS}
 
 
+def detected_layout(path: Path) -> str | None:
+    """The first layout, in ``DETECTION_ORDER``, whose adapter recognises ``path``; None for none."""
+    return next((name for name in DETECTION_ORDER if ADAPTERS.get(name)().detect(path)), None)
+
+
 def _detect_layout(path: Path) -> str:
     require_exists(path)
-    for name in DETECTION_ORDER:
-        if ADAPTERS.get(name)().detect(path):
-            return name
+    found = detected_layout(path)
+    if found is not None:
+        return found
     raise DataError(f"cannot tell the layout of {path}: pass a layout, one of {', '.join(ADAPTERS.names())}")
 
 

@@ -78,6 +78,30 @@ def source_shortcut(records: Sequence[Record], what: str = "source") -> str | No
             "instead of the disease (DeGrave et al. 2021); mix sources within classes or test on an external set")
 
 
+def data_sets_below(folder: Path) -> list[tuple[Path, str]]:
+    """(sub-folder, layout) for each sub-folder of ``folder`` that is a data set of its own, when ``folder``
+    holds several (``data demo --out DIR`` writes one per layout); else []. Read as one data set, such a
+    folder looks like class folders whose classes have no images, which hides what to do. Split-named
+    sub-folders (``train/``, ``val/``) are parts of one data set, and sub-folders that only look like class
+    folders are not enough to tell, so at least one must be another layout (a manifest, images + masks...)."""
+    from runner.data._dataset import detected_layout
+    from runner.data._records import SPLIT_NAMES
+
+    if not folder.is_dir():
+        return []
+    found = [(child, detected_layout(child)) for child in sorted(folder.iterdir())
+             if child.is_dir() and not child.name.startswith(".") and child.name.casefold() not in SPLIT_NAMES]
+    found = [(child, layout) for child, layout in found if layout is not None]
+    return found if any(layout != "class_folders" for _, layout in found) else []
+
+
+def several_data_sets_error(folder: Path, task: str, found: Sequence[tuple[Path, str]]) -> str:
+    """The one error line of ``data check`` on a folder of several data sets: each sub-folder to check."""
+    listed = ", ".join(f"{child} ({layout})" for child, layout in found)
+    return (f"{folder} holds {len(found)} data sets, one per sub-folder, not one: run python -m runner data check "
+            f"SUB-FOLDER --task {task} on one of {listed}")
+
+
 def metadata_features(metadata: dict[str, np.ndarray]) -> np.ndarray:
     """Original width, height, aspect, mean and std intensity and file type: nothing about the lungs."""
     width = metadata["width"].astype(float)

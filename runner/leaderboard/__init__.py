@@ -8,8 +8,9 @@ trial, rather than one growing table, is what makes recording safe without locks
   ``load`` ignores);
 * a crash loses nothing already recorded, and two sweeps (or two processes of one sweep) writing the same
   results folder never touch the same file;
-* one row per trial id: a sweep writes a trial's row once, when it ends (``has_row``), so a retried or
-  resumed trial appears once; writing the same id again would replace the row atomically.
+* one row per trial id: a sweep writes a trial's row once, when it ends (``read_row``), so a resumed trial
+  appears once; only a new attempt of a failed trial (``sweep --resume --retry-failed``) writes its id
+  again, replacing the failed row atomically and keeping its error (``attempt_columns``).
 
 ``results`` is a local folder, or a ``pyarrow.fs`` URI (``s3://bucket/prefix``, ``gs://...``,
 ``file:///...``); on object stores a row is PUT directly, since an object PUT is already atomic there.
@@ -25,10 +26,10 @@ parameter declarations (``schema.hyperparameter_kinds``), which the sweep driver
 from __future__ import annotations
 
 from runner.leaderboard.cli import add_leaderboard_command
-from runner.leaderboard.files import has_row, write_row
+from runner.leaderboard.files import read_row, write_row
 from runner.leaderboard.queries import load, of_sweep, optimised, top
-from runner.leaderboard.render import render_table, test_metric_of
-from runner.leaderboard.rows import failed_row, natural_mode, row_from_result, sweep_metric_value
+from runner.leaderboard.render import random_init_note, render_table, test_metric_of
+from runner.leaderboard.rows import attempt_columns, failed_row, natural_mode, row_from_result, sweep_metric_value
 from runner.leaderboard.schema import (
     CORE_TYPES,
     IDENTITY_COLUMNS,
@@ -45,13 +46,15 @@ __all__ = [
     "SPLITS",
     "STATUSES",
     "add_leaderboard_command",
+    "attempt_columns",
     "failed_row",
-    "has_row",
     "hyperparameter_kinds",
     "load",
     "natural_mode",
     "of_sweep",
     "optimised",
+    "random_init_note",
+    "read_row",
     "render_table",
     "row_from_result",
     "sweep_metric_value",

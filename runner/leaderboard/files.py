@@ -96,7 +96,7 @@ def write_row(results: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
     """Record one row as ``<results>/leaderboard/<sweep_id>/<trial_id>.parquet``; returns the file written.
 
     Writing the same (sweep, trial) again replaces the row, atomically; a sweep writes each trial once
-    (``has_row``).
+    (``read_row``), and again only when ``--retry-failed`` reruns a failed one.
     """
     for key in ("sweep_id", "trial_id", "status"):
         if key not in row:
@@ -120,9 +120,12 @@ def write_row(results: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
     return path
 
 
-def has_row(results: str | os.PathLike[str], sweep_id: str, trial_id: str) -> bool:
-    """Whether the trial already ended: its row is written once, when it does."""
-    return storage.is_file(storage.join(os.fspath(results), "leaderboard", *_row_parts(sweep_id, trial_id)))
+def read_row(results: str | os.PathLike[str], sweep_id: str, trial_id: str) -> dict[str, Any] | None:
+    """The trial's current row as a dict, or None when it has none (or its file is not a row): what a new
+    attempt of the trial (``--retry-failed``) replaces and carries the earlier errors of."""
+    filesystem, base = storage.filesystem(results)
+    table = _read(filesystem, "/".join([base, "leaderboard", *_row_parts(sweep_id, trial_id)]))
+    return None if isinstance(table, str) else table.to_pylist()[0]
 
 
 def _row_files(filesystem: Any, base: str) -> list[str]:

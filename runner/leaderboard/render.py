@@ -27,6 +27,22 @@ def _cell(column: str, value: Any) -> str:
     return _short(str(value), 28)
 
 
+def random_init_note(board: pd.DataFrame) -> str | None:
+    """One line when trials trained backbones from random initialisation (``weights`` none: no ImageNet
+    weights, e.g. ``weights: auto`` offline), so their scores are not read as transfer learning; None when
+    every backbone started from ImageNet or a weights file, or no row has a backbone."""
+    if "hp_weights" not in board or board.empty:
+        return None
+    random = board[board["hp_weights"].astype(str).str.lower() == "none"]
+    if random.empty:
+        return None
+    models = ", ".join(sorted(set(random["model"].astype(str))))
+    frozen = sorted(set(random["hp_frozen_layers"].dropna().astype(str))) if "hp_frozen_layers" in random else []
+    return (f"note: {len(random)} of {len(board)} trials ({models}) trained randomly initialised backbones "
+            f"(weights none: no ImageNet weights loaded), frozen_layers {', '.join(frozen) or '-'}: learnt from "
+            "scratch, not transfer learning")
+
+
 def _holds_structures(values: pd.Series) -> bool:
     """Whether a column holds JSON lists or mappings (``hp_data``, ``hp_augment``, ``hp_filters``): long, and
     rarely what a sweep searches. Told by the values, as a reader has no model declarations to ask."""

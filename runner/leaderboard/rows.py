@@ -3,6 +3,7 @@ trial's ``result.json`` content, or from what is known of a trial that kept fail
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -108,6 +109,7 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
     counts = data.get("counts") or {}
     versions = result.get("versions") or {}
     parameters = result.get("parameters") or {}
+    gpu = result.get("gpu") or {}
     row.update({
         "sweep_id": str(sweep_id), "sweep_name": str(sweep_name), "trial_id": str(result["trial_id"]),
         "status": status, "error": error, "task": result.get("task"), "model": result.get("model"),
@@ -128,6 +130,7 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         "params_total": int_or_none(parameters.get("total")),
         "params_trainable": int_or_none(parameters.get("trainable")),
         "rss_mb": float_or_nan(result.get("rss_mb")),
+        **{f"gpu_{key}": float_or_nan(gpu.get(key)) for key in ("util_mean", "util_peak", "memory_peak_mb")},
         "device": result.get("device"), "host": result.get("host"), "node_id": node_id,
         "seed": int_or_none(result.get("seed")),
         **{column: versions.get(key) for key, column in _VERSION_COLUMNS.items()},
@@ -143,6 +146,17 @@ def row_from_result(result: dict, *, sweep_id: str, sweep_name: str, status: str
         row[sweep_metric] = metric_value(sweep_metric_value(result, sweep_metric))
     _add_extra(row, extra)
     return {column: row[column] for column in ordered(row)}
+
+
+def attempt_columns(earlier: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A sweep row's ``attempts`` (how many times the trial ran) and ``attempt_errors`` (JSON list of the
+    earlier attempts' errors, oldest first). ``earlier`` is the trial's current row when a new attempt
+    replaces it (``sweep --resume --retry-failed`` reran a failed trial): the replaced row's error is kept
+    here, so the one current row per trial id still says what went wrong before."""
+    if earlier is None:
+        return {"attempts": 1, "attempt_errors": to_json([])}
+    errors = [*json.loads(earlier.get("attempt_errors") or "[]"), earlier.get("error")]
+    return {"attempts": (int_or_none(earlier.get("attempts")) or 1) + 1, "attempt_errors": to_json(errors)}
 
 
 def failed_row(*, sweep_id: str, sweep_name: str, trial_id: str, task: str, model: str,

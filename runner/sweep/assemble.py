@@ -61,9 +61,9 @@ def build_sweep(source: str | Path | Mapping[str, Any], overrides: Mapping[str, 
     spec = replace(variants[chosen], profile=chosen)
     if not resolve_weights:
         return spec
-    from runner.sweep.weights import resolve_auto_weights
+    from runner.sweep.weights import resolve_sweep_weights
 
-    return replace(spec, fixed=resolve_auto_weights(spec.fixed, spec.models, printer))
+    return resolve_sweep_weights(spec, printer)
 
 
 def load_sweep(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,

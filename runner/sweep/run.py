@@ -35,7 +35,7 @@ from runner.sweep.study import (
     study_file,
     tpe_sampler,
 )
-from runner.sweep.trainable import NODE_KEY, RESULT_KEY, confirm_trial, error_line, ran_to_end, tune_trial
+from runner.sweep.trainable import ATTEMPT_KEY, NODE_KEY, RESULT_KEY, confirm_trial, error_line, ran_to_end, tune_trial
 from runner.sweep.warm import warm_column, warm_study
 
 if TYPE_CHECKING:
@@ -68,7 +68,8 @@ class LeaderboardWriter(Callback):
     A trial's first row stands. A driver killed after a trial ended (row written) but before Tune saved that
     in its experiment state leaves the trial unfinished in the save, so ``--resume`` starts it again: the
     trainable sees the row and returns at once (``tune_trial``), and its second ending is not recorded, so a
-    finished trial is never replaced by a rerun or a failure."""
+    finished trial is never replaced by a rerun or a failure. Only a failed trial's row is ever replaced:
+    by its next attempt, when ``--retry-failed`` runs it again."""
 
     def __init__(self, run: SweepRun, spec: SweepSpec) -> None:
         self.run = run
@@ -126,17 +127,29 @@ class LeaderboardWriter(Callback):
         keep a model and optimizer state per trial. Tune's checkpoint folder itself stays: Tune refuses to
         restart a trial whose checkpoint is gone, and a killed driver's save may still list this trial as
         running. A row that cannot be written (read-only or full disk) raises ``StorageError``, which stops
-        the sweep."""
+        the sweep. A new attempt of a failed trial (``--retry-failed``) replaces its row, atomically
+        (``write_row``), carrying the failed attempts' errors (``attempt_columns``)."""
         row = None
-        if leaderboard.has_row(self.run.results, self.run.sweep_id, self.row_id(trial)):
+        earlier = leaderboard.read_row(self.run.results, self.run.sweep_id, self.row_id(trial))
+        if earlier is not None and not self._new_attempt(earlier, trial, failed):
             say(f"trial {self.row_id(trial)} had ended before the sweep was interrupted: its row stands")
         else:
-            row = {**self._row(trial, failed), **self.columns(trial)}
+            row = {**self._row(trial, failed), **self.columns(trial), **leaderboard.attempt_columns(earlier)}
             leaderboard.write_row(self.run.results, row)
         self._written = (trial.trial_id, row)
         if trial.checkpoint is not None:
             trial.checkpoint.filesystem.delete_dir_contents(trial.checkpoint.path, missing_dir_ok=True)
         storage.remove_folder(storage.join(self.run.train_storage, f"{trial.trial_id}-train"))
+
+    @staticmethod
+    def _new_attempt(earlier: dict[str, Any], trial, failed: bool) -> bool:
+        """Whether this ending is a new attempt of a trial whose row says it failed: it failed again (Tune
+        reports an error only for a run that happened), or its last report comes from a later attempt than the
+        row's. A trial restarted only because a killed driver had not saved that it ended returns at once
+        (``tune_trial``), its last report still the recorded attempt's: its row stands."""
+        if earlier["status"] != "failed":
+            return False
+        return failed or (trial.last_result or {}).get(ATTEMPT_KEY, 1) > (earlier.get("attempts") or 1)
 
     def _stopped_row(self, trial, last: dict[str, Any]) -> dict[str, Any]:
         """A trial ASHA stopped: its last epoch's validation metrics, no test metrics (never evaluated)."""
@@ -287,11 +300,13 @@ def _scheduler(spec: SweepSpec, epochs: int):
                          grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
 
 
-def _trainable(spec: SweepSpec, run: SweepRun):
-    """The trial function with the sweep's typed spec and run (frozen dataclasses, not a dict of their fields)."""
+def _trainable(spec: SweepSpec, run: SweepRun, retry_failed: bool = False):
+    """The trial function with the sweep's typed spec and run (frozen dataclasses, not a dict of their
+    fields); a restored sweep gets a new one, so ``retry_failed`` is chosen by each ``--resume``."""
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(tune_trial, spec=spec, run=run), trial_resources(spec))
+    return tune.with_resources(tune.with_parameters(tune_trial, spec=spec, run=run, retry_failed=retry_failed),
+                               trial_resources(spec))
 
 
 def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -> list[Callback]:
@@ -330,6 +345,14 @@ def storage_failure(error: BaseException | None) -> StorageError | None:
     return None
 
 
+def retry_line(board) -> str:
+    """What ``--retry-failed`` is about to rerun, said once before the trials start."""
+    failed = board[board["status"] == "failed"] if len(board) else board
+    if not len(failed):
+        return "retry: no failed trials to run again"
+    return f"retry: running {len(failed)} failed trial(s) again: {', '.join(failed['trial_id'])}"
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     rows: int
@@ -361,9 +384,11 @@ def _fit(tuner):
 
 
 def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, resume: bool = False,
-              printer: Callable[[str], None] = print) -> SweepOutcome:
+              retry_failed: bool = False, printer: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or resume) a sweep. Ctrl-C does not raise: Tune catches it, saves its state one last time and
-    returns, so the outcome says whether every trial ended (completed, stopped or failed)."""
+    returns, so the outcome says whether every trial ended (completed, stopped or failed). ``retry_failed``
+    (with ``resume``): the trials that ended ``failed`` run again, same configuration and trial id (Tune
+    resumes its errored trials); without it a resume leaves them failed."""
     import ray
     from ray import tune
 
@@ -371,10 +396,12 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     run = run if run.started_at else replace(run, started_at=datetime.now(timezone.utc).isoformat())
     run.save()
     patient_salt(run.results)  # made here, before trials start at once: an object store cannot make it atomically
-    trainable = _trainable(spec, run)
+    trainable = _trainable(spec, run, retry_failed)
     path = storage.join(run.storage, run.sweep_id)
     if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
+        if retry_failed:
+            printer(retry_line(leaderboard.load(run.results, sweep=run.sweep_id)))
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=retry_failed)
     else:
         epochs = int(spec.fixed.get("epochs", 10))
         search = _searcher(spec, run)
@@ -431,7 +458,7 @@ def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], 
         printer(f"resuming {experiment}")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
-        missing = sorted(run_id for run_id in runs if not leaderboard.has_row(run.results, run.sweep_id, run_id))
+        missing = sorted(run_id for run_id in runs if leaderboard.read_row(run.results, run.sweep_id, run_id) is None)
         reporter = CLIReporter(parameter_columns={"run": "run"},
                                metric_columns={"epoch": "epoch", "objective": spec.metric},
                                max_report_frequency=PROGRESS_EVERY_S)
@@ -447,7 +474,7 @@ def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], 
     printer(f"confirmation runs in {run.results}/leaderboard/{run.sweep_id}")
     sys.stdout.flush()
     grid = _fit(tuner)
-    unrecorded = [run_id for run_id in runs if not leaderboard.has_row(run.results, run.sweep_id, run_id)]
+    unrecorded = [run_id for run_id in runs if leaderboard.read_row(run.results, run.sweep_id, run_id) is None]
     if unrecorded and grid.num_terminated + grid.num_errors == len(grid):
         raise ConfigError(f"{len(unrecorded)} confirmation run(s) have no row although their Tune experiment "
                           f"ended ({unrecorded[0]}, ...: rows removed by hand?): delete {path} to train them again")

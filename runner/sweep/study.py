@@ -13,6 +13,13 @@ instead (its parameters were already drawn, so Optuna returns them), so the stud
 Tune trial. The restored sampler's random state is as old as the pickle, so it would draw that trial's
 parameters once more for the next new trial: ``restore`` reseeds it.
 
+Why a retried trial is a new study trial: ``--retry-failed`` reruns a failed Tune trial under its own id, but
+its Optuna trial is FAIL, and Optuna never changes a finished trial's state. The new attempt's first report
+(it carries ``attempt``) opens a new study trial with the failed one's parameters and distributions, the
+same ``trial_id`` attribute, ``attempt`` and ``retry_of`` (the failed trial's number); from then on it is
+that Tune trial's study trial and learns its value as any other does. The FAIL trial stays, as Optuna keeps
+every attempt; a study has at most one finished non-FAIL trial per ``trial_id``.
+
 Why trials stopped by ASHA are PRUNED: Tune tells the searcher a stopped trial has "completed" with the value of
 its last epoch, which TPE would rank against finished trials' final values as if the trial had run to the end.
 Optuna's own pruners record such a trial as PRUNED with its per-epoch (intermediate) values, and TPE ranks
@@ -41,6 +48,10 @@ logger = logging.getLogger(__name__)
 STUDY_SUFFIX = ".optuna.log"
 #: The Tune trial id on each Optuna trial: the leaderboard's ``trial_id``, so a dashboard trial and a row join.
 TRIAL_ID_ATTR = "trial_id"
+#: On the study trial of a retried trial's new attempt: the attempt (2, 3...: the row's ``attempts``) and
+#: the number of the study trial that failed before it.
+ATTEMPT_ATTR = "attempt"
+RETRY_OF_ATTR = "retry_of"
 
 
 def study_file(run: SweepRun) -> Path:
@@ -111,6 +122,35 @@ class StoredOptunaSearch(OptunaSearch):
         self._ot_trials[trial_id].set_user_attr(TRIAL_ID_ATTR, trial_id)
         return params
 
+    def holds(self, trial_id: str) -> bool:
+        """Whether the study has a trial for this Tune trial (one it proposed, or restored)."""
+        return trial_id in self._ot_trials
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self._follow_attempt(trial_id, result)
+        super().on_trial_result(trial_id, result)
+
+    def _follow_attempt(self, trial_id: str, result: dict[str, Any] | None) -> None:
+        """Opens the study trial of a retried trial's new attempt (see the module docstring) when ``result``
+        comes from a later attempt than the trial's study trial, which failed."""
+        import optuna
+
+        from runner.sweep.trainable import ATTEMPT_KEY  # imports Keras: not at module level, for ``load_study``
+
+        attempt = (result or {}).get(ATTEMPT_KEY)
+        trial = self._ot_trials.get(trial_id)
+        if attempt is None or trial is None:
+            return
+        stored = self._stored(trial)
+        if stored.state != optuna.trial.TrialState.FAIL or attempt <= stored.user_attrs.get(ATTEMPT_ATTR, 1):
+            return
+        template = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING, params=stored.params, distributions=stored.distributions,
+            user_attrs={**stored.user_attrs, ATTEMPT_ATTR: attempt, RETRY_OF_ATTR: stored.number})
+        study = self._ot_study
+        self._ot_trials[trial_id] = optuna.Trial(study, study._storage.create_new_trial(study._study_id, template))
+        self._completed_trials.discard(trial_id)
+
     def finished_in_study(self, trial_id: str) -> bool:
         """Whether the study, which is written as each trial ends, already holds this trial's result (COMPLETE,
         PRUNED or FAIL)."""
@@ -124,6 +164,7 @@ class StoredOptunaSearch(OptunaSearch):
         (see ``LeaderboardWriter``). Its state and value stand."""
         from runner.sweep.trainable import ran_to_end  # imports Keras: not at module level, for ``load_study``
 
+        self._follow_attempt(trial_id, result)
         if self.finished_in_study(trial_id):
             self._completed_trials.add(trial_id)
             return
@@ -177,6 +218,14 @@ class StudyAwareLimiter(ConcurrencyLimiter):
     a trial ends can leave a save in which the limiter still counts that finished trial as live: on resume
     Tune never completes it again, the limiter stays full and the sweep waits forever with nothing running
     (seen in the driver-kill test). Before each suggestion, trials the study has finished are released."""
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """A trial the limiter no longer counts as live is one ``--retry-failed`` reran (it stopped counting
+        it when its first attempt failed): the study is still told, so it learns the retried value."""
+        if trial_id not in self.live_trials and self.searcher.holds(trial_id):
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         for finished in [live for live in self.live_trials if self.searcher.finished_in_study(live)]:

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 RESULT_KEY = "result_json"
 NODE_KEY = "node_id"
+#: Which run of the trial a report comes from: 1, then 2 after one ``--retry-failed`` reran it (the
+#: leaderboard's ``attempts``). The study and the leaderboard writer tell a retry's reports from the failed
+#: attempt's last one by it.
+ATTEMPT_KEY = "attempt"
 #: What a trial reports but no sweep should optimise: counts, and the fixed 0.5 threshold.
 NOT_OBJECTIVES = ("val_n", "val_n_positive", "val_n_with_mask", "val_threshold", "val_support_")
 #: ``objective`` when the metric is undefined or diverged (NaN): the worst value, so neither Optuna nor ASHA
@@ -120,7 +124,7 @@ def restored_state(via_tune: bool) -> Iterator[TrainingState | None]:
     import ray.train
     import ray.tune
 
-    from runner.checkpoint import load_state
+    from runner.checkpoint import STATE_FILE, load_state
 
     checkpoint = ray.tune.get_checkpoint() if via_tune else ray.train.get_checkpoint()
     if checkpoint is None:
@@ -129,7 +133,8 @@ def restored_state(via_tune: bool) -> Iterator[TrainingState | None]:
     folder = Path(tempfile.mkdtemp(prefix="cxr-resume-"))
     try:
         checkpoint.to_directory(str(folder))
-        yield load_state(folder)
+        # a failed trial's checkpoint was emptied when it ended (``LeaderboardWriter``): its retry starts at 0
+        yield load_state(folder) if (folder / STATE_FILE).is_file() else None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -154,9 +159,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     metric = loop_config["metric"]
     metric = TASKS.get(config.task).monitor if metric == "objective" else metric
     mode = loop_config["mode"]
+    attempt = {ATTEMPT_KEY: loop_config["attempt"]}
 
     def publish(checkpoint: Path | None, epoch: int, logs: dict[str, Any]) -> None:
-        report(epoch_metrics(logs, metric, epoch, mode), via_tune, checkpoint)
+        report({**epoch_metrics(logs, metric, epoch, mode), **attempt}, via_tune, checkpoint)
 
     try:
         with restored_state(via_tune) as resume:
@@ -170,23 +176,27 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     finally:
         if storage.is_uri(shared):
             shutil.rmtree(out_dir, ignore_errors=True)
-    final = final_metrics(result.result, metric, mode)
+    final = {**final_metrics(result.result, metric, mode), **attempt}
     final[RESULT_KEY] = json.dumps({**result.result, "trial_dir": trial_dir})
     report(final, via_tune)
 
 
-def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun) -> None:
+def tune_trial(params: dict[str, Any], spec: SweepSpec, run: SweepRun, retry_failed: bool = False) -> None:
     """The Tune trainable: sampled ``params`` (namespaced conditional ones included) plus the sweep's fixed
-    keys, recorded under Tune's trial id."""
+    keys, recorded under Tune's trial id, with ``retry_failed`` (``--resume --retry-failed``) a failed one
+    runs again as its next attempt."""
     import ray.tune
 
-    train_in_ray(spec.trial_values(params), ray.tune.get_context().get_trial_id(), spec, run)
+    train_in_ray(spec.trial_values(params), ray.tune.get_context().get_trial_id(), spec, run, retry_failed)
 
 
-def train_in_ray(values: dict[str, Any], row_id: str, spec: SweepSpec, run: SweepRun) -> None:
+def train_in_ray(values: dict[str, Any], row_id: str, spec: SweepSpec, run: SweepRun,
+                 retry_failed: bool = False) -> None:
     """One trial's config ``values``, trained as a Ray Train job on the sweep's resources and recorded as
     ``row_id`` (its trial folder and leaderboard row). A sweep's trials and ``confirm``'s runs both train here,
-    so a confirmation run trains exactly as a sweep trial does."""
+    so a confirmation run trains exactly as a sweep trial does. A run with a leaderboard row has ended: Tune
+    restarts one only when a driver was killed before saving that it ended, and then its row stands; or, with
+    ``retry_failed``, when its row says ``failed``: then it runs again as its next attempt."""
     import ray.train
     import ray.tune
     from ray.train.tensorflow import TensorflowTrainer
@@ -194,13 +204,15 @@ def train_in_ray(values: dict[str, Any], row_id: str, spec: SweepSpec, run: Swee
 
     from runner import leaderboard
 
-    if leaderboard.has_row(run.results, run.sweep_id, row_id):
-        return  # it ended before a killed driver saved that, and ``--resume`` restarted it: its row stands
+    earlier = leaderboard.read_row(run.results, run.sweep_id, row_id)
+    if earlier is not None and not (retry_failed and earlier["status"] == "failed"):
+        return
     resources = spec.resources
     loop_config = {"values": values, "workers": resources.workers,
                    "threads": max(1, int(resources.cpu)), "trial_id": row_id,
                    "out_dir": run.trials_dir, "results": run.results, "checkpoint_every": spec.checkpoint_every,
-                   "metric": spec.metric, "mode": spec.mode}
+                   "metric": spec.metric, "mode": spec.mode,
+                   "attempt": leaderboard.attempt_columns(earlier)["attempts"]}
     workers = resources.workers
     scaling = ray.train.ScalingConfig(num_workers=workers, use_gpu=resources.gpu > 0,
                                       resources_per_worker={"CPU": resources.cpu, "GPU": resources.gpu}
