@@ -364,6 +364,9 @@ def _external_section(results: str, sweep_id: str, board: pd.DataFrame) -> str:
         lines = [comparison(trials.loc[row["trial_id"]], row) for _, row in rows.iterrows()
                  if row["trial_id"] in trials.index]
         parts.append(_table(COMPARISON_HEADER, lines))
+    return "\n".join(parts)
+
+
 def _confirmation_section(board: pd.DataFrame, confirm_board: pd.DataFrame) -> str | None:
     """``python -m runner confirm``'s runs of this sweep (``runner.confirm.summarise``), per task: each confirmed
     configuration's single-run rank and value, then over its new seeds the mean, sd and interval of the
