@@ -9,7 +9,8 @@ trial processes that import TensorFlow and warm up (about 18 CPU-seconds a sweep
 the 2 cores for 40 sweeps before any training, and a validation split large enough for the objective to tell
 strategies apart costs the rest. ``--full`` runs each
 benchmark at its own default size (longer; closer to real trials), the HPO benchmark on the transfer task
-too. A complete run rewrites both files, so every figure in them comes from one run on one machine;
+too, and adds the lung-segmentation benchmark on the team's real masks (about 40 minutes at 128 px). A
+complete run rewrites both files, so every figure in them comes from one run on one machine;
 ``--only`` runs some benchmarks, prints their sections and merges their figures into results.json, leaving
 BENCHMARKS.md alone.
 """

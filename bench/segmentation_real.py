@@ -7,8 +7,8 @@ Both train from scratch (``weights: none``: no ImageNet download) on one patient
 that nothing here tunes on but its validation part (``SPLIT``: 167 train, 37 val, 36 test images from 147
 patients), and are judged by the test split's Dice at the task's 0.5 threshold.
 
-- ``shipped``: the trials a ``python -m runner sweep segmentation --profile none --set num_samples=2 --set
-  fixed.weights=none --set fixed.epochs=6`` run draws at one image size, drawn by the sweep's own TPE
+- ``shipped``: the trials the shipped ``segmentation`` space as written (no ``cpu`` profile) runs with
+  ``num_samples: 2``, ``weights: none``, ``epochs: 6`` at one image size, drawn by the sweep's own TPE
   sampler and seed (with 2 trials both are its random start-up trials, so no trial's result steers the
   other) and trained with ``run_trial``, the function every sweep trial calls; the trial with the best
   validation Dice is the sweep's winner, and its test Dice is the figure.
