@@ -173,7 +173,9 @@ runs on this split at 64 px, each changing one factor of the first trial that sw
 1.25e-4, 0.42 x BCE + 1.47 x Dice, `frozen_layers: 0`; val / test Dice at 0.5): as drawn 0.825 / 0.871
 (pixel precision 0.92, recall 0.83); its second trial, blocks 1-2 of the random encoder frozen (learning rate
 7.5e-5, 0.79 x BCE + 1.29 x Dice: not a one-factor change), 0.768 / 0.820, precision 0.75, recall 0.90
-(val 0.68 / 0.90): the over-segmentation the issue saw;
+(val 0.68 / 0.90): the over-segmentation the issue saw; the same trial as drawn but with only
+`frozen_layers` changed: `0.5` 0.817 / 0.867 (precision 0.88, recall 0.86: a small cost), `all` (the whole
+random encoder frozen) 0.757 / 0.806, precision 0.74, recall 0.88 (val 0.68 / 0.87): over-segmenting again;
 BCE only 0.810 / 0.867; learning rate 1e-3 0.775 / 0.821; VGG's input scaled from +-128 to about +-1
 0.735 / 0.778 (the VGG pre-processing starts a from-scratch U-Net at sigmoid ~1 on 91-100% of pixels, but that start
 trains away, and faster than from +-1). A threshold tuned on validation moved test Dice by +0.004 (as drawn)

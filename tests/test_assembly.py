@@ -214,8 +214,8 @@ def test_a_wheel_ships_the_search_spaces(tmp_path: Path) -> None:
 
 
 def test_the_shipped_segmentation_space_never_freezes_a_random_encoder() -> None:
-    """Offline ``weights: auto`` is ``none``; a trial that froze part of that random VGG16 encoder over-segmented
-    real lung masks (BENCHMARKS.md, "Lung segmentation on real masks"). Every configuration the space can draw
+    """Offline ``weights: auto`` is ``none``; trials that froze that random VGG16 encoder over-segmented real
+    lung masks (BENCHMARKS.md, "Lung segmentation on real masks"). Every configuration the space can draw
     (each end of every range, every choice) builds a U-Net whose whole encoder trains."""
     from runner.models import create_model
     from runner.sweep.space import edge_configs
