@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import re
 import signal
@@ -135,6 +136,8 @@ def test_sweep_on_real_ray_writes_one_row_per_trial(tmp_path: Path) -> None:
     table = run.stdout[run.stdout.rindex("Number of trials: 3/3"):]
     assert re.search(r"\| status +\|.*\| +epoch \| +objective \|", table) and "TERMINATED" in table, table
     assert "result_json" not in run.stdout, "Tune's per-trial result boxes are back"
+    for lines in _tune_reports(results / "tune" / board["sweep_id"].iloc[0]).values():
+        assert {line["train_pid"] for line in lines} == {line["pid"] for line in lines}  # local mode: one process
 
 
 def _assert_mlflow_runs_match(tracking: str, board: pd.DataFrame) -> None:
@@ -256,7 +259,8 @@ def test_a_trial_that_keeps_failing_is_recorded_with_its_error(tmp_path: Path) -
 def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -> None:
     """Three trials in a row, each a Ray Train job of one 2-CPU worker on this 2-core machine: each must get
     its worker once the previous trial's is released (the trial process itself holds no CPU), reporting
-    through TuneReportCallback."""
+    through TuneReportCallback: every report names a training process other than the trial's own (local mode,
+    ``workers: 0``, trains in the trial process; ``test_sweep_on_real_ray_writes_one_row_per_trial``)."""
     spec = {**TINY, "num_samples": 3, "scheduler": {"type": "fifo"}, "resources": {"cpu": 2, "gpu": 0, "workers": 1}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
     run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
@@ -267,6 +271,24 @@ def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -
     board = load(results)
     assert len(board) == 3 and (board["status"] == "completed").all(), board[["status", "error"]]
     assert board["val_f1"].notna().all() and (board["epochs_run"] == 2).all()
+    reports = _tune_reports(results / "tune" / board["sweep_id"].iloc[0])
+    assert sorted(reports) == sorted(board["trial_id"])
+    for trial_id, lines in reports.items():  # each epoch and the evaluation came from the Train worker
+        assert [line["training_iteration"] for line in lines] == [1, 2, 3], trial_id
+        assert len({line["train_pid"] for line in lines}) == 1 and len({line["pid"] for line in lines}) == 1
+        assert lines[0]["train_pid"] != lines[0]["pid"], "trained in the trial process, not a Ray Train worker"
+    assert len({lines[0]["train_pid"] for lines in reports.values()}) == 3  # a fresh worker per trial
+
+
+def _tune_reports(tune_dir: Path) -> dict[str, list[dict]]:
+    """Each Tune trial's reports in order, from its ``result.json`` lines: ``pid`` is the trial process (Tune's),
+    ``train_pid`` the process that trained (the runner's)."""
+    found: dict[str, list[dict]] = {}
+    for path in tune_dir.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            report = json.loads(line)
+            found.setdefault(report["trial_id"], []).append(report)
+    return {trial: sorted(lines, key=lambda r: r["training_iteration"]) for trial, lines in found.items()}
 
 
 def test_several_workers_per_trial_are_refused_with_the_reason(tmp_path: Path) -> None:
