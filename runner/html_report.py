@@ -11,7 +11,9 @@ its plots (and, for a binary or multi-class task, its test calibration: ECE, Bri
 external validation (``runner evaluate``'s rows: internal test beside each external data set), the
 confirmation of the top configurations with new seeds (only once ``python -m runner confirm`` has recorded
 runs for the sweep), the monitored metric against each hyper-parameter, parallel coordinates, Optuna
-parameter importances, the trials ASHA stopped, and the failed trials.
+parameter importances, the trials ASHA stopped, and the failed trials. A section with nothing to show (no trial stopped,
+one finished trial to plot) is left out, and one line under the title says which and why, so every heading on
+the page has content under it; external validation and confirmation appear only once their commands ran.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import base64
 import io
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from typing import Any
@@ -110,6 +113,16 @@ def write_report(results: str, sweep_id: str, out: str | None = None) -> str:
 # ------------------------------------------------------------------------------------------------ model
 
 
+@dataclass(frozen=True)
+class Omitted:
+    """What a section function returns instead of its HTML when it has nothing to show: why, in a few words."""
+
+    why: str
+
+
+Section = str | Omitted
+
+
 def _sweep_record(results: str, sweep_id: str) -> dict[str, Any] | None:
     text = storage.read_text(storage.join(results, "sweeps", f"{sweep_id}.json"))
     return json.loads(text) if text else None
@@ -176,7 +189,10 @@ def render_report(results: str, sweep_id: str) -> str:
         ("Trials stopped by ASHA", _stopped_section(board)),
         ("Failed trials", _failed_section(board)),
     ]
-    body = "".join(f"<h2>{escape(title)}</h2>\n{content}\n" for title, content in sections if content is not None)
+    body = "".join(f"<h2>{escape(title)}</h2>\n{content}\n" for title, content in sections
+                   if isinstance(content, str))
+    omitted = "; ".join(f"{title} ({content.why})" for title, content in sections if isinstance(content, Omitted))
+    left_out = _note(f"Left out, with nothing to show: {omitted}.") + "\n" if omitted else ""
     note = leaderboard.random_init_note(board)
     warning = f"<p class=\"warning\"><b>{escape(note)}</b></p>\n" if note else ""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -185,7 +201,7 @@ def render_report(results: str, sweep_id: str) -> str:
             f"<title>sweep {escape(sweep_id)}</title><style>{STYLE}</style></head><body>\n"
             f"<h1>Sweep {escape(sweep_id)}</h1>\n<p class=\"note\">search space <b>{escape(str(name))}</b>{source}; "
             f"{len(board)} trial(s); report written {made}. Ranking uses validation metrics only; test metrics "
-            f"are shown beside them, never used to choose.</p>\n{warning}{body}<script>{SORT_SCRIPT}</script>"
+            f"are shown beside them, never used to choose.</p>\n{warning}{left_out}{body}<script>{SORT_SCRIPT}</script>"
             "</body></html>\n")
 
 
@@ -278,9 +294,9 @@ def _images_trained(board: pd.DataFrame) -> int:
     return total
 
 
-def _leaderboard_section(board: pd.DataFrame) -> str:
+def _leaderboard_section(board: pd.DataFrame) -> Section:
     if board.empty:
-        return _note("no trial recorded yet")
+        return Omitted("no trial recorded yet")
     varying = _varying(board)
     rows = []
     for _, row in board.iterrows():
@@ -301,10 +317,10 @@ def _trial_result(trial_dir: Any) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
-def _best_section(board: pd.DataFrame) -> str:
+def _best_section(board: pd.DataFrame) -> Section:
     completed = board[(board["status"] == "completed") & board["objective"].notna()] if len(board) else board
     if completed.empty:
-        return _note("no completed trial with a validation metric")
+        return Omitted("no completed trial with a validation metric")
     parts = [_note("The best completed trial of each task and model by its validation metric (stopped trials "
                    "have no test evaluation and no plots).")]
     for (task, model), rows in completed.groupby(["task", "model"], sort=True):
@@ -347,13 +363,14 @@ def _calibration_note(row: pd.Series) -> str:
     return "calibration: " + "; ".join(parts) if parts else ""
 
 
-def _external_section(results: str, sweep_id: str, board: pd.DataFrame) -> str:
-    """Each data set ``runner evaluate`` ran the sweep's trials on: internal test beside external, per trial."""
+def _external_section(results: str, sweep_id: str, board: pd.DataFrame) -> str | None:
+    """Each data set ``runner evaluate`` ran the sweep's trials on: internal test beside external, per trial.
+    None (no section) before ``evaluate`` ran, as for the confirmation section."""
     from runner.evaluate import COMPARISON_HEADER, comparison, load_evaluations
 
     found = load_evaluations(results, sweep_id)
     if found.empty or board.empty:
-        return _note(f"no external evaluation yet: python -m runner evaluate {sweep_id} --data SPEC")
+        return None
     trials = board.drop_duplicates("trial_id").set_index("trial_id", drop=False)
     parts = [_note("Each recorded model on data it never saw (python -m runner evaluate), beside its own test split: "
                    "a large drop on another hospital's images is the sign of shortcut learning. Nothing was fitted "
@@ -411,7 +428,10 @@ def _by_task(board: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
             yield str(task), str(rows["optimised_by"].iloc[0]), rows
 
 
-def _scatter_section(board: pd.DataFrame) -> str:
+_TOO_FEW = "needs at least two finished trials of a task with differing hyper-parameters"
+
+
+def _scatter_section(board: pd.DataFrame) -> Section:
     parts = []
     for task, monitor, rows in _by_task(board):
         varying = _varying(rows)
@@ -425,7 +445,7 @@ def _scatter_section(board: pd.DataFrame) -> str:
         for axes in grid[len(varying):]:
             axes.axis("off")
         parts.append(f"<h3>{escape(task)}</h3>{_png(figure)}")
-    return "\n".join(parts) or _note("needs at least two finished trials of a task with differing hyper-parameters")
+    return "\n".join(parts) or Omitted(_TOO_FEW)
 
 
 def _metric_against(axes, rows: pd.DataFrame, column: str, monitor: str) -> None:
@@ -447,13 +467,13 @@ def _metric_against(axes, rows: pd.DataFrame, column: str, monitor: str) -> None
     axes.set_title("blue: completed, orange: stopped", fontsize="x-small")
 
 
-def _parallel_section(board: pd.DataFrame) -> str:
+def _parallel_section(board: pd.DataFrame) -> Section:
     parts = []
     for task, monitor, rows in _by_task(board):
         varying = _varying(rows)
         if varying:
             parts.append(f"<h3>{escape(task)}</h3>{_png(_parallel_coordinates(rows, varying, monitor))}")
-    return "\n".join(parts) or _note("needs at least two finished trials of a task with differing hyper-parameters")
+    return "\n".join(parts) or Omitted(_TOO_FEW)
 
 
 def _parallel_coordinates(rows: pd.DataFrame, columns: Sequence[str], monitor: str):
@@ -506,13 +526,13 @@ def _unit_scale(values: pd.Series) -> tuple[np.ndarray, list[tuple[float, str]]]
     return unit, [(positions[label], label[:16]) for label in labels]
 
 
-def _importance_section(board: pd.DataFrame, spec) -> str:
+def _importance_section(board: pd.DataFrame, spec) -> Section:
     try:
         importances = parameter_importances(board, spec)
     except (ValueError, RuntimeError) as error:
-        return _note(f"not computed: {error}")
+        return Omitted(f"not computed: {error}")
     if not importances:
-        return _note("not computed: no searched parameter varies across the finished trials")
+        return Omitted("not computed: no searched parameter varies across the finished trials")
     figure = new_figure(7, 0.45 * len(importances) + 1)
     axes = figure.subplots()
     names = list(importances)[::-1]
@@ -526,10 +546,10 @@ def _importance_section(board: pd.DataFrame, spec) -> str:
                                                                    list(importances.items()))
 
 
-def _stopped_section(board: pd.DataFrame) -> str:
+def _stopped_section(board: pd.DataFrame) -> Section:
     stopped = board[board["status"] == "stopped"] if len(board) else board
     if stopped.empty:
-        return _note("none")
+        return Omitted("no trial was stopped")
     varying = _varying(board)
     rows = [[r["trial_id"], r["task"], r["model"], r["epochs_run"], r["optimised_by"], r["objective"],
              *(r[c] for c in varying)] for _, r in stopped.iterrows()]
@@ -537,10 +557,10 @@ def _stopped_section(board: pd.DataFrame) -> str:
         _table(["trial", "task", "model", "epochs run", "metric", "last validation", *(c[3:] for c in varying)], rows)
 
 
-def _failed_section(board: pd.DataFrame) -> str:
+def _failed_section(board: pd.DataFrame) -> Section:
     failed = board[board["status"] == "failed"] if len(board) else board
     if failed.empty:
-        return _note("none")
+        return Omitted("no trial failed")
     varying = _varying(board)
     rows = [[r["trial_id"], r["task"], r["model"], r["error"], *(r[c] for c in varying)] for _, r in failed.iterrows()]
     return _table(["trial", "task", "model", "error", *(c[3:] for c in varying)], rows, ["failed"] * len(rows))

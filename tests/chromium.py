@@ -3,8 +3,9 @@
 ``render(html, screenshot)`` starts Debian's ``/usr/bin/chromium`` with a throw-away profile, loads the file,
 collects console errors (``Runtime.consoleAPICalled`` of type error/assert), uncaught exceptions
 (``Runtime.exceptionThrown``), browser log errors (``Log.entryAdded``) and every request that is not to a
-``file:`` or ``data:`` URL (``Network.requestWillBeSent``), saves a full-page screenshot, and stops the
-browser it started (by pid).
+``file:`` or ``data:`` URL (``Network.requestWillBeSent``), optionally runs a script in the loaded page (a test
+clicking a table header and reading the rows back), saves a full-page screenshot, and stops the browser it
+started (by pid).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,16 +32,18 @@ class Rendered:
     errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     screenshot: Path | None = None
+    value: Any = None
+    """What ``script`` evaluated to (JSON values), after the page loaded."""
 
 
-def render(html: Path, screenshot: Path, timeout: float = 60) -> Rendered:
+def render(html: Path, screenshot: Path, timeout: float = 60, script: str | None = None) -> Rendered:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)")
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
     browser = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        return _drive(_page_socket(profile, browser, timeout), html, screenshot, timeout)
+        return _drive(_page_socket(profile, browser, timeout), html, screenshot, timeout, script)
     finally:
         browser.terminate()
         try:
@@ -69,7 +73,7 @@ def _page_socket(profile: Path, browser: subprocess.Popen, timeout: float) -> st
         time.sleep(0.1)
 
 
-def _drive(url: str, html: Path, screenshot: Path, timeout: float) -> Rendered:
+def _drive(url: str, html: Path, screenshot: Path, timeout: float, script: str | None) -> Rendered:
     import websocket
 
     socket = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
@@ -99,6 +103,11 @@ def _drive(url: str, html: Path, screenshot: Path, timeout: float) -> Rendered:
             if message.get("method") == "Page.loadEventFired":
                 break
         call("Runtime.evaluate", expression="new Promise(r => setTimeout(r, 300))", awaitPromise=True)
+        if script is not None:
+            answer = call("Runtime.evaluate", expression=script, returnByValue=True, awaitPromise=True)
+            if "exceptionDetails" in answer:
+                raise RuntimeError(f"script failed in the page: {answer['exceptionDetails']}")
+            rendered.value = answer["result"].get("value")
         size = call("Page.getLayoutMetrics")["cssContentSize"]
         clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 12000), "scale": 1}
         shot = call("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)

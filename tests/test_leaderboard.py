@@ -40,8 +40,7 @@ START = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
 # task kind -> (task, model, classes, monitor, model parameters)
 KINDS: dict[str, tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = {
     "binary": ("pneumonia", "small_cnn", ("normal", "pneumonia"), "val_f1",
-               {"filters": 32, "hidden": 64, "dropout": 0, "l2": 0.0, "class_weights": False,
-                "threshold_criterion": "f1"}),
+               {"dropout": 0, "l2": 0.0, "class_weights": False, "threshold_criterion": "f1"}),
     "multiclass": ("covid", "vgg16", ("covid", "normal", "pneumonia"), "val_f1_macro",
                    {"weights": "none", "frozen_layers": 4, "pooling": "avg", "hidden": 256, "dropout": 0.5,
                     "class_weights": True}),
@@ -86,13 +85,14 @@ def make_result(kind: str = "binary", trial_id: str = "t-0", *, seed: int = 0, v
 
     found = scores()
     found["val"].update(val or {})
+    data = {"layout": "demo", "masks": True} if kind == "segmentation" else {"layout": "demo", "classes": list(classes)}
     hyperparameters = {
-        "task": task, "model": model,
-        "data": {"layout": "demo", "n": 300, "classes": list(classes), "seed": 0}, "test_data": None,
+        "task": task, "model": model, "data": {**data, "n": 300}, "test_data": None,
         "image_size": 64, "batch_size": 32, "epochs": 10, "optimizer": "adam", "learning_rate": 0.001,
         "momentum": 0.9, "early_stopping": 5, "reduce_lr": 0, "augment": False, "seed": seed,
-        "mixed_precision": "auto", "bootstrap": 200, "cache_dir": None, **params, **(hp or {}),
+        "mixed_precision": "auto", "bootstrap": 200, "cache_dir": None, "plots": True, **params, **(hp or {}),
     }
+    per_epoch = {f"val_{key}": [value, value] for key, value in found["val"].items() if not isinstance(value, list)}
     finished = finished or START + timedelta(minutes=seed)
     return {
         "schema_version": 1, "trial_id": trial_id, "task": task, "model": model,
@@ -105,13 +105,15 @@ def make_result(kind: str = "binary", trial_id: str = "t-0", *, seed: int = 0, v
                  "shortcut_warnings": ["all normal images come from one source"] if kind == "binary" else [],
                  "external_test": "/data/other/img0.png" if external else None},
         "metrics": found, "monitor": monitor, "mode": "max",
-        "history": {"loss": [0.7, 0.5], "val_loss": [0.6, None], monitor: [0.5, 0.6]},
+        "history": {"loss": [0.7, 0.5], "val_loss": [0.6, None], **per_epoch, monitor: [0.5, 0.6]},
         "epochs_run": 7, "best_epoch": 2, "stopped_early": True, "train_seconds": 12.5,
-        "images_per_second": 100.8, "eval_seconds": 1.5,
+        "images_per_second": 100.8, "eval_seconds": 1.5, "resumed_from_epoch": None, "intra_op_threads": 2,
+        "rss_mb": 812.5, "plots": ["training_curves.png"], "plot_error": None, "plot_seconds": 0.8,
         "parameters": {"total": 1000, "trainable": 800, "frozen": 200}, "seed": seed, "device": "CPU",
         "host": "node-1",
         "versions": {"python": "3.11.7", "tensorflow": "2.18.0", "keras": "3.8.0", "numpy": "2.1.0",
-                     "ray": "2.50.0", "cxr-runner": "0.1.0", "optuna": None},
+                     "scikit-learn": "1.6.0", "h5py": "3.12.1", "ray": "2.50.0", "optuna": None, "pandas": "2.2.3",
+                     "pyarrow": "18.1.0", "cxr-runner": "0.1.0"},
         "git_commit": "0123abcd", "started_at": (finished - timedelta(seconds=14)).isoformat(),
         "finished_at": finished.isoformat(),
     }
@@ -150,6 +152,41 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 
 # ------------------------------------------------------------------------------------------ columns, types
+
+
+
+def _shape(value: Any) -> Any:
+    """A JSON value's keys (recursively) and types: what a test fixture must share with the real thing."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    return "list" if isinstance(value, list) else type(value).__name__
+
+
+def _shape_differences(made: Any, real: Any, where: str = "") -> list[str]:
+    """Where ``made`` differs in shape from ``real``: a key only one has, or another type (``None``, an undefined
+    value, goes with any type)."""
+    if isinstance(made, dict) and isinstance(real, dict):
+        return [f"{where}/{key}: only in {'make_result' if key in made else 'run_trial'}"
+                for key in sorted(set(made) ^ set(real))] + \
+            [found for key in sorted(set(made) & set(real)) for found in _shape_differences(made[key], real[key],
+                                                                                           f"{where}/{key}")]
+    return [] if made == real or "NoneType" in (made, real) else [f"{where}: {made} here, {real} in run_trial"]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_make_result_has_the_shape_of_a_real_trial(tmp_path: Path, kind: str) -> None:
+    """The hand-made ``result.json`` every leaderboard test builds rows from has the keys and types of a real
+    ``run_trial`` output of the same task, model and parameters (a tiny one), at every level: a key the runner
+    adds or drops, or a model parameter the model does not take, fails here rather than leaving the fixtures
+    testing a shape the runner no longer writes."""
+    from runner.config import make_config
+    from runner.trial import run_trial
+
+    task, model, _, _, params = KINDS[kind]
+    config = make_config({"task": task, "model": model, "image_size": 32, "epochs": 1, "bootstrap": 10,
+                          "plots": False, "data": {"n": 40}, **params})
+    real = json.loads(json.dumps(run_trial(config, tmp_path, verbose=False).result))
+    assert _shape_differences(_shape(make_result(kind)), _shape(real)) == []
 
 
 def test_row_columns_and_types(tmp_path: Path) -> None:

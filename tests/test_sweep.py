@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -137,6 +138,8 @@ def test_sweep_on_real_ray_writes_one_row_per_trial(tmp_path: Path) -> None:
     table = logged[logged.rindex("Number of trials: 3/3"):]
     assert re.search(r"\| status +\|.*\| +epoch \| +objective \|", table) and "TERMINATED" in table, table
     assert "result_json" not in logged, "Tune's per-trial result boxes are back"
+    for lines in _tune_reports(results / "tune" / board["sweep_id"].iloc[0]).values():
+        assert {line["train_pid"] for line in lines} == {line["pid"] for line in lines}  # local mode: one process
 
 
 def _assert_mlflow_runs_match(tracking: str, board: pd.DataFrame) -> None:
@@ -344,7 +347,8 @@ def test_offline_weights_auto_sweep_trains_unfrozen_and_says_the_backbones_were_
 def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -> None:
     """Three trials in a row, each a Ray Train job of one 2-CPU worker on this 2-core machine: each must get
     its worker once the previous trial's is released (the trial process itself holds no CPU), reporting
-    through TuneReportCallback."""
+    through TuneReportCallback: every report names a training process other than the trial's own (local mode,
+    ``workers: 0``, trains in the trial process; ``test_sweep_on_real_ray_writes_one_row_per_trial``)."""
     spec = {**TINY, "num_samples": 3, "scheduler": {"type": "fifo"}, "resources": {"cpu": 2, "gpu": 0, "workers": 1}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
     run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
@@ -355,6 +359,24 @@ def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -
     board = load(results)
     assert len(board) == 3 and (board["status"] == "completed").all(), board[["status", "error"]]
     assert board["val_f1"].notna().all() and (board["epochs_run"] == 2).all()
+    reports = _tune_reports(results / "tune" / board["sweep_id"].iloc[0])
+    assert sorted(reports) == sorted(board["trial_id"])
+    for trial_id, lines in reports.items():  # each epoch and the evaluation came from the Train worker
+        assert [line["training_iteration"] for line in lines] == [1, 2, 3], trial_id
+        assert len({line["train_pid"] for line in lines}) == 1 and len({line["pid"] for line in lines}) == 1
+        assert lines[0]["train_pid"] != lines[0]["pid"], "trained in the trial process, not a Ray Train worker"
+    assert len({lines[0]["train_pid"] for lines in reports.values()}) == 3  # a fresh worker per trial
+
+
+def _tune_reports(tune_dir: Path) -> dict[str, list[dict]]:
+    """Each Tune trial's reports in order, from its ``result.json`` lines: ``pid`` is the trial process (Tune's),
+    ``train_pid`` the process that trained (the runner's)."""
+    found: dict[str, list[dict]] = {}
+    for path in tune_dir.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            report = json.loads(line)
+            found.setdefault(report["trial_id"], []).append(report)
+    return {trial: sorted(lines, key=lambda r: r["training_iteration"]) for trial, lines in found.items()}
 
 
 def test_several_workers_per_trial_are_refused_with_the_reason(tmp_path: Path) -> None:
@@ -432,28 +454,82 @@ def test_results_at_a_uri_get_uploaded_trial_folders(tmp_path: Path) -> None:
     assert isinstance(board["node_id"][0], str) and len(board["node_id"][0]) > 20
 
 
-def test_asha_stops_a_poor_trial_early(tmp_path: Path) -> None:
-    """Trials one at a time (so the order is fixed), half of them with a learning rate too small to learn
-    anything: ASHA compares each trial at 1 epoch with those before it and stops the poor ones, which the
-    Optuna study records as pruned."""
-    spec = {**TINY, "num_samples": 4, "max_concurrent_trials": 1, "searcher": "random",
-            "fixed": {**TINY["fixed"], "epochs": 4, "data": {"n": 120}, "batch_size": 16},
-            "space": {"learning_rate": {"type": "categorical", "choices": [0.003, 1.0e-9]}},
-            "scheduler": {"type": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2}}
+#: ASHA's milestones for the test below (grace_period 1, reduction_factor 2, 2 epochs + the final evaluation = 3
+#: Tune reports): a trial is compared with the others after epochs 1 and 2.
+ASHA_MILESTONES = (1, 2)
+
+
+def _asha_stops(curves: list[dict[int, float]], reduction_factor: float) -> list[int | None]:
+    """ASHA's rule replayed on the recorded curves of trials run one after another (the test's own reading of
+    asynchronous successive halving, mode min): at a milestone report a trial is stopped if its objective is
+    above the ``1/reduction_factor`` quantile of the objectives recorded at that milestone by the trials before it
+    (stopped ones included), and then joins them. Per trial: the report it is stopped at, or None."""
+    rungs: dict[int, list[float]] = {milestone: [] for milestone in ASHA_MILESTONES}
+    stops: list[int | None] = []
+    for curve in curves:
+        stop = None
+        for report, value in sorted(curve.items()):
+            if report in rungs:
+                earlier = rungs[report]
+                if earlier and value > np.percentile(earlier, 100 / reduction_factor):
+                    stop = report
+                earlier.append(value)
+            if stop is not None:
+                break
+        stops.append(stop)
+    return stops
+
+
+#: What the seeded sweep below does, per searcher: in the order they ran, each trial's learning rate and the
+#: epoch ASHA stops it at (None: it ran both epochs and was evaluated). At the rate 1.0 training diverges.
+ASHA_OUTCOMES = {
+    "random": [(0.001, None), (0.001, None), (1.0, 1), (0.001, None)],
+    "optuna": [(0.001, None), (0.001, None), (0.001, None), (1.0, 1)],
+}
+
+
+@pytest.mark.parametrize("searcher", list(ASHA_OUTCOMES))
+def test_asha_stops_exactly_the_poor_trials(tmp_path: Path, searcher: str) -> None:
+    """Trials one at a time (so the order is fixed), some with a learning rate so large that training diverges,
+    on the validation loss (at 0.5, the F1 of a model that learned nothing can beat that of one learning slowly):
+    ASHA compares each trial at its milestones with those before it and stops poor ones, which the
+    Optuna study records as pruned. The seeded run is deterministic: exactly the trials ASHA's rule picks from
+    their recorded objectives stop, at the epoch it picks, with the random and with the default (Optuna) searcher."""
+    spec = {**TINY, "num_samples": 4, "max_concurrent_trials": 1, "searcher": searcher, "metric": "val_loss",
+            "mode": "min", "fixed": {**TINY["fixed"], "epochs": 2, "data": {"n": 120}, "batch_size": 16},
+            "space": {"learning_rate": {"type": "categorical", "choices": [1.0, 0.001]}},
+            "scheduler": {"type": "asha", "max_t": 2, "grace_period": 1, "reduction_factor": 2}}
+    if searcher == "optuna":
+        del spec["searcher"]  # the default
     path, results = _write(tmp_path, spec), tmp_path / "results"
     run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from test_tpe import assert_study_records_the_board, tune_curves
+
     from runner.leaderboard import load
+    from runner.sweep.study import TRIAL_ID_ATTR, load_study
 
     board = load(results)
-    stopped = board[board["status"] == "stopped"]
-    assert len(board) == 4 and len(stopped) >= 1, board[["status", "hp_learning_rate", "val_f1", "epochs_run"]]
-    assert (stopped["epochs_run"] < 4).all() and stopped["stopped_early"].all()
-    assert stopped["test_f1"].isna().all(), "a stopped trial is never evaluated on the test set"
-    assert (stopped["finished_at"] > stopped["started_at"]).all(), "stopped rows carry their run times"
-    from test_tpe import assert_study_records_the_board
-
+    sweep_id = board["sweep_id"].iloc[0]
+    asked = sorted(load_study(results / "sweeps" / f"{sweep_id}.optuna.log", sweep_id).trials, key=lambda t: t.number)
+    board = board.set_index("trial_id").loc[[t.user_attrs[TRIAL_ID_ATTR] for t in asked]].reset_index()
+    curves = tune_curves(results / "tune" / sweep_id)
+    stops = _asha_stops([curves[trial_id] for trial_id in board["trial_id"]], reduction_factor=2)
+    outcome = [(rate, stop) for rate, stop in zip(board["hp_learning_rate"], stops, strict=True)]
+    assert outcome == ASHA_OUTCOMES[searcher], board[["trial_id", "status", "hp_learning_rate", "epochs_run"]]
+    stopped = board["status"] == "stopped"
+    assert stopped.tolist() == [stop is not None for stop in stops]
+    assert board["epochs_run"].tolist() == [stop or 2 for stop in stops]
+    poor = board["hp_learning_rate"] == 1.0
+    assert not (stopped & ~poor).any() and stopped.any()  # the stopped ones are diverged trials
+    for (_, row), stop in zip(board.iterrows(), stops, strict=True):
+        if stop is not None:
+            assert curves[row["trial_id"]][stop] == pytest.approx(row["val_loss"])  # the row holds its rung's loss
+    assert board.loc[stopped, "stopped_early"].all()
+    assert board.loc[stopped, "test_f1"].isna().all(), "a stopped trial is never evaluated on the test set"
+    assert board.loc[~stopped, "test_f1"].notna().all()
+    assert (board.loc[stopped, "finished_at"] > board.loc[stopped, "started_at"]).all(), "stopped rows carry times"
     assert_study_records_the_board(results, board)  # stopped rows are pruned trials with their curves
 
 
