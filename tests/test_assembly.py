@@ -250,3 +250,19 @@ def test_a_wheel_ships_the_search_spaces(tmp_path: Path) -> None:
     shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("runner/search_spaces/")}
     assert shipped == {f"runner/search_spaces/{path.name}" for path in SHIPPED_DIR.glob("*.yaml")}
     assert len(shipped) == 5, json.dumps(sorted(shipped))
+
+
+def test_the_shipped_segmentation_space_never_freezes_a_random_encoder() -> None:
+    """Offline ``weights: auto`` is ``none``; trials that froze that random VGG16 encoder over-segmented real
+    lung masks (BENCHMARKS.md, "Lung segmentation on real masks"). Every configuration the space can draw
+    (each end of every range, every choice) builds a U-Net whose whole encoder trains."""
+    from runner.models import create_model
+    from runner.sweep.space import edge_configs
+    from runner.trial import parameter_counts
+
+    spec = build_sweep("segmentation", {"fixed": {"weights": "none"}}, "cpu", resolve_weights=False)
+    configs = list(edge_configs(spec))
+    assert len(configs) > 5
+    for where, config in configs:
+        model = create_model(config.model, input_shape=(32, 32, 1), **config.model_params)
+        assert parameter_counts(model)["frozen"] == 0, where

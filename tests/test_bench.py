@@ -207,3 +207,12 @@ def test_gpu_benchmark_measures_both_inputs_on_the_cpu_when_allowed() -> None:
         pipeline, memory = (float(cell.replace(",", "")) for cell in row.split(" | ")[4:6])
         assert pipeline > 0 and memory > 0
     assert section.figures["gpu_pipeline_vs_memory_ratio"]["value"] is None, "CPU figures are never GPU figures"
+
+
+def test_segmentation_benchmark_without_the_shared_images_says_so_and_measures_nothing(tmp_path: Path) -> None:
+    from bench import segmentation_real
+
+    section = segmentation_real.section(64, 2, 1, 1, tmp_path, root=tmp_path / "absent")
+    assert section.body.startswith(f"Not measured: {tmp_path / 'absent'} is absent")
+    assert section.figures and all(entry["value"] is None for entry in section.figures.values())
+    assert not list(tmp_path.iterdir()), "nothing trained"
