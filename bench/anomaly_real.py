@@ -34,12 +34,12 @@ CONFIGURATIONS = {
 OLD, NEW = (label for label in CONFIGURATIONS if "default" in label)
 
 
-def run_configuration(keys: dict, epochs: int, image_size: int, seed: int, out: Path) -> dict:
+def run_configuration(keys: dict, epochs: int, image_size: int, seed: int, out: Path, root: Path) -> dict:
     """One trial; its validation and test ROC AUC and its training seconds."""
     from runner.config import make_config
     from runner.trial import run_trial
 
-    config = make_config({"task": "anomaly", "model": "conv_autoencoder", "data": {"path": str(KERMANY),
+    config = make_config({"task": "anomaly", "model": "conv_autoencoder", "data": {"path": str(root),
                                                                                   "split": SPLIT},
                           "epochs": epochs, "early_stopping": 0, "image_size": image_size, "bootstrap": 0,
                           "plots": False, "filters": [32, 64, 128], "learning_rate": 1e-3, "seed": seed, **keys})
@@ -49,15 +49,15 @@ def run_configuration(keys: dict, epochs: int, image_size: int, seed: int, out: 
             "seconds": time.perf_counter() - started}
 
 
-def section(epochs: int, image_size: int, seed: int, work: Path) -> Section:
+def section(epochs: int, image_size: int, seed: int, work: Path, root: Path = KERMANY) -> Section:
     command = f"python -m bench.anomaly_real --epochs {epochs} --image-size {image_size} --seed {seed}"
     names = ["anomaly_real_test_roc_auc_chosen", "anomaly_real_test_roc_auc_default",
              "anomaly_real_test_roc_auc_old_default"]
-    if not KERMANY.is_dir():
+    if not root.is_dir():
         return Section("Anomaly task on real radiographs", "bench/anomaly_real.py", command,
-                       f"Not measured: {KERMANY} is missing (the shared real images).",
+                       f"Not measured: {root} is missing (the shared real images).",
                        {name: figure(None, None, "", "higher") for name in names})
-    found = {label: run_configuration(keys, epochs, image_size, seed, work / f"trial-{index}")
+    found = {label: run_configuration(keys, epochs, image_size, seed, work / f"trial-{index}", root)
              for index, (label, keys) in enumerate(CONFIGURATIONS.items())}
     chosen = max(found, key=lambda label: found[label]["val"])
     rows = [f"| {label} | {found[label]['val']:.3f} | {found[label]['test']:.3f} | {found[label]['seconds']:.0f} |"
