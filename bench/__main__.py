@@ -94,6 +94,12 @@ def _segmentation_real(full: bool, work: Path) -> Section:
     return segmentation_real.section(128, 2, 6, 8, work)
 
 
+def _anomaly_real(full: bool, work: Path) -> Section:
+    from bench import anomaly_real
+
+    return anomaly_real.section(10, 64, 0, work)
+
+
 def _gpu_throughput(full: bool, work: Path) -> Section:
     from bench import gpu_throughput
 
@@ -106,7 +112,8 @@ BENCHMARKS = [Benchmark("pipeline", _pipeline), Benchmark("input_checks", _input
               Benchmark("soak", _soak),
               Benchmark("hpo_efficiency", _hpo_efficiency),
               Benchmark("gpu_throughput", _gpu_throughput),
-              Benchmark("segmentation_real", _segmentation_real, full_only=True)]
+              Benchmark("segmentation_real", _segmentation_real, full_only=True),
+              Benchmark("anomaly_real", _anomaly_real, full_only=True)]
 
 
 def _versions() -> str:

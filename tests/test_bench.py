@@ -216,3 +216,12 @@ def test_segmentation_benchmark_without_the_shared_images_says_so_and_measures_n
     assert section.body.startswith(f"Not measured: {tmp_path / 'absent'} is absent")
     assert section.figures and all(entry["value"] is None for entry in section.figures.values())
     assert not list(tmp_path.iterdir()), "nothing trained"
+
+
+def test_anomaly_benchmark_without_the_shared_images_says_so_and_measures_nothing(tmp_path: Path) -> None:
+    from bench import anomaly_real
+
+    section = anomaly_real.section(1, 32, 0, tmp_path, root=tmp_path / "absent")
+    assert section.body == f"Not measured: {tmp_path / 'absent'} is missing (the shared real images)."
+    assert section.figures and all(entry["value"] is None for entry in section.figures.values())
+    assert not list(tmp_path.iterdir()), "nothing trained"

@@ -433,6 +433,14 @@ def test_rgb_input() -> None:
     assert autoencoder(images(32, channels=3)).shape == (2, 32, 32, 3)
 
 
+def test_autoencoder_defaults_to_a_small_dense_code() -> None:
+    """A conv bottleneck copies any image and ranked pneumonia below normal on real radiographs
+    (bench/anomaly_real.py): the default, which ``train`` and every space that does not choose get, is a
+    dense code of 128 numbers."""
+    model = create_model("conv_autoencoder", input_shape=(64, 64, 1))
+    assert tuple(model.get_layer("bottleneck").output.shape) == (None, 128)
+
+
 @pytest.mark.parametrize(("bottleneck", "shape"), [("conv", (None, 4, 4, 16)), ("dense", (None, 16))])
 def test_autoencoder_bottleneck(bottleneck: str, shape: tuple[int | None, ...]) -> None:
     model = create_model("conv_autoencoder", input_shape=(32, 32, 1), bottleneck=bottleneck, latent_dim=16)
