@@ -95,13 +95,13 @@ def test_leaderboard_and_report_commands_warn_once_per_skipped_file(tmp_path: Pa
 @pytest.mark.parametrize(("change", "message"), [
     ({"metric": "val_f2"}, r"metric 'val_f2' is not a validation metric every trial of pneumonia reports: "
                            r"choose objective \(each task's own\) or one of val_loss, val_accuracy, .*val_f1, "
-                           r"val_roc_auc, val_pr_auc$"),
+                           r"val_roc_auc, val_pr_auc, val_ece, val_brier$"),
     ({"metric": "val_n"}, r"metric 'val_n' is not a validation metric"),
     ({"metric": "loss"}, r"metric 'loss' is not a validation metric"),
     ({"metric": "test_f1"}, r"metric 'test_f1' is not a validation metric"),
     ({"tasks": ["pneumonia", "covid"], "metric": "val_f1"},
      r"metric 'val_f1' is not a validation metric every trial of pneumonia, covid reports: choose objective "
-     r"\(each task's own\) or one of val_loss, val_accuracy$"),
+     r"\(each task's own\) or one of val_loss, val_accuracy, val_ece, val_brier$"),
     ({"metric": "val_loss", "mode": "max"}, r"mode max contradicts metric 'val_loss', which is better when lower: "
                                             r"set mode: min, or leave mode out"),
     ({"metric": "objective", "mode": "min"}, r"mode min contradicts metric objective \(each task's own validation "

@@ -64,13 +64,22 @@ def make_result(kind: str = "binary", trial_id: str = "t-0", *, seed: int = 0, v
         if kind == "binary":
             y_val, y_test = rng.integers(0, 2, n), rng.integers(0, 2, n)
             s_val, s_test = rng.random(n) * 0.5 + y_val * 0.4, rng.random(n) * 0.5 + y_test * 0.4
-            found = {"val": m.binary_metrics(y_val, s_val), "test": m.binary_report(y_val, s_val, y_test, s_test)}
-            ci = {"roc_auc": (0.7, 0.9), "f1": (0.6, 0.8), "recall": (None, None), "specificity": (0.5, 0.7)}
+            found = {"val": {**m.binary_metrics(y_val, s_val), **m.calibration_metrics(y_val, s_val)},
+                     "test": {**m.binary_report(y_val, s_val, y_test, s_test), **m.calibration_metrics(y_test, s_test)}}
+            ci = {"roc_auc": (0.7, 0.9), "f1": (0.6, 0.8), "recall": (None, None), "specificity": (0.5, 0.7),
+                  "ece": (0.05, 0.2), "brier": (0.1, 0.3)}
+            reliability = {split: {"before": m.reliability_bins(y, s), "after": None}
+                           for split, y, s in (("val", y_val, s_val), ("test", y_test, s_test))}
         elif kind == "multiclass":
             y_val, y_test = rng.integers(0, 3, n), rng.integers(0, 3, n)
-            found = {split: m.multiclass_metrics(y, rng.dirichlet([1, 1, 1], n) + np.eye(3)[y] * 0.3, classes)
+            probs = {split: rng.dirichlet([1, 1, 1], n) * 0.7 + np.eye(3)[y] * 0.3
                      for split, y in (("val", y_val), ("test", y_test))}
-            ci = {"f1_macro": (0.5, 0.7), "accuracy": (0.5, 0.8), "roc_auc_ovr": (0.6, 0.9)}
+            found = {split: {**m.multiclass_metrics(y, probs[split], classes), **m.calibration_metrics(y, probs[split])}
+                     for split, y in (("val", y_val), ("test", y_test))}
+            ci = {"f1_macro": (0.5, 0.7), "accuracy": (0.5, 0.8), "roc_auc_ovr": (0.6, 0.9), "ece": (0.05, 0.2),
+                  "brier": (0.2, 0.5)}
+            reliability = {split: {"before": m.reliability_bins(y, probs[split]), "after": None}
+                           for split, y in (("val", y_val), ("test", y_test))}
         else:
             truth = rng.random((8, 16, 16)) > 0.8
             found = {split: m.segmentation_metrics(truth, np.clip(truth * 0.6 + rng.random(truth.shape) * 0.5, 0, 1))
@@ -78,19 +87,21 @@ def make_result(kind: str = "binary", trial_id: str = "t-0", *, seed: int = 0, v
             for split in found:
                 found[split]["pixel_roc_auc"] = 0.8
             ci = {"dice": (0.3, 0.5), "iou": (0.2, 0.4)}
+            reliability = None
         found["test"] = m.with_confidence_intervals(found["test"], ci)
         if external:
             found["external_test"] = dict(found["test"])
-        return found
+        return found, reliability
 
-    found = scores()
+    found, reliability = scores()
     found["val"].update(val or {})
     data = {"layout": "demo", "masks": True} if kind == "segmentation" else {"layout": "demo", "classes": list(classes)}
     hyperparameters = {
         "task": task, "model": model, "data": {**data, "n": 300}, "test_data": None,
         "image_size": 64, "batch_size": 32, "epochs": 10, "optimizer": "adam", "learning_rate": 0.001,
         "momentum": 0.9, "early_stopping": 5, "reduce_lr": 0, "augment": False, "seed": seed,
-        "mixed_precision": "auto", "bootstrap": 200, "cache_dir": None, "plots": True, **params, **(hp or {}),
+        "mixed_precision": "auto", "bootstrap": 200, "cache_dir": None, "plots": True, "calibrate": "none",
+        **params, **(hp or {}),
     }
     per_epoch = {f"val_{key}": [value, value] for key, value in found["val"].items() if not isinstance(value, list)}
     finished = finished or START + timedelta(minutes=seed)
@@ -105,6 +116,9 @@ def make_result(kind: str = "binary", trial_id: str = "t-0", *, seed: int = 0, v
                  "shortcut_warnings": ["all normal images come from one source"] if kind == "binary" else [],
                  "external_test": "/data/other/img0.png" if external else None},
         "metrics": found, "monitor": monitor, "mode": "max",
+        "calibration": None if reliability is None else {"method": "none", "bins": m.ECE_BINS,
+                                                         "reliability": reliability},
+        "gpu": {"util_mean": None, "util_peak": None, "memory_peak_mb": None},
         "history": {"loss": [0.7, 0.5], "val_loss": [0.6, None], **per_epoch, monitor: [0.5, 0.6]},
         "epochs_run": 7, "best_epoch": 2, "stopped_early": True, "train_seconds": 12.5,
         "images_per_second": 100.8, "eval_seconds": 1.5, "resumed_from_epoch": None, "intra_op_threads": 2,
