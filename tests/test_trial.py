@@ -159,6 +159,14 @@ def _assert_recorded(found: dict, expected: dict) -> None:
             assert found[key] == pytest.approx(float(value), abs=1e-9), key
 
 
+def _binned_ece(confidence: np.ndarray, outcome: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error over 15 equal-width bins closed on the right (0 in the first), written here
+    apart from runner.metrics: the share of images in each bin times |mean outcome - mean confidence|."""
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    return float(sum(np.mean(index == b) * abs(np.mean(outcome[index == b]) - np.mean(confidence[index == b]))
+                     for b in range(bins) if np.any(index == b)))
+
+
 def _assert_intervals(found: dict, intervals: dict[str, tuple[Callable[..., float | None], tuple]], result: dict
                       ) -> None:
     """Each bootstrapped metric's bounds hold the point value and equal the test's own resampling."""
@@ -205,6 +213,8 @@ def test_binary_metrics_equal_scikit_learn_on_the_trial_predictions(trained, tmp
         "f1": (lambda t, p: skm.f1_score(t, p >= 0.5, zero_division=np.nan), (y, s)),
         "recall": (lambda t, p: skm.recall_score(t, p >= 0.5, zero_division=np.nan), (y, s)),
         "specificity": (lambda t, p: skm.recall_score(t, p >= 0.5, pos_label=0, zero_division=np.nan), (y, s)),
+        "ece": (lambda t, p: _binned_ece(p, t), (y, s)),
+        "brier": (skm.brier_score_loss, (y, s)),
     }, run.result)
     _assert_on_the_leaderboard(run, tmp_path)
 
@@ -249,6 +259,8 @@ def test_multiclass_metrics_equal_scikit_learn_on_the_trial_predictions(trained,
         "f1_macro": (lambda t, p: skm.f1_score(t, p.argmax(axis=1), average="macro", zero_division=np.nan), (y, probs)),
         "accuracy": (lambda t, p: skm.accuracy_score(t, p.argmax(axis=1)), (y, probs)),
         "roc_auc_ovr": (_ovr_auc_of_present, (y, probs)),
+        "ece": (lambda t, p: _binned_ece(p.max(axis=1), p.argmax(axis=1) == t), (y, probs)),
+        "brier": (lambda t, p: float(np.mean(np.sum((p - np.eye(p.shape[1])[t]) ** 2, axis=1))), (y, probs)),
     }, run.result)
     _assert_on_the_leaderboard(run, tmp_path)
 
