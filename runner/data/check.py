@@ -8,9 +8,9 @@ Nature Machine Intelligence). A warning here is stored with every trial's result
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from runner import storage
 from runner.data._dataset import DataSet
 from runner.data._records import SPLITS, Problem, Record, label_parts
 from runner.data.cache import CachedData
+from runner.errors import StorageError
 
 SHORTCUT_AUC = 0.9
 #: Bump when the shortcut checks change what they find, so memos written by the old checks are not reused.
@@ -182,16 +184,11 @@ def _shortcut_memo(cache_file: Path) -> dict[str, list[str]]:
 
 
 def _write_memo(cache_file: Path, memo: dict[str, list[str]]) -> None:
-    """Written whole and renamed into place, so a trial never reads half a file; when two trials write at
-    once the later one wins and the other's entry is computed again next time. A read-only cache folder
-    only loses the saving."""
-    target = _memo_path(cache_file)
-    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        staging.write_text(json.dumps(memo))
-        os.replace(staging, target)
-    except OSError:
-        staging.unlink(missing_ok=True)
+    """Written as every results file is (``storage.write_text``: whole, fsynced, renamed into place), so a trial
+    never reads half a file; when two trials write at once the later one wins and the other's entry is
+    computed again next time. A read-only cache folder only loses the saving."""
+    with contextlib.suppress(StorageError):
+        storage.write_text(str(_memo_path(cache_file)), json.dumps(memo))
 
 
 def _shortcut_checks(cached: CachedData) -> list[str]:
