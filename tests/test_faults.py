@@ -70,16 +70,25 @@ def _trial_failures(tune_folder: Path) -> dict[str, int]:
             for trial, runtime in state["trial_data"]}
 
 
-def test_a_killed_trial_process_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resources", [
+    pytest.param({"cpu": 1, "gpu": 0, "workers": 0}, id="trial-process"),
+    pytest.param({"cpu": 2, "gpu": 0, "workers": 1}, id="ray-train-worker", marks=pytest.mark.slow),  # ~1.5 min
+])
+def test_a_killed_trial_process_resumes_from_its_last_checkpoint(tmp_path: Path, resources: dict) -> None:
     """SIGKILL to the process training a trial, once it has checkpointed two epochs: Tune retries the trial,
     which continues at its last checkpointed epoch (not epoch 0) and ends with its whole history. The second
-    trial (in a reused or fresh trial process) must not pick up the first one's checkpoint."""
+    trial (in a reused or fresh trial process) must not pick up the first one's checkpoint. With ``workers: 1``
+    the process killed is the trial's Ray Train worker (its ``train_pid`` is not the trial process's ``pid``):
+    the retried trial's new Train run finds the killed one's checkpoint under the same run name."""
     epochs = 6
-    spec = {**TINY, "num_samples": 2, "max_concurrent_trials": 1, "max_failures": 2,
+    spec = {**TINY, "num_samples": 2, "max_concurrent_trials": 1, "max_failures": 2, "resources": resources,
             "fixed": {**TINY["fixed"], "epochs": epochs, "data": {"n": 120}, "batch_size": 8}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
     with _started(_sweep_command(path, results)) as driver:
         report = _wait_for_epoch(results / "tune", 2, driver)
+        assert (report["train_pid"] != report["pid"]) == bool(resources["workers"]), report
+        train_run = list((results / "tune").glob(f"*/train/{report['trial_id']}-train"))
+        assert bool(train_run) == bool(resources["workers"]), "a Ray Train run holds a Train trial's checkpoints"
         os.kill(report["train_pid"], signal.SIGKILL)
         killed_at = report["epoch"]
         output, _ = driver.communicate(timeout=600)
@@ -96,7 +105,11 @@ def test_a_killed_trial_process_resumes_from_its_last_checkpoint(tmp_path: Path)
     assert all(len(values) == epochs for values in result["history"].values()), "the history lost epochs"
     assert _trial_failures(results / "tune")[report["trial_id"]] >= 1
     kept = [f for f in (results / "tune").glob("*/*/checkpoint_*/**/*") if f.is_file()]
-    assert list((results / "tune").glob("*/*/checkpoint_*")) and not kept, "an ended trial's checkpoints are emptied"
+    assert not kept, "an ended trial's checkpoints are emptied"
+    if resources["workers"]:  # the checkpoints were the Train runs': each removed as its trial ended
+        assert not list((results / "tune").glob("*/train/*")), list((results / "tune").glob("*/train/*"))
+    else:  # Tune's checkpoint folders stay (a killed driver's save may list the trial as running), empty
+        assert list((results / "tune").glob("*/*/checkpoint_*"))
 
 
 def test_two_sweeps_on_one_results_folder_at_once_lose_nothing(tmp_path: Path, cache_dir: Path) -> None:

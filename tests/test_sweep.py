@@ -180,33 +180,66 @@ def _wait_for_rows(results: Path, rows: int, driver: subprocess.Popen, timeout: 
         time.sleep(poll)
 
 
-def test_resume_after_killed_driver_gives_exactly_one_row_per_trial(tmp_path: Path) -> None:
-    """The driver is killed as soon as the first row lands: usually before Tune has saved that trial as
-    finished, so the resumed sweep restarts it. Its row must stand (it was once replaced by a 'failed' row:
-    Tune could not restore the checkpoint the writer had deleted)."""
-    spec = {**TINY, "num_samples": 4, "max_concurrent_trials": 1, "scheduler": {"type": "fifo"}}
+#: A driver that SIGKILLs itself and every process it started (its process group: Ray's, the trial's) at one
+#: point of the sweep that the test chooses, so each recovery path is taken on purpose, not by timing:
+#: ``row``: right after the first trial's leaderboard row is written, inside the writer's callback, before
+#: Tune's experiment state can record that the trial ended; ``epoch``: when the first trial's second epoch
+#: report reaches the driver, mid-trial, with no row yet.
+KILLING_DRIVER = """
+import os, signal, sys
+from runner import leaderboard
+from runner.cli import main
+from runner.sweep.run import LeaderboardWriter
+
+def die(*_):
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+if sys.argv[1] == "row":
+    write_row = leaderboard.write_row
+    leaderboard.write_row = lambda results, row: (write_row(results, row), die())
+else:
+    LeaderboardWriter.on_trial_result = lambda self, result, **info: die() if result.get("epoch") == 2 else None
+raise SystemExit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("point", ["row", "epoch"])
+def test_resume_after_killed_driver_gives_exactly_one_row_per_trial(tmp_path: Path, point: str) -> None:
+    """Killed right after the first row was written, the resumed sweep restarts that trial (Tune's save still
+    has it running), which sees its row and returns: the row stands, unchanged (it was once replaced by a
+    'failed' row: Tune could not restore the checkpoint the writer had deleted). Killed mid-trial, the resumed
+    sweep continues that trial from the checkpoint of its first epoch, the last one Tune saved. Either way:
+    one row per trial, no configuration run twice, and a study that matches the rows."""
+    spec = {**TINY, "num_samples": 3, "max_concurrent_trials": 1, "scheduler": {"type": "fifo"},
+            "fixed": {**TINY["fixed"], "epochs": 3}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
-    driver = _start_sweep(path, results)
-    _wait_for_rows(results, 1, driver, poll=0.01)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=60)
+    killed = subprocess.run([sys.executable, "-c", KILLING_DRIVER, point, "sweep", str(path), "--results",
+                             str(results)], capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
     from runner.leaderboard import load
 
     first = load(results)
-    assert len(first) < 4, "the sweep finished before it was killed"
+    assert len(first) == (1 if point == "row" else 0), first
 
     resumed = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results),
                               "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resuming tiny-" in resumed.stdout and "4 trials recorded" in resumed.stdout
+    assert "resuming tiny-" in resumed.stdout and "3 trials recorded" in resumed.stdout
     assert "Could not recover" not in resumed.stdout + resumed.stderr
-    print("the first trial was restarted" if "its row stands" in resumed.stdout else "no trial restarted")
+    stands = re.findall(r"trial (\S+) had ended before the sweep was interrupted: its row stands", resumed.stdout)
+    assert stands == (first["trial_id"].tolist() if point == "row" else []), resumed.stdout[-3000:]
 
     board = load(results)
-    assert len(board) == 4 and board["trial_id"].is_unique and board["sweep_id"].nunique() == 1
+    assert len(board) == 3 and board["trial_id"].is_unique and board["sweep_id"].nunique() == 1
     assert (board["status"] == "completed").all(), board[["trial_id", "status", "error"]].to_string()
-    kept = board.set_index("trial_id").loc[first["trial_id"], ["finished_at", "val_f1", "test_f1"]]
-    pd.testing.assert_frame_equal(kept, first.set_index("trial_id")[["finished_at", "val_f1", "test_f1"]])
+    if point == "row":
+        kept = board.set_index("trial_id").loc[first["trial_id"], ["finished_at", "val_f1", "test_f1"]]
+        pd.testing.assert_frame_equal(kept, first.set_index("trial_id")[["finished_at", "val_f1", "test_f1"]])
+    resumed_from = board.sort_values("started_at")["resumed_from_epoch"].tolist()
+    if point == "epoch":
+        assert not pd.isna(resumed_from[0]) and resumed_from[0] == 1 and pd.isna(resumed_from[1:]).all(), resumed_from
+    else:
+        assert pd.isna(resumed_from).all(), resumed_from
     assert not board.duplicated(["hp_learning_rate", "hp_filters"]).any(), "a finished config was proposed again"
     _assert_study_matches(results, board)
 
