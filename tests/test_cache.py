@@ -179,3 +179,40 @@ def test_progress_bar_counts_every_image_of_a_sizeable_build_and_stays_quiet_for
     assert "caching 16px images: 100%" in shown and f"{total}/{total}" in shown, shown
     build_cache(load_dataset(str(tmp_path / "small")).records, 16)
     assert "caching" not in capsys.readouterr().err
+
+
+def test_a_running_build_says_how_far_it_is_in_a_file_other_processes_read(
+        tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two blocks of images, then one image that is a named pipe nobody has written yet: the build blocks on
+    it, after writing the two blocks. Meanwhile its progress file says so (a sweep's live view, in another
+    process, reads it); once the pipe delivers a real PNG the build ends and the file is gone. A file left by
+    a killed build is ignored once it has not changed for ``PROGRESS_STALE_S``."""
+    import threading
+
+    from runner.data import Record, cache
+
+    monkeypatch.setattr(cache, "PROGRESS_EVERY_S", 0.0)  # every block is written, so the count is exact
+    folder = make_class_folders(tmp_path / "x", {"a": cache.WRITE_BLOCK, "b": cache.WRITE_BLOCK})
+    pipe = tmp_path / "zz-last.png"  # sorts after every other file: decoded last
+    os.mkfifo(pipe)
+    records = [*load_dataset(str(folder)).records, Record(str(pipe), "b")]
+    total = 2 * cache.WRITE_BLOCK + 1
+    build = threading.Thread(target=build_cache, args=(records, 32), daemon=True)
+    build.start()
+    deadline = time.monotonic() + 30
+    while cache.builds_in_progress() != [cache.BuildProgress(32, 2 * cache.WRITE_BLOCK, total)]:
+        assert time.monotonic() < deadline, cache.builds_in_progress()
+        time.sleep(0.05)
+    write_image(tmp_path / "real.png")
+    with open(pipe, "wb") as writer:
+        writer.write((tmp_path / "real.png").read_bytes())
+    build.join(timeout=120)
+    assert not build.is_alive() and cache.builds_in_progress() == []
+    assert not list((cache_dir / "images").glob(f"*{cache.PROGRESS_SUFFIX}"))
+
+    killed = cache_dir / "images" / f"killed.h5{cache.PROGRESS_SUFFIX}"
+    killed.write_text('{"image_size": 64, "done": 10, "total": 20}')
+    assert cache.builds_in_progress() == [cache.BuildProgress(64, 10, 20)]
+    old = time.time() - cache.PROGRESS_STALE_S - 1
+    os.utime(killed, (old, old))
+    assert cache.builds_in_progress() == []

@@ -114,3 +114,41 @@ def test_without_a_terminal_each_trial_event_is_one_plain_line_and_a_failure_nam
     assert len(printed) == len(set(printed))  # no line printed twice
     assert not [noise for noise in NOISE if noise in shown], [n for n in NOISE if n in shown]
     assert "Running in local mode" in _log(results).read_text()
+
+
+def test_a_running_cache_build_is_in_the_view_and_said_once_without_a_terminal(tmp_path: Path, cache_dir: Path
+                                                                                ) -> None:
+    """The driver draws the view while a trial process decodes its data set: the build's progress file
+    (written as ``runner.data.cache`` writes it) shows as a line of the view, and without a terminal as one
+    plain line, however many steps see it."""
+    import io
+
+    from ray.tune.experiment import Trial
+    from rich.console import Console
+
+    from runner.data.cache import _ProgressFile
+    from runner.sweep.assemble import load_sweep
+    from runner.sweep.console import LiveView, SweepConsole
+
+    spec = load_sweep(str(_space(tmp_path, [4, 8])))
+    trial = Trial("tune_trial", config={"filters": 4}, stub=True)
+    trial.set_status(Trial.RUNNING)
+    view = LiveView(spec, tmp_path / "sweep.log")
+    view.on_step_begin(0, [trial])
+    (cache_dir / "images").mkdir(parents=True)
+    building = _ProgressFile(cache_dir / "images" / "key-32px-1ch.h5", total=40, size=32)
+    building.update(0)
+    building.update(40)
+    drawn = Console(file=io.StringIO(), width=160)
+    drawn.print(view.render())
+    assert "caching 32px images: 40/40 (once: later trials read the cache)" in drawn.file.getvalue()
+
+    shown = io.StringIO()
+    with SweepConsole(tmp_path / "sweep.log", verbose=True, stream=shown):
+        for step in range(3):
+            view.on_step_begin(step, [trial])
+    assert shown.getvalue().splitlines() == ["caching  40 images at 32px, once: later trials read the cache"]
+    building.remove()
+    drawn = Console(file=io.StringIO(), width=160)
+    drawn.print(view.render())
+    assert "caching" not in drawn.file.getvalue()

@@ -15,9 +15,12 @@ and a class, or a split's class, left with no decodable image.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import socket
 import sys
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -46,6 +49,13 @@ IN_MEMORY_BYTES = 64 * 2**20
 #: Builds at least this large show a progress bar even when stderr is not a terminal (a Ray trial's log):
 #: one line at the end, which says where the minutes went. Smaller builds take seconds and stay quiet there.
 PROGRESS_MIN_IMAGES = 200
+#: While a build runs, ``<cache file>.progress`` says how far it is, rewritten (atomically) at most once per
+#: ``PROGRESS_EVERY_S``: a sweep's live view is drawn by the driver, not by the trial process that builds,
+#: and reads it (``builds_in_progress``). A killed build's file stops changing and is ignored after
+#: ``PROGRESS_STALE_S``, then removed by the next build.
+PROGRESS_SUFFIX = ".progress"
+PROGRESS_EVERY_S = 1.0
+PROGRESS_STALE_S = 120.0
 
 
 def pixels_key(records: Sequence[Record], image_size: int, channels: int, mask_threshold: float | None = None) -> str:
@@ -185,10 +195,54 @@ def _progress_bar(total: int, size: int, progress: bool | None) -> tqdm:
                 leave=not terminal, file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class BuildProgress:
+    """How far one running cache build is: ``done`` of ``total`` images decoded, at ``image_size`` px."""
+
+    image_size: int
+    done: int
+    total: int
+
+
+class _ProgressFile:
+    """The build's ``<cache file>.progress``, for readers in other processes (``builds_in_progress``)."""
+
+    def __init__(self, path: Path, total: int, size: int) -> None:
+        self.path = path.with_name(path.name + PROGRESS_SUFFIX)
+        self.total, self.size = total, size
+        self._written = -math.inf
+
+    def update(self, done: int) -> None:
+        if time.monotonic() - self._written < PROGRESS_EVERY_S and done < self.total:
+            return
+        staging = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        staging.write_text(json.dumps({"image_size": self.size, "done": done, "total": self.total}))
+        os.replace(staging, self.path)
+        self._written = time.monotonic()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def builds_in_progress(cache_dir: Path | None = None) -> list[BuildProgress]:
+    """The cache builds running now in ``cache_dir`` (default: the runner's cache), by their progress files;
+    a file unchanged for ``PROGRESS_STALE_S`` is a killed build's and is left out."""
+    found = []
+    for path in sorted(((cache_dir or default_cache_dir()) / "images").glob(f"*{PROGRESS_SUFFIX}")):
+        try:
+            if time.time() - path.stat().st_mtime > PROGRESS_STALE_S:
+                continue
+            found.append(BuildProgress(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):  # removed, or replaced, while being read
+            continue
+    return found
+
+
 def _build(path: Path, records: Sequence[Record], size: int, channels: int, progress: bool | None,
            workers: int, mask_threshold: float | None) -> None:
     with_masks = any(r.mask_path or r.mask_rle is not None for r in records)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    shared = _ProgressFile(path, len(records), size)
     try:
         with h5py.File(staging, "w") as h5, ThreadPoolExecutor(workers) as pool:
             _create_datasets(h5, len(records), size, channels, with_masks)
@@ -197,18 +251,22 @@ def _build(path: Path, records: Sequence[Record], size: int, channels: int, prog
                             builder=f"{socket.gethostname()}:{os.getpid()}")
             decoded = pool.map(lambda r: _decode(r, size, channels, with_masks, mask_threshold), records)
             bar = _progress_bar(len(records), size, progress)
+            shared.update(0)
             for number, block in enumerate(_blocks(decoded, WRITE_BLOCK)):
                 _write_block(h5, number * WRITE_BLOCK, block, size, channels)
                 bar.update(len(block))
+                shared.update(number * WRITE_BLOCK + len(block))
             bar.close()
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+        shared.remove()
 
 
 def _remove_stale_staging(path: Path) -> None:
-    """Leftovers of builds that were killed; only called while holding the lock, so none is in use."""
-    for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+    """Leftovers of builds that were killed (half files, progress files); only called while holding the lock,
+    so none is in use."""
+    for leftover in [*path.parent.glob(f".{path.name}*.tmp-*"), path.with_name(path.name + PROGRESS_SUFFIX)]:
         leftover.unlink(missing_ok=True)
 
 

@@ -167,6 +167,7 @@ class LiveView(Callback):
         self._started = time.monotonic()
         self._ended_here = 0
         self._shown = False
+        self._builds_said: set[tuple[int, int]] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec, "log": self.log}
@@ -181,6 +182,26 @@ class LiveView(Callback):
         if console is not None and not self._shown:
             self._shown = True
             console.start_view(self.render)
+        if console is not None and not console.terminal:
+            self._say_new_builds(console)
+
+    def builds(self) -> list:
+        """The image-cache builds running now for this sweep's trials (``runner.data.cache``): a trial's first
+        epoch waits for its data set's decode, which on a large data set takes minutes. Read from the cache
+        folder on the driver's machine, where trials on this machine build."""
+        from runner.data.cache import builds_in_progress
+
+        folders = {self.spec.trial_values(t.config).get("cache_dir") for t in self._trials if t.status == "RUNNING"}
+        return [build for folder in sorted(folders, key=str)
+                for build in builds_in_progress(Path(folder) if folder else None)]
+
+    def _say_new_builds(self, console: SweepConsole) -> None:
+        """Without a terminal, one line per cache build when it is first seen (not one per image block)."""
+        for build in self.builds():
+            if (build.image_size, build.total) not in self._builds_said:
+                self._builds_said.add((build.image_size, build.total))
+                console.line(f"caching  {build.total} images at {build.image_size}px, once: later trials "
+                             "read the cache")
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._trials = trials
@@ -276,7 +297,8 @@ class LiveView(Callback):
         return _minutes((time.monotonic() - self._started) / self._ended_here * left)
 
     def render(self):
-        """The view: a progress bar line, the best so far, then a table of running trials."""
+        """The view: a progress bar line, image-cache builds running, the best so far, then a table of running
+        trials."""
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
@@ -289,11 +311,13 @@ class LiveView(Callback):
         header.add_row(ProgressBar(total=total, completed=ended, width=24),
                        Text(f"{ended}/{total} ended ({counts['completed']} completed, {counts['stopped']} stopped, "
                             f"{counts['failed']} failed), {counts['running']} running; ETA {self.eta()}"))
+        builds = [Text(f"caching {build.image_size}px images: {build.done}/{build.total} (once: later trials "
+                       "read the cache)") for build in self.builds()]
         best = self._best()
         lines = [Text(f"best {self._metric(trial)} {self._objective(trial)}: {trial.trial_id} "
                       f"{self._described(trial)}") for trial in best.values()] or [Text("best: none yet")]
         running = [t for t in self._trials if t.status == "RUNNING"]
-        parts = [header, *lines]
+        parts = [header, *builds, *lines]
         if running:
             table = Table("running", "model", "epoch", "last value", box=None, pad_edge=False)
             for trial in running[:SHOWN_RUNNING]:
