@@ -89,38 +89,33 @@ def make_augmenter(config: AugmentConfig, seed: int, with_mask: bool):
 
 
 def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, target: Target = "label",
-                 batch_size: int = 32, shuffle: bool = False, augment: AugmentConfig | None = None,
-                 seed: int = 0, drop_remainder: bool = False, multiple_of: int = 1) -> tf.data.Dataset:
-    """A batched, prefetched dataset of ``(image, target)`` pairs, one pass over the images.
+                 batch_size: int = 32, multiple_of: int = 1) -> tf.data.Dataset:
+    """Evaluation batches: a batched, prefetched dataset of ``(image, target)`` pairs, one pass over the
+    images in their order, unaugmented (training batches: ``make_epochs``).
 
     ``images``: (n, h, w, c) uint8. ``target``: ``label`` (``targets`` float32 per image: 0/1 or one-hot),
-    ``mask`` (``targets`` uint8 masks (n, h, w, 1), 0/255, transformed with the image), or ``image`` (the
-    autoencoder's own input, taken after augmentation). With ``shuffle``, each pass is in a new order drawn
-    from ``seed`` and from how many passes TensorFlow began before (training uses ``make_epochs``, whose
-    orders depend on the epoch alone). ``multiple_of``: see ``make_epochs``; here the last images are the
-    ones left out.
+    ``mask`` (``targets`` uint8 masks (n, h, w, 1), 0/255), or ``image`` (the autoencoder's own input).
+    ``multiple_of``: see ``make_epochs``; here the last images are the ones left out.
     """
     indices = tf.data.Dataset.range(_used(_checked_size(images, targets, target), batch_size, multiple_of))
-    if shuffle:
-        indices = indices.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    return _examples(indices.batch(batch_size, drop_remainder=drop_remainder), images, targets, target, augment,
-                     seed)
+    return _examples(indices.batch(batch_size), images, targets, target, None, 0)
 
 
 def make_epochs(images: np.ndarray, targets: np.ndarray | None = None, *, target: Target = "label",
                 batch_size: int = 32, augment: AugmentConfig | None = None, seed: int = 0, first_epoch: int = 0,
                 multiple_of: int = 1) -> tf.data.Dataset:
-    """Training batches as ``make_dataset``'s, endless: epoch ``first_epoch``, then the next, each in the
-    order drawn from ``(seed, epoch)`` alone; ``steps_per_epoch`` batches make one epoch (give Keras' ``fit``
-    that count). A reshuffling finite dataset draws each order from how many iterators TensorFlow made of it
-    before, which ``MirroredStrategy``'s distributed dataset changes: on two replicas the same seed trained
-    even epoch 1 on another order than on one device (the baseline model's scores 3e-4 apart after two
-    epochs, measured). Here the order cannot change, and a trial resumed at epoch k sees the unbroken trial's
-    orders from k on. Augmentation still draws from its Keras layers' seed state, which the distributed
-    dataset advances differently: its transforms, and so scores (1e-4 apart), still differ on two replicas.
-    Each pass of the images begins a new epoch: no batch mixes two. ``multiple_of`` (the replicas a global batch
-    is split across; ``batch_size`` a multiple of it): each epoch leaves out its last ``n % multiple_of``
-    images in that epoch's order, so that every batch, the last one too, is a multiple of it.
+    """Training batches, endless and shuffled: epoch ``first_epoch``, then the next, each in the order drawn from
+    ``(seed, epoch)`` alone, augmented with ``augment`` (masks transformed with their image; the autoencoder's
+    ``image`` target taken after augmentation); ``steps_per_epoch`` batches make one epoch (give Keras' ``fit`` that
+    count). A reshuffling finite dataset draws each order from how many iterators TensorFlow made of it before,
+    which ``MirroredStrategy``'s distributed dataset changes: on two replicas the same seed trained even epoch 1 on
+    another order than on one device (the baseline model's scores 3e-4 apart after two epochs, measured). Here the
+    order cannot change, and a trial resumed at epoch k sees the unbroken trial's orders from k on. Augmentation
+    still draws from its Keras layers' seed state, which the distributed dataset advances differently: its
+    transforms, and so scores (1e-4 apart), still differ on two replicas. Each pass of the images begins a new
+    epoch: no batch mixes two. ``multiple_of`` (the replicas a global batch is split across; ``batch_size`` a
+    multiple of it): each epoch leaves out its last ``n % multiple_of`` images in that epoch's order, so that every
+    batch, the last one too, is a multiple of it.
     """
     n = _checked_size(images, targets, target)
     used = _used(n, batch_size, multiple_of)
