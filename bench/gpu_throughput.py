@@ -6,7 +6,7 @@ For every model at its usual image size (224 px for the ImageNet backbones and t
 InceptionV3, 128 for the small models), float32 and mixed precision, and each batch size, it times one epoch
 of ``--steps`` training steps after a warm-up epoch, fed two ways through the same ``model.fit``:
 
-- ``pipeline``: the trial's own input pipeline (``runner.data.pipeline.make_dataset`` over the decoded-image
+- ``pipeline``: the trial's own input pipeline (``runner.data.pipeline.make_epochs`` over the decoded-image
   cache: shuffle, gather, cast), as ``run_trial`` trains;
 - ``memory``: one batch already built, repeated: no gather, no cast, the ceiling the GPU alone sets.
 
@@ -101,7 +101,7 @@ def measure_one(model: str, size: int, precision: str, batch: int, steps: int, i
     import tensorflow as tf
 
     from runner.config import make_config
-    from runner.data.pipeline import make_dataset
+    from runner.data.pipeline import make_epochs
     from runner.models import MODELS as REGISTERED
     from runner.tasks import TASKS
     from runner.trial import build_model, load_splits, setup_backend
@@ -114,9 +114,9 @@ def measure_one(model: str, size: int, precision: str, batch: int, steps: int, i
     device = setup_backend(config)
     _, splits = load_splits(config, task, lambda _: None)
     pixels, targets, target = task.training_arrays(splits["train"], config.task_params)
-    pipeline = make_dataset(pixels, targets, target=target, batch_size=batch, shuffle=True, drop_remainder=True)
+    pipeline = make_epochs(pixels, targets, target=target, batch_size=batch)
     one_batch = next(iter(pipeline))
-    sources = {"pipeline": pipeline.repeat(), "memory": tf.data.Dataset.from_tensors(one_batch).repeat()}
+    sources = {"pipeline": pipeline, "memory": tf.data.Dataset.from_tensors(one_batch).repeat()}
     found = []
     for source, dataset in sources.items():
         keras.backend.clear_session()

@@ -77,12 +77,13 @@ def _decode(data: Path, size: int, cache_dir: Path) -> dict:
 
 def _cached(data: Path, size: int, cache_dir: Path):
     from runner.data import load_dataset, prepare
-    from runner.data.pipeline import make_dataset
+    from runner.data.pipeline import make_epochs, steps_per_epoch
 
     dataset = load_dataset({"path": str(data), "split": {"train": 1.0, "val": 0.0, "test": 0.0}})
     cached = prepare(dataset, size, cache_dir=cache_dir, progress=False)
     labels = np.array([dataset.classes.index(label) for label in cached.labels("train")], np.float32)
-    return make_dataset(cached.images("train"), labels, batch_size=BATCH, shuffle=True, seed=0)
+    epoch = steps_per_epoch(len(labels), BATCH)  # one pass over it is one training epoch, as a trial trains
+    return make_epochs(cached.images("train"), labels, batch_size=BATCH, seed=0).take(epoch)
 
 
 def _cache_trial(data: Path, size: int, cache_dir: Path) -> dict:

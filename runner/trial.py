@@ -201,21 +201,26 @@ def _callbacks(config: TrialConfig, task: Task, model, splits: dict, extra: Sequ
     return chosen + list(extra)
 
 
-def _datasets(config: TrialConfig, task: Task, splits: dict, replicas: int = 1):
-    """Batches are global batches split across ``replicas``. With more than one, partial last batches are
-    dropped: a batch that does not split evenly fails inside Keras' cross-replica reduction. That touches
-    Keras' own ``val_loss`` only; the task's validation metrics (``ValidationMetrics``) use every image."""
-    from runner.data.pipeline import AugmentConfig, make_dataset
+def _datasets(config: TrialConfig, task: Task, splits: dict, replicas: int = 1, first_epoch: int = 0):
+    """Training batches from ``first_epoch`` on (``make_epochs``: the order of each epoch is set by the seed
+    and the epoch alone, whatever the strategy, so one trial trains on the same batches on one device or
+    several), the steps per epoch, and Keras' validation batches. A global batch is split across
+    ``replicas``, and Keras fails on a batch that does not split evenly (an ``AddN`` of unequal shapes,
+    reproduced): ``batch_size`` must be a multiple of ``replicas`` (a ``ConfigError`` otherwise), and each
+    epoch leaves out fewer than ``replicas`` images so that its last batch is one too (none when they divide
+    the training images). Keras' own ``val_loss`` leaves out the same few validation images; the task's
+    validation metrics (``ValidationMetrics``) use every image."""
+    from runner.data.pipeline import AugmentConfig, make_dataset, make_epochs, steps_per_epoch
 
-    even = replicas > 1
     images, targets, target = task.training_arrays(splits["train"], config.task_params)
-    train = make_dataset(images, targets, target=target, batch_size=config.batch_size, shuffle=True,
-                         augment=AugmentConfig.from_options(config.augment), seed=config.seed, drop_remainder=even)
+    train = make_epochs(images, targets, target=target, batch_size=config.batch_size,
+                        augment=AugmentConfig.from_options(config.augment), seed=config.seed,
+                        first_epoch=first_epoch, multiple_of=replicas)
+    steps = steps_per_epoch(len(images), config.batch_size, replicas)
     images, targets, target = task.training_arrays(splits["val"], config.task_params)
-    val_batch = min(config.batch_size, len(images) - len(images) % replicas)
-    val = make_dataset(images, targets, target=target, batch_size=val_batch, drop_remainder=even) if val_batch \
-        else None
-    return train, val, len(images)
+    val = (make_dataset(images, targets, target=target, batch_size=config.batch_size, multiple_of=replicas)
+           if len(images) >= replicas else None)
+    return train, steps, val
 
 
 def fit(config: TrialConfig, task: Task, model, splits: dict, extra_callbacks: Sequence[Any],
@@ -226,15 +231,18 @@ def fit(config: TrialConfig, task: Task, model, splits: dict, extra_callbacks: S
     from runner.checkpoint import EpochCheckpoint
 
     strategy = getattr(model, "distribute_strategy", None)
-    train, val, _ = _datasets(config, task, splits, strategy.num_replicas_in_sync if strategy else 1)
+    resume = checkpointing.resume if checkpointing else None
+    initial_epoch = resume.epoch if resume else 0
+    train, steps, val = _datasets(config, task, splits, strategy.num_replicas_in_sync if strategy else 1,
+                                  initial_epoch)
     class_weight = task.class_weights(splits["train"]) if config.task_params.get("class_weights") else None
     callbacks = _callbacks(config, task, model, splits, extra_callbacks, printer, verbose)
-    resume = checkpointing.resume if checkpointing else None
     if checkpointing:
         callbacks.append(EpochCheckpoint(checkpointing, callbacks, config.epochs))
     start = time.perf_counter()
-    history = model.fit(train, validation_data=val, epochs=config.epochs, class_weight=class_weight,
-                        callbacks=callbacks, shuffle=False, verbose=0, initial_epoch=resume.epoch if resume else 0)
+    history = model.fit(train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
+                        class_weight=class_weight, callbacks=callbacks, shuffle=False, verbose=0,
+                        initial_epoch=initial_epoch)
     seconds = time.perf_counter() - start
     whole = _joined(resume.history if resume else {}, history.history)
     epochs_run = len(whole.get("loss", []))
@@ -425,7 +433,12 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
               printer: Callable[[str], None] = print, strategy=None,
               checkpointing: Checkpointing | None = None, patient_salt: str | None = None) -> TrialResult:
     """Train and evaluate one configuration; write and return its results. ``strategy``: a
-    ``tf.distribute`` strategy when Ray Train runs the trial on several workers; ``checkpointing``: per-epoch
+    ``tf.distribute`` strategy to train data-parallel under (a sweep's trial on several GPUs:
+    ``MirroredStrategy``), on global batches of ``batch_size`` in the same order as on one device
+    (``_datasets``), so it ends with the one-device trial's scores up to float rounding, except where the
+    model computes per replica: BatchNormalization normalises each replica's share of a batch (a densenet121
+    trial's scores 7e-3 apart on two replicas, measured), dropout and augmentation draw other random numbers
+    (``make_epochs``); ``checkpointing``: per-epoch
     checkpoints and the state to resume from, when a scheduler may restart the trial; ``patient_salt``: the
     results folder's (``runner.privacy``), by default that of the folder above ``out_dir`` (``results`` for
     ``results/trials``)."""

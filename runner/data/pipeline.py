@@ -89,25 +89,72 @@ def make_augmenter(config: AugmentConfig, seed: int, with_mask: bool):
 
 
 def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, target: Target = "label",
-                 batch_size: int = 32, shuffle: bool = False, augment: AugmentConfig | None = None,
-                 seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
-    """A batched, prefetched dataset of ``(image, target)`` pairs.
+                 batch_size: int = 32, multiple_of: int = 1) -> tf.data.Dataset:
+    """Evaluation batches: a batched, prefetched dataset of ``(image, target)`` pairs, one pass over the
+    images in their order, unaugmented (training batches: ``make_epochs``).
 
     ``images``: (n, h, w, c) uint8. ``target``: ``label`` (``targets`` float32 per image: 0/1 or one-hot),
-    ``mask`` (``targets`` uint8 masks (n, h, w, 1), 0/255, transformed with the image), or ``image`` (the
-    autoencoder's own input, taken after augmentation). Each pass over the dataset is one epoch in a new
-    order drawn from ``seed``, so runs repeat exactly.
+    ``mask`` (``targets`` uint8 masks (n, h, w, 1), 0/255), or ``image`` (the autoencoder's own input).
+    ``multiple_of``: see ``make_epochs``; here the last images are the ones left out.
     """
+    indices = tf.data.Dataset.range(_used(_checked_size(images, targets, target), batch_size, multiple_of))
+    return _examples(indices.batch(batch_size), images, targets, target, None, 0)
+
+
+def make_epochs(images: np.ndarray, targets: np.ndarray | None = None, *, target: Target = "label",
+                batch_size: int = 32, augment: AugmentConfig | None = None, seed: int = 0, first_epoch: int = 0,
+                multiple_of: int = 1) -> tf.data.Dataset:
+    """Training batches, endless and shuffled: epoch ``first_epoch``, then the next, each in the order drawn from
+    ``(seed, epoch)`` alone, augmented with ``augment`` (masks transformed with their image; the autoencoder's
+    ``image`` target taken after augmentation); ``steps_per_epoch`` batches make one epoch (give Keras' ``fit`` that
+    count). A reshuffling finite dataset draws each order from how many iterators TensorFlow made of it before,
+    which ``MirroredStrategy``'s distributed dataset changes: on two replicas the same seed trained even epoch 1 on
+    another order than on one device (the baseline model's scores 3e-4 apart after two epochs, measured). Here the
+    order cannot change, and a trial resumed at epoch k sees the unbroken trial's orders from k on. Augmentation
+    still draws from its Keras layers' seed state, which the distributed dataset advances differently: its
+    transforms, and so scores (1e-4 apart), still differ on two replicas. Each pass of the images begins a new
+    epoch: no batch mixes two. ``multiple_of`` (the replicas a global batch is split across; ``batch_size`` a
+    multiple of it): each epoch leaves out its last ``n % multiple_of`` images in that epoch's order, so that every
+    batch, the last one too, is a multiple of it.
+    """
+    n = _checked_size(images, targets, target)
+    used = _used(n, batch_size, multiple_of)
+
+    def epoch(number: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                         seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        return tf.data.Dataset.from_tensor_slices(order[:used]).batch(batch_size)
+
+    return _examples(tf.data.Dataset.counter(first_epoch).flat_map(epoch), images, targets, target, augment, seed)
+
+
+def steps_per_epoch(n: int, batch_size: int, multiple_of: int = 1) -> int:
+    """The batches ``make_epochs`` gives per epoch of ``n`` images: ceil(images used / batch_size)."""
+    return -(-_used(n, batch_size, multiple_of) // batch_size)
+
+
+def _used(n: int, batch_size: int, multiple_of: int) -> int:
+    """How many of ``n`` images one pass uses, so that every batch splits evenly over ``multiple_of``."""
+    if batch_size % multiple_of:
+        raise ConfigError(f"batch_size={batch_size} does not split evenly over {multiple_of} replicas: "
+                          f"use a multiple of {multiple_of}")
+    return n - n % multiple_of
+
+
+def _checked_size(images: np.ndarray, targets: np.ndarray | None, target: Target) -> int:
     n = len(images)
     if n == 0:
         raise ConfigError("cannot build a pipeline over an empty split: add data or change the split ratios")
     if target != "image" and (targets is None or len(targets) != n):
         raise ConfigError(f"target '{target}' needs one target per image ({n})")
+    return n
+
+
+def _examples(batches: tf.data.Dataset, images: np.ndarray, targets: np.ndarray | None, target: Target,
+              augment: AugmentConfig | None, seed: int) -> tf.data.Dataset:
+    """Batches of image indices as ``(image, target)`` float32 batches, gathered in TensorFlow's graph."""
     pixels = tf.constant(images)
-    answers = tf.constant(targets if targets is not None else np.zeros(n, np.uint8))
-    indices = tf.data.Dataset.range(n)
-    if shuffle:
-        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    answers = tf.constant(targets if targets is not None else np.zeros(len(images), np.uint8))
     augmenter = make_augmenter(augment, seed, with_mask=target == "mask") if augment else None
 
     def gather(batch):
@@ -123,5 +170,4 @@ def make_dataset(images: np.ndarray, targets: np.ndarray | None = None, *, targe
             y = x
         return x, tf.cast(y, tf.float32)
 
-    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
     return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -9,8 +9,8 @@ fulfils, used by ``runner.trial``, ``runner.report`` and the data and sweep chec
   ``need_two_classes``, ``split_needs``, ``needs_masks``); ``default_data``: the data a trial reads when
   none is given (the demo set, holding the task's classes);
 - ``head()``: (units, activation) of the model's output; ``loss(params)``: the Keras loss;
-- ``training_arrays(split, params)``: (images, targets, target kind) for ``make_dataset``; the anomaly
-  task trains on normal images only;
+- ``training_arrays(split, params)``: (images, targets, target kind) for ``make_epochs`` and
+  ``make_dataset``; the anomaly task trains on normal images only;
 - ``predict(model, split, params, train)``: scores as numpy; ``evaluate(split, scores, params, val)``: a
   flat metric dict (validation predictions are passed for threshold tuning, never test ones);
 - ``bootstrapped``: the test metrics that get bootstrap confidence intervals (``bootstrap_inputs``);
