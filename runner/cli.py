@@ -209,7 +209,7 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.resume is None and spec.warm_start.sweeps:
             earlier_rows(run.results, spec.warm_start.sweeps)
         run = replace(run, profile=spec.profile)  # recorded: a resume on another machine rebuilds the same trials
-        from runner.sweep.run import run_sweep  # imports TensorFlow: its start-up notes go to the log
+        from runner.sweep.run import run_sweep, stop_ray  # imports TensorFlow: its start-up notes go to the log
 
         try:
             outcome = run_sweep(spec, run, address=address, resume=args.resume is not None,
@@ -217,7 +217,7 @@ def _sweep(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             outcome = None
         finally:
-            _stop_ray()  # Ray forwards workers' output for a while after the sweep: into the log, not the summary
+            stop_ray()
     if outcome is None or outcome.interrupted:
         print(f"interrupted: finished trials are in the leaderboard; resume with "
               f"python -m runner sweep {run.name} --resume {run.sweep_id} --results {run.results}", file=sys.stderr)
@@ -240,13 +240,6 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"stopped early: {outcome.stopped}")
     print(f"python -m runner leaderboard --sweep {run.sweep_id} --results {run.results}")
     return 0
-
-
-def _stop_ray() -> None:
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
 
 
 def _list(name: str | None) -> int:

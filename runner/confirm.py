@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,9 @@ from runner import leaderboard, storage
 from runner.errors import ConfigError
 from runner.leaderboard.schema import SPLITS
 from runner.rerun import config_of, sweep_rows
+
+if TYPE_CHECKING:
+    from runner.sweep.record import SweepRun
 
 #: The confidence level of the interval of each configuration's mean.
 CONFIDENCE = 0.95
@@ -60,6 +63,8 @@ def add_confirm_command(commands: argparse._SubParsersAction) -> None:
     confirm.add_argument("--seeds", type=int, default=3, metavar="S", help="new seeds per configuration (default 3)")
     storage.add_results_argument(confirm)
     confirm.add_argument("--address", help="Ray cluster address ('auto' to join the running cluster)")
+    confirm.add_argument("--verbose", action="store_true",
+                         help="also show Ray's, TensorFlow's and the runs' own output (otherwise in the log)")
     confirm.set_defaults(handler=_confirm)
 
 
@@ -283,8 +288,28 @@ def render(summary: TaskSummary) -> str:
 # ------------------------------------------------------------------------------------------------ command
 
 
-def _confirm(args: argparse.Namespace) -> int:
+def _train(original: SweepRun, confirm: SweepRun, runs: dict[str, ConfirmRun], address: str | None,
+           printer: Callable[[str], None]) -> bool:
+    """The runs trained as ``original``'s trials are, on its resources, concurrency and retries (the sweep's
+    own layers, as its ``--resume`` rebuilds them). Returns whether every run has its row."""
     from runner.sweep.assemble import build_sweep
+    from runner.sweep.run import run_confirm, stop_ray
+
+    spec = build_sweep(original.source, original.overrides, original.profile, original.quick,
+                       resolve_weights=False, printer=printer)
+    try:
+        return run_confirm(spec, confirm, runs, address=address, printer=printer)
+    except KeyboardInterrupt:
+        return False
+    finally:
+        stop_ray()
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    """Plans, trains and summarises behind the sweep's console: the live view (or one plain line per run
+    event) on the terminal, and everything Ray, Tune and TensorFlow print (from TensorFlow's import on, which
+    reading a trial's configuration does: the model registry) in ``<results>/sweeps/<id>-confirm.log``."""
+    from runner.sweep.console import SweepConsole, log_path
     from runner.sweep.record import find_sweep
 
     if args.top < 1:
@@ -293,24 +318,25 @@ def _confirm(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be at least 1, not {args.seeds}")
     results = storage.resolve(args.results)
     board = sweep_rows(results, args.sweep_id)
-    runs = plan_runs(best_rows(board, args.top, args.sweep_id), args.seeds)
+    chosen = best_rows(board, args.top, args.sweep_id)
     original = find_sweep(results, "", args.sweep_id)
     confirm = replace(original, sweep_id=confirm_sweep_id(args.sweep_id), name=f"{original.name}-confirm",
                       results=results, mlflow=None, started_at=None, stopped=None)
-    missing = [run for run in runs if leaderboard.read_row(results, confirm.sweep_id, run) is None]
-    if missing:
-        from runner.sweep.run import run_confirm
-
-        # the sweep's own layers, as its --resume rebuilds them: its resources, concurrency, retries
-        spec = build_sweep(original.source, original.overrides, original.profile, original.quick,
-                           resolve_weights=False)
-        print(f"confirming {args.sweep_id}: {len(runs) // args.seeds} configuration(s) x {args.seeds} new seed(s), "
-              f"{len(missing)} run(s) to train ({len(runs) - len(missing)} recorded already)")
-        if not run_confirm(spec, confirm, runs, address=args.address):
-            print(f"interrupted: finished runs are in the leaderboard; resume with python -m runner confirm "
-                  f"{args.sweep_id} --top {args.top} --seeds {args.seeds} --results {results}")
-            return 130
-    else:
+    with SweepConsole(log_path(confirm), verbose=args.verbose) as console:
+        runs = plan_runs(chosen, args.seeds)
+        missing = [run for run in runs if leaderboard.read_row(results, confirm.sweep_id, run) is None]
+        trained = True
+        if missing:
+            if not args.verbose:
+                console.line(f"log: {console.log} (Ray's, TensorFlow's and the runs' own output; --verbose shows it)")
+            console.line(f"confirming {args.sweep_id}: {len(runs) // args.seeds} configuration(s) x {args.seeds} "
+                         f"new seed(s), {len(missing)} run(s) to train ({len(runs) - len(missing)} recorded already)")
+            trained = _train(original, confirm, runs, args.address, console.line)
+    if not trained:
+        print(f"interrupted: finished runs are in the leaderboard; resume with python -m runner confirm "
+              f"{args.sweep_id} --top {args.top} --seeds {args.seeds} --results {results}")
+        return 130
+    if not missing:
         print(f"all {len(runs)} confirmation runs of {args.sweep_id} (top {args.top} x {args.seeds} seeds) are "
               "recorded already")
     recorded = leaderboard.load(results, sweep=confirm.sweep_id)

@@ -52,7 +52,7 @@ def _runner(work: Path, *args: str) -> str:
     run = subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, timeout=900,
                          env={**os.environ, "CXR_RUNNER_CACHE": str(work / "cache")})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run.stdout
+    return run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,23 @@ def test_confirm_records_k_times_s_runs_with_new_seeds(confirmed: Confirmed) -> 
             assert (mine[column].fillna("-").astype(str) == expected).all(), column
         assert mine["external_test_roc_auc"].notna().all()
     assert runs["trial_dir"].map(lambda folder: (Path(folder) / "model.keras").is_file()).all()
+
+
+def test_confirm_shows_a_line_per_run_event_and_nothing_of_ray_or_tensorflow(confirmed: Confirmed) -> None:
+    """Behind the sweep's console: without a terminal, each run's start and end as one plain line named by its
+    run id, the log's path, and none of Ray's, Tune's or TensorFlow's output, which is in the log."""
+    from test_console import NOISE
+
+    log = confirmed.results / "sweeps" / f"{confirm_sweep_id(confirmed.sweep_id)}.log"
+    assert f"log: {log} " in confirmed.first and "Running in local mode" in log.read_text()
+    runs = sorted(confirmed.rows_after_first["trial_id"])
+    assert sorted(re.findall(r"^started  (\S+)  pneumonia small_cnn \(", confirmed.first, re.M)) == runs
+    ended = re.findall(rf"^\[(\d)/{len(runs)}\] (\S+)  small_cnn  val_roc_auc \d\.\d{{4}}  completed at epoch",
+                       confirmed.first, re.M)
+    assert sorted(run for _, run in ended) == runs and sorted(int(n) for n, _ in ended) == list(
+        range(1, len(runs) + 1)), confirmed.first
+    assert "\x1b" not in confirmed.first
+    assert not [noise for noise in NOISE if noise in confirmed.first], [n for n in NOISE if n in confirmed.first]
 
 
 def _printed(output: str, trial_id: str) -> list[str]:

@@ -191,7 +191,7 @@ class LiveView(Callback):
         folder on the driver's machine, where trials on this machine build."""
         from runner.data.cache import builds_in_progress
 
-        folders = {self.spec.trial_values(t.config).get("cache_dir") for t in self._trials if t.status == "RUNNING"}
+        folders = {self.trial_values(t).get("cache_dir") for t in self._trials if t.status == "RUNNING"}
         return [build for folder in sorted(folders, key=str)
                 for build in builds_in_progress(Path(folder) if folder else None)]
 
@@ -207,7 +207,7 @@ class LiveView(Callback):
         self._trials = trials
         console = active()
         if console is not None and not console.terminal:
-            console.line(f"started  {trial.trial_id}  {self._described(trial)}")
+            console.line(f"started  {self.row_id(trial)}  {self._described(trial)}")
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
         self._trials = trials
@@ -231,7 +231,7 @@ class LiveView(Callback):
             return
         last = trial.last_result or {}
         ended = sum(t.status in ("TERMINATED", "ERROR") or t is trial for t in trials)  # Tune sets its status next
-        head = f"[{ended}/{self.spec.num_samples}] {trial.trial_id}  {self._value(trial, 'model')}"
+        head = f"[{ended}/{self.total()}] {self.row_id(trial)}  {self._value(trial, 'model')}"
         minutes = _minutes(float(last.get("time_total_s") or 0.0))
         if status == "failed":
             console.line(f"{head}  failed after {minutes}: {error_line(trial)} (details: {self.log})")
@@ -239,11 +239,23 @@ class LiveView(Callback):
             console.line(f"{head}  {self._metric(trial)} {self._objective(trial)}  {status} at epoch "
                          f"{last.get('epoch', 0)}  {minutes}")
 
+    def row_id(self, trial) -> str:
+        """The id a person finds the trial by in the leaderboard: Tune's trial id."""
+        return trial.trial_id
+
+    def trial_values(self, trial) -> dict[str, Any]:
+        """The trial's config keys (``SweepSpec.trial_values``: sampled and fixed)."""
+        return self.spec.trial_values(trial.config)
+
+    def total(self) -> int:
+        """Trials the sweep will have run when it ends."""
+        return self.spec.num_samples
+
     def _value(self, trial, key: str) -> str:
-        return str(self.spec.trial_values(trial.config).get(key, ""))
+        return str(self.trial_values(trial).get(key, ""))
 
     def _described(self, trial) -> str:
-        values = self.spec.trial_values(trial.config)
+        values = self.trial_values(trial)
         names = [name for name in values if name not in ("task", "model") and name not in self.spec.fixed]
         params = ", ".join(f"{name}={_short(values[name])}" for name in names)
         return f"{values.get('task', '')} {values.get('model', '')} ({params})" if params else \
@@ -289,7 +301,7 @@ class LiveView(Callback):
 
     def eta(self) -> str:
         counts = self.counts()
-        left = self.spec.num_samples - counts["completed"] - counts["stopped"] - counts["failed"]
+        left = self.total() - counts["completed"] - counts["stopped"] - counts["failed"]
         if left <= 0:
             return "0 min"
         if not self._ended_here:
@@ -306,7 +318,7 @@ class LiveView(Callback):
 
         counts = self.counts()
         ended = counts["completed"] + counts["stopped"] + counts["failed"]
-        total = self.spec.num_samples
+        total = self.total()
         header = Table.grid(padding=(0, 1))
         header.add_row(ProgressBar(total=total, completed=ended, width=24),
                        Text(f"{ended}/{total} ended ({counts['completed']} completed, {counts['stopped']} stopped, "
@@ -314,7 +326,7 @@ class LiveView(Callback):
         builds = [Text(f"caching {build.image_size}px images: {build.done}/{build.total} (once: later trials "
                        "read the cache)") for build in self.builds()]
         best = self._best()
-        lines = [Text(f"best {self._metric(trial)} {self._objective(trial)}: {trial.trial_id} "
+        lines = [Text(f"best {self._metric(trial)} {self._objective(trial)}: {self.row_id(trial)} "
                       f"{self._described(trial)}") for trial in best.values()] or [Text("best: none yet")]
         running = [t for t in self._trials if t.status == "RUNNING"]
         parts = [header, *builds, *lines]
@@ -323,11 +335,35 @@ class LiveView(Callback):
             for trial in running[:SHOWN_RUNNING]:
                 last = trial.last_result or {}
                 value = "-" if last.get("objective") is None else f"{self._metric(trial)} {self._objective(trial)}"
-                table.add_row(trial.trial_id, self._value(trial, "model"), str(last.get("epoch", "starting")), value)
+                table.add_row(self.row_id(trial), self._value(trial, "model"), str(last.get("epoch", "starting")),
+                              value)
             parts.append(table)
         if len(running) > SHOWN_RUNNING:
             parts.append(Text(f"... and {len(running) - SHOWN_RUNNING} more running"))
         return Group(*parts)
+
+
+class ConfirmView(LiveView):
+    """``confirm``'s view: each Tune trial is one confirmation run (``params["run"]``), whose config keys are
+    the run's (``runner.confirm.ConfirmRun``), and the total is the runs of its Tune grid (those that had no
+    row when the command first ran)."""
+
+    def __init__(self, spec: SweepSpec, log: Path, runs: dict[str, dict[str, Any]], grid: int) -> None:
+        super().__init__(spec, log)
+        self.runs = runs
+        self.grid = grid
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "runs": self.runs, "grid": self.grid}
+
+    def row_id(self, trial) -> str:
+        return str(trial.config.get("run", trial.trial_id))
+
+    def trial_values(self, trial) -> dict[str, Any]:
+        return self.runs.get(trial.config.get("run"), {})
+
+    def total(self) -> int:
+        return self.grid
 
 
 def _ran_to_end(trial) -> bool:

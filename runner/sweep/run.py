@@ -23,7 +23,7 @@ from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.paths import CACHE_ENV
 from runner.privacy import patient_salt
-from runner.sweep.console import LiveView, log_path, say
+from runner.sweep.console import ConfirmView, LiveView, log_path, say
 from runner.sweep.record import SweepRun, find_sweep
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.stopping import SweepStopper
@@ -195,6 +195,15 @@ def _report_times(last: dict[str, Any]) -> dict[str, str]:
     start = end - float(last.get("time_total_s") or 0.0)
     return {"started_at": datetime.fromtimestamp(start, timezone.utc).isoformat(),
             "finished_at": datetime.fromtimestamp(end, timezone.utc).isoformat()}
+
+
+def stop_ray() -> None:
+    """Ray shut down once a command is done with it: it forwards workers' output for a while after the last
+    trial, which belongs in the log (``SweepConsole``), not after the summary."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def init_ray(address: str | None, printer: Callable[[str], None]) -> None:
@@ -459,6 +468,7 @@ def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], 
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
         missing = sorted(run_id for run_id in runs if leaderboard.read_row(run.results, run.sweep_id, run_id) is None)
+        view = ConfirmView(spec, log_path(run), values, len(missing))
         reporter = CLIReporter(parameter_columns={"run": "run"},
                                metric_columns={"epoch": "epoch", "objective": spec.metric},
                                max_report_frequency=PROGRESS_EVERY_S)
@@ -467,7 +477,7 @@ def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], 
             tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), reuse_actors=True,
                                         max_concurrent_trials=max_concurrent(spec, ray.cluster_resources())),
             run_config=tune.RunConfig(name=experiment, storage_path=run.storage,
-                                      callbacks=[ConfirmWriter(run, spec, runs)],
+                                      callbacks=[ConfirmWriter(run, spec, runs), view],
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       progress_reporter=reporter, verbose=1))
