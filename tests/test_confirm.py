@@ -186,3 +186,30 @@ def test_what_cannot_be_confirmed_is_one_line_each(tmp_path: Path, capsys: pytes
         assert main(["confirm", *args, "--results", str(tmp_path)]) == 2
         error = capsys.readouterr().err
         assert error.startswith(message) and error.count("\n") == 1, error
+
+
+@pytest.mark.slow
+def test_confirm_on_real_radiographs(shared_data: Path, tmp_path: Path) -> None:
+    """A sweep on real radiographs (the Kermany subset, split by patient), then ``confirm`` of its best
+    configuration with three new seeds: three rows that trained on the real images (mean validation ROC AUC
+    far above chance), and the printed mean ± sd is NumPy's from them."""
+    kermany = shared_data / "kermany-subset"
+    manifest = pd.read_csv(kermany / "manifest.csv")
+    manifest.sample(400, random_state=0).to_csv(tmp_path / "train.csv", index=False)
+    data = tmp_path / "kermany.yaml"
+    data.write_text(yaml.safe_dump({"layout": "manifest", "path": str(tmp_path / "train.csv"),
+                                    "image_root": str(kermany)}))
+    space = {**SWEEP, "fixed": {"epochs": 4, "image_size": 64, "batch_size": 16, "bootstrap": 50,
+                                "early_stopping": 0, "plots": False, "data": str(data)},
+             "space": {"learning_rate": {"type": "categorical", "choices": [0.0005, 0.001]}}}
+    (tmp_path / "real.yaml").write_text(yaml.safe_dump(space))
+    results = tmp_path / "results"
+    _runner(tmp_path, "sweep", str(tmp_path / "real.yaml"), "--results", str(results))
+    sweep_id = leaderboard.load(results)["sweep_id"].iloc[0]
+    shown = _runner(tmp_path, "confirm", sweep_id, "--top", "1", "--seeds", "3", "--results", str(results))
+    runs = leaderboard.load(results, sweep=confirm_sweep_id(sweep_id))
+    assert len(runs) == 3 and (runs["status"] == "completed").all() and runs["confirm_of"].nunique() == 1
+    assert (runs["n_train"] > 200).all() and runs["val_roc_auc"].mean() > 0.7, runs[["val_roc_auc", "n_train"]]
+    values = runs["val_roc_auc"].to_numpy(float)
+    cells = _printed(shown, runs["confirm_of"].iloc[0])
+    assert cells[5] == "3" and cells[6] == f"{values.mean():.4f} ± {values.std(ddof=1):.4f}", cells
