@@ -122,7 +122,8 @@ def measure_one(model: str, size: int, precision: str, batch: int, steps: int, i
         keras.backend.clear_session()
         model_object = build_model(config, task, jit="auto" if device.startswith("GPU") else False)
         clock = EpochClock()
-        model_object.fit(dataset, epochs=2, steps_per_epoch=steps, callbacks=[clock.callback], verbose=0)
+        model_object.fit(dataset, epochs=2, steps_per_epoch=steps, callbacks=[clock.callback], shuffle=False,
+                         verbose=0)
         start, end = clock.starts[-1], clock.ends[-1]
         found.append(Measurement(model, size, precision, batch, source, steps * batch / (end - start),
                                  sampler.mean(start, end) if sampler else None))
