@@ -210,7 +210,7 @@ def test_resume_after_killed_driver_gives_exactly_one_row_per_trial(tmp_path: Pa
     'failed' row: Tune could not restore the checkpoint the writer had deleted). Killed mid-trial, the resumed
     sweep continues that trial from the checkpoint of its first epoch, the last one Tune saved. Either way:
     one row per trial, no configuration run twice, and a study that matches the rows."""
-    spec = {**TINY, "num_samples": 3, "max_concurrent_trials": 1, "scheduler": {"type": "fifo"},
+    spec = {**TINY, "num_samples": 2, "max_concurrent_trials": 1, "scheduler": {"type": "fifo"},
             "fixed": {**TINY["fixed"], "epochs": 3}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
     killed = subprocess.run([sys.executable, "-c", KILLING_DRIVER, point, "sweep", str(path), "--results",
@@ -224,13 +224,13 @@ def test_resume_after_killed_driver_gives_exactly_one_row_per_trial(tmp_path: Pa
     resumed = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results),
                               "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resuming tiny-" in resumed.stdout and "3 trials recorded" in resumed.stdout
+    assert "resuming tiny-" in resumed.stdout and "2 trials recorded" in resumed.stdout
     assert "Could not recover" not in resumed.stdout + resumed.stderr
     stands = re.findall(r"trial (\S+) had ended before the sweep was interrupted: its row stands", resumed.stdout)
     assert stands == (first["trial_id"].tolist() if point == "row" else []), resumed.stdout[-3000:]
 
     board = load(results)
-    assert len(board) == 3 and board["trial_id"].is_unique and board["sweep_id"].nunique() == 1
+    assert len(board) == 2 and board["trial_id"].is_unique and board["sweep_id"].nunique() == 1
     assert (board["status"] == "completed").all(), board[["trial_id", "status", "error"]].to_string()
     if point == "row":
         kept = board.set_index("trial_id").loc[first["trial_id"], ["finished_at", "val_f1", "test_f1"]]
@@ -378,11 +378,11 @@ def test_offline_weights_auto_sweep_trains_unfrozen_and_says_the_backbones_were_
 
 
 def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -> None:
-    """Three trials in a row, each a Ray Train job of one 2-CPU worker on this 2-core machine: each must get
-    its worker once the previous trial's is released (the trial process itself holds no CPU), reporting
+    """Two trials in a row, each a Ray Train job of one 2-CPU worker on this 2-core machine: the second must get
+    its worker once the first trial's is released (the trial process itself holds no CPU), reporting
     through TuneReportCallback: every report names a training process other than the trial's own (local mode,
     ``workers: 0``, trains in the trial process; ``test_sweep_on_real_ray_writes_one_row_per_trial``)."""
-    spec = {**TINY, "num_samples": 3, "scheduler": {"type": "fifo"}, "resources": {"cpu": 2, "gpu": 0, "workers": 1}}
+    spec = {**TINY, "num_samples": 2, "scheduler": {"type": "fifo"}, "resources": {"cpu": 2, "gpu": 0, "workers": 1}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
     run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
                          capture_output=True, text=True, timeout=900)
@@ -390,7 +390,7 @@ def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -
     from runner.leaderboard import load
 
     board = load(results)
-    assert len(board) == 3 and (board["status"] == "completed").all(), board[["status", "error"]]
+    assert len(board) == 2 and (board["status"] == "completed").all(), board[["status", "error"]]
     assert board["val_f1"].notna().all() and (board["epochs_run"] == 2).all()
     reports = _tune_reports(results / "tune" / board["sweep_id"].iloc[0])
     assert sorted(reports) == sorted(board["trial_id"])
@@ -398,7 +398,7 @@ def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -
         assert [line["training_iteration"] for line in lines] == [1, 2, 3], trial_id
         assert len({line["train_pid"] for line in lines}) == 1 and len({line["pid"] for line in lines}) == 1
         assert lines[0]["train_pid"] != lines[0]["pid"], "trained in the trial process, not a Ray Train worker"
-    assert len({lines[0]["train_pid"] for lines in reports.values()}) == 3  # a fresh worker per trial
+    assert len({lines[0]["train_pid"] for lines in reports.values()}) == 2  # a fresh worker per trial
 
 
 def _tune_reports(tune_dir: Path) -> dict[str, list[dict]]:
