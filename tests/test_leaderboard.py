@@ -43,7 +43,7 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = {
                {"dropout": 0, "l2": 0.0, "class_weights": False, "threshold_criterion": "f1"}),
     "multiclass": ("covid", "vgg16", ("covid", "normal", "pneumonia"), "val_f1_macro",
                    {"weights": "none", "frozen_layers": 4, "pooling": "avg", "hidden": 256, "dropout": 0.5,
-                    "class_weights": True}),
+                    "batch_norm": False, "bn_momentum": 0.99, "class_weights": True}),
     "segmentation": ("pneumothorax", "vgg16_unet", ("normal", "pneumothorax"), "val_dice",
                      {"weights": "none", "frozen_layers": "all", "decoder_filters": [32, 16, 16, 8],
                       "skip_connections": True, "bce_weight": 1.0, "dice_weight": 1.0}),
@@ -601,8 +601,9 @@ def test_derived_kinds_are_the_old_hand_lists_for_todays_models() -> None:
     assert {key for key, kind in kinds.items() if kind == "json"} == {"data", "test_data", "augment", "filters",
                                                                       "decoder_filters"}
     text = {key for key, kind in kinds.items() if kind == "text"}
-    assert {"frozen_layers", "weights"} <= text
-    for key in text - {"frozen_layers", "weights"}:
+    assert {"frozen_layers", "weights", "batch_norm"} <= text
+    assert set(_declarations("batch_norm")) == {bool | str}  # true, false or auto: stored as text
+    for key in text - {"frozen_layers", "weights", "batch_norm"}:
         for declared in _declarations(key):
             assert declared in (str, str | None), (key, declared)
     assert _declarations("filters") == [int, Sequence[int]]  # baseline's number, conv_autoencoder's list

@@ -131,6 +131,7 @@ def test_backbone_parameters_and_defaults(name: str) -> None:
     """One builder serves the four backbones: each still takes exactly these parameters and defaults."""
     assert MODELS.get(name).defaults() == {
         "weights": "imagenet", "frozen_layers": 0, "pooling": "avg", "hidden": 256, "dropout": 0.5,
+        "batch_norm": False, "bn_momentum": 0.99,
     }
     with pytest.raises(ConfigError, match=f"model '{name}': parameter 'pooling' must be one of avg, max, flatten"):
         create_model(name, input_shape=(96, 96, 1), weights="none", pooling="mean")
@@ -188,7 +189,7 @@ def test_unknown_parameter() -> None:
         create_model("vgg16", input_shape=(32, 32, 1), weights="none", dropuot=0.1)
     assert str(error.value).startswith(
         "model 'vgg16' has no parameter 'dropuot': "
-        "choose from dropout, frozen_layers, hidden, pooling, weights"
+        "choose from batch_norm, bn_momentum, dropout, frozen_layers, hidden, pooling, weights"
     )
     assert "did you mean 'dropout'" in str(error.value)
 
@@ -203,6 +204,9 @@ def test_unknown_parameter() -> None:
         ("conv_autoencoder", {"filters": []}, "'filters' must be a non-empty list"),
         ("vgg16_unet", {"decoder_filters": [8, 8]}, "'decoder_filters' must be a list of 4 positive"),
         ("vgg16", {"weights": 3}, "weights must be imagenet, none or a weights file path"),
+        ("vgg16", {"batch_norm": "yes"}, "'batch_norm' must be true, false or auto"),
+        ("densenet121", {"batch_norm": True}, "densenet121 already has batch normalization"),
+        ("vgg16", {"bn_momentum": 1.0}, "'bn_momentum' must be a number from 0 to 1 (exclusive)"),
     ],
 )
 def test_bad_parameter_values(name: str, params: dict[str, Any], text: str) -> None:
@@ -321,6 +325,42 @@ def test_plain_keras_backbone_file_loads_and_feeds_the_unet(tmp_path: Path) -> N
     unet = create_model("vgg16_unet", input_shape=(32, 32, 1), **fast_params("vgg16_unet", weights=str(path)))
     encoder = backbone_layers(unet)
     assert_same_weights(backbone_weights(plain.layers[: len(encoder)]), backbone_weights(encoder))
+
+
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_vgg_batch_norm_follows_every_convolution_and_keeps_a_weights_file(tmp_path: Path) -> None:
+    """``batch_norm``: a ``<conv>_bn`` layer straight after each of VGG16's 13 convolutions (true, or auto with
+    random weights); auto with a weights file leaves the pretrained VGG plain, and true loads the file's
+    convolutions unchanged under the added layers."""
+    plain = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "plain_vgg16.weights.h5"
+    plain.save_weights(str(path))
+    convs = [layer.name for layer in plain.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 13
+    for weights, batch_norm, added in [("none", True, True), ("none", "auto", True), ("none", False, False),
+                                       (str(path), "auto", False), (str(path), True, True)]:
+        model = create_model("vgg16", input_shape=(32, 32, 1), weights=weights, hidden=8, batch_norm=batch_norm)
+        names = [layer.name for layer in model.layers]
+        following = [names[names.index(conv) + 1] for conv in convs]
+        assert [layer.name for layer in batch_norm_layers(model)] == (following if added else [])
+        assert all(name.endswith("_bn") for name in following) == added
+        assert model(images(32)).shape == (2, 1)
+        if weights != "none":
+            for conv in convs:
+                assert_same_weights(plain.get_layer(conv).get_weights(), model.get_layer(conv).get_weights())
+
+
+@pytest.mark.parametrize("name", ["vgg16", "densenet121"])
+def test_bn_momentum_sets_every_batch_norm_layer(name: str) -> None:
+    """The default is keras's own 0.99; a value reaches every BatchNormalization layer, own and added."""
+    params = {**fast_params(name), "batch_norm": "auto"}
+    default = batch_norm_layers(create_model(name, input_shape=(32, 32, 1), **params))
+    tuned = batch_norm_layers(create_model(name, input_shape=(32, 32, 1), **params, bn_momentum=0.9))
+    assert len(default) == len(tuned) > 10
+    assert {layer.momentum for layer in default} == {0.99} and {layer.momentum for layer in tuned} == {0.9}
 
 
 def test_missing_weights_file(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ from runner.errors import ConfigError
 # Seconds a silent socket may block while keras downloads ImageNet weights. Without it a machine behind a
 # black-holing firewall waits for the OS TCP timeout (minutes) before the ConfigError below can be raised.
 DOWNLOAD_TIMEOUT_S = 30.0
+#: ``batch_norm: auto``: batch normalization added to a family without it only when its weights are random.
+AUTO_BATCH_NORM = "auto"
 
 
 def _vgg_block_end(names: list[str], i: int) -> bool:
@@ -55,14 +57,17 @@ class Family:
     min_size: int  # keras.applications' own minimum input side (obtain_input_shape's min_size)
     output_layer: str  # last layer with include_top=False, pooling=None
     block_end: Callable[[list[str], int], bool]  # does a block end at layer i? (fraction rounding)
+    batch_norm: bool = True  # does every convolution already feed a BatchNormalization? (VGG's do not)
 
 
 FAMILIES: dict[str, Family] = {
     "vgg16": Family(
-        keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32, "block5_pool", _vgg_block_end
+        keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32, "block5_pool", _vgg_block_end,
+        batch_norm=False,
     ),
     "vgg19": Family(
-        keras.applications.VGG19, keras.applications.vgg19.preprocess_input, 32, "block5_pool", _vgg_block_end
+        keras.applications.VGG19, keras.applications.vgg19.preprocess_input, 32, "block5_pool", _vgg_block_end,
+        batch_norm=False,
     ),
     "densenet121": Family(
         keras.applications.DenseNet121,
@@ -115,6 +120,7 @@ def backbone(
     inputs: keras.KerasTensor,
     weights: Any,
     output_layer: str | None = None,
+    batch_norm: bool | str = False,
 ) -> keras.Model:
     """Build ``family`` flat on ``inputs`` with ``weights`` loaded, cut at ``output_layer``.
 
@@ -124,11 +130,13 @@ def backbone(
     ``weights``: "imagenet" (keras's own download and cache), "none"/None (random init) or a path to a
     ``.weights.h5`` file saved from the backbone (``save_backbone_weights`` or a plain keras backbone's
     ``save_weights``) or a legacy ``.h5`` like the keras ImageNet files. ``output_layer`` cuts the backbone
-    (the U-Net stops at ``block4_pool``); layers after it never reach the model.
+    (the U-Net stops at ``block4_pool``); layers after it never reach the model. ``batch_norm``
+    (``add_batch_norm``): True, False or ``auto`` (only when training from scratch) for a family without it.
     """
     spec = FAMILIES[family]
     output_layer = output_layer or spec.output_layer
     source = _weights_source(model_name, weights)
+    normalise = adds_batch_norm(model_name, family, batch_norm, source is None)
     x = BackboneInput(family, output_layer, name="backbone_input")(inputs)
     kwargs: dict[str, Any] = {"include_top": False, "input_tensor": x, "input_shape": tuple(x.shape[1:])}
     if source == "imagenet":
@@ -163,7 +171,50 @@ def backbone(
         # Keras warns about parts of the file it skipped; only worth showing when the load succeeded.
         for note in caught:
             warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
-    return cut
+    return add_batch_norm(cut, x) if normalise else cut
+
+
+def adds_batch_norm(model_name: str, family: str, batch_norm: bool | str, from_scratch: bool) -> bool:
+    """Whether ``batch_norm`` adds BatchNormalization to ``family``: True, or ``auto`` with random weights.
+
+    A deep plain stack like VGG does not move from a random start in the few dozen steps of a CPU sweep;
+    normalising each convolution's output is what lets it learn there. A pretrained VGG keeps its own
+    activation scales (``auto``), and DenseNet and Inception already normalise every convolution.
+    """
+    if batch_norm not in (True, False, AUTO_BATCH_NORM):
+        raise ConfigError(f"model '{model_name}': parameter 'batch_norm' must be true, false or "
+                          f"{AUTO_BATCH_NORM} (true when weights is none); got {batch_norm!r}")
+    if FAMILIES[family].batch_norm:
+        if batch_norm is True:
+            raise ConfigError(f"model '{model_name}': batch_norm=true: {family} already has batch normalization "
+                              f"after every convolution; use false or {AUTO_BATCH_NORM}")
+        return False
+    return batch_norm is True or (batch_norm == AUTO_BATCH_NORM and from_scratch)
+
+
+def add_batch_norm(cut: keras.Model, start: keras.KerasTensor) -> keras.Model:
+    """``cut``, a chain of layers from ``start`` (VGG's), rebuilt with a BatchNormalization layer
+    ``<conv>_bn`` after each convolution's ReLU. The convolutions are the same layer objects, so weights
+    already loaded into them stay: a weights file gives the convolutions, the normalisation starts fresh."""
+    x = start
+    names = [layer.name for layer in cut.layers]
+    for layer in cut.layers[names.index("backbone_input") + 1 :]:
+        x = layer(x)
+        if isinstance(layer, keras.layers.Conv2D):
+            x = keras.layers.BatchNormalization(name=f"{layer.name}_bn")(x)
+    return keras.Model(cut.inputs, x, name=cut.name)
+
+
+def set_batch_norm_momentum(model: keras.Model, momentum: float) -> None:
+    """Every BatchNormalization layer's moving-statistics momentum (keras's own is 0.99).
+
+    At 0.99 the moving mean and variance need a few hundred steps to forget their initial 0 and 1; a
+    randomly initialised backbone trained for a few dozen steps is then evaluated with statistics that
+    match none of its activations, and predicts one class for every image.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def freeze(model_name: str, model: keras.Model, frozen_layers: Any) -> int:

@@ -19,6 +19,12 @@ Parameters of every family:
   transition block for DenseNet, a ``mixedN`` module for Inception).
 * ``pooling``: ``"avg"`` | ``"max"`` | ``"flatten"`` over the last feature map (layer ``head_pool``).
 * ``hidden``: units of a ReLU dense layer ``head_dense`` (0 for none); ``dropout`` before ``logits``.
+* ``batch_norm``: ``true`` adds a BatchNormalization layer ``<conv>_bn`` after every VGG convolution (as
+  VGG-BN does; weights files still load into the convolutions), ``auto`` only when ``weights`` is none,
+  ``false`` (the default) never. DenseNet and Inception have their own, so only false or auto there.
+  Added layers count in ``frozen_layers`` like any other, and VGG's last feature map becomes ``block5_conv3_bn``.
+* ``bn_momentum``: momentum of every BatchNormalization layer's moving statistics (default keras's own 0.99,
+  which needs hundreds of steps to settle; a short from-scratch run wants less, e.g. 0.9).
 
 Layers: ``image`` (input) -> ``backbone_input`` (gray -> RGB 0..255 -> the family's ``preprocess_input``)
 -> the backbone's own layers -> ``head_pool`` -> [``head_dense``] -> [``head_dropout``] -> ``logits`` ->
@@ -67,6 +73,8 @@ def backbone_classifier(
     pooling: str = "avg",
     hidden: int = 256,
     dropout: float = 0.5,
+    batch_norm: bool | str = False,
+    bn_momentum: float = 0.99,
 ) -> keras.Model:
     """``family``'s backbone with weights, the head, and the leading ``frozen_layers`` frozen; the keras
     model is named after the family, which is also its registered name."""
@@ -74,11 +82,13 @@ def backbone_classifier(
     pooling = check_choice(name, "pooling", pooling, POOLING)
     hidden = check_int(name, "hidden", hidden)
     dropout = check_fraction(name, "dropout", dropout)
+    bn_momentum = check_fraction(name, "bn_momentum", bn_momentum)
     inputs = image_input(input_shape)
-    x = _backbone.backbone(name, family, inputs, weights).output
+    x = _backbone.backbone(name, family, inputs, weights, batch_norm=batch_norm).output
     x = head_block(x, pooling, hidden, dropout)
     outputs = output_block(x, num_outputs, output_activation, name)
     model = keras.Model(inputs, outputs, name=name)
+    _backbone.set_batch_norm_momentum(model, bn_momentum)
     _backbone.freeze(name, model, frozen_layers)
     return model
 
