@@ -36,9 +36,15 @@ URL_ATTRIBUTE = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.
 
 @pytest.mark.parametrize(("model", "settings"), [("small_cnn", {}), ("vgg16", {"weights": "none", "hidden": 8})])
 def test_gradcam_heat_map_is_finite_varied_and_image_shaped(model: str, settings: dict) -> None:
+    """On a seeded random network: unseeded, a random VGG16's 2 x 2 last feature map had no positive evidence
+    for any class on one of the four images now and then (all-zero maps, which ReLU makes correct), so the
+    check of a varied map failed for 2 of 20 seeds (measured; seed 0 passes)."""
+    import keras
+
     from runner import gradcam
     from runner.models import create_model
 
+    keras.utils.set_random_seed(0)
     network = create_model(model, input_shape=(32, 32, 1), num_outputs=3, output_activation="softmax", **settings)
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1)).astype(np.uint8)
     maps = np.stack([gradcam.heatmaps(network, images, index) for index in range(3)])  # (class, image, H, W)
