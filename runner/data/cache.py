@@ -33,6 +33,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from runner import storage
 from runner.data._dataset import DataSet
 from runner.data._records import Problem, Record, label_parts
 from runner.data.images import ImageError, ImageInfo, load_image, load_mask
@@ -215,9 +216,7 @@ class _ProgressFile:
     def update(self, done: int) -> None:
         if time.monotonic() - self._written < PROGRESS_EVERY_S and done < self.total:
             return
-        staging = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        staging.write_text(json.dumps({"image_size": self.size, "done": done, "total": self.total}))
-        os.replace(staging, self.path)
+        storage.write_text(str(self.path), json.dumps({"image_size": self.size, "done": done, "total": self.total}))
         self._written = time.monotonic()
 
     def remove(self) -> None:
@@ -266,7 +265,7 @@ def _build(path: Path, records: Sequence[Record], size: int, channels: int, prog
 def _remove_stale_staging(path: Path) -> None:
     """Leftovers of builds that were killed (half files, progress files); only called while holding the lock,
     so none is in use."""
-    for leftover in [*path.parent.glob(f".{path.name}*.tmp-*"), path.with_name(path.name + PROGRESS_SUFFIX)]:
+    for leftover in [*path.parent.glob(f".{path.name}.tmp-*"), path.with_name(path.name + PROGRESS_SUFFIX)]:
         leftover.unlink(missing_ok=True)
 
 
