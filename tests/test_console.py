@@ -129,11 +129,15 @@ def test_a_running_cache_build_is_in_the_view_and_said_once_without_a_terminal(t
     from runner.data.cache import _ProgressFile
     from runner.sweep.assemble import load_sweep
     from runner.sweep.console import LiveView, SweepConsole
+    from runner.sweep.record import SweepRun
+    from runner.sweep.run import LeaderboardWriter
 
     spec = load_sweep(str(_space(tmp_path, [4, 8])))
     trial = Trial("tune_trial", config={"filters": 4}, stub=True)
     trial.set_status(Trial.RUNNING)
-    view = LiveView(spec, tmp_path / "sweep.log")
+    run = SweepRun(sweep_id="console-1", name="console", results=str(tmp_path), storage=str(tmp_path / "tune"),
+                   source="console.yaml", overrides={}, profile=None)
+    view = LiveView(spec, tmp_path / "sweep.log", LeaderboardWriter(run, spec))
     view.on_step_begin(0, [trial])
     (cache_dir / "images").mkdir(parents=True)
     building = _ProgressFile(cache_dir / "images" / "key-32px-1ch.h5", total=40, size=32)

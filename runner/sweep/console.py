@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from ray.tune import Callback
 
@@ -147,6 +147,15 @@ class SweepConsole:
                 self.live = None
 
 
+class TrialNames(Protocol):
+    """How a trial is named and described in the leaderboard: ``runner.sweep.run.LeaderboardWriter``'s (a
+    sweep's trial ids) or ``ConfirmWriter``'s (``confirm``'s run ids)."""
+
+    def row_id(self, trial) -> str: ...
+
+    def trial_values(self, trial) -> dict[str, Any]: ...
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -155,11 +164,15 @@ class LiveView(Callback):
     """The sweep as a person watches it, from Tune's trial list: trials ended / total (completed, stopped by
     ASHA, failed), running, an ETA from the pace of the trials that ended in this run, the best objective
     so far with its parameters, and each running trial's model, epoch and last value. Every ended trial
-    leaves one line (id, model, objective, status, minutes). Does nothing without an ``active`` console."""
+    leaves one line (id, model, objective, status, minutes). Trials are named and described as the
+    leaderboard ``writer`` beside it records them (a sweep's trial ids; ``confirm``'s run ids), out of
+    ``total`` (default: the sweep's ``num_samples``). Does nothing without an ``active`` console."""
 
-    def __init__(self, spec: SweepSpec, log: Path) -> None:
+    def __init__(self, spec: SweepSpec, log: Path, writer: TrialNames, total: int | None = None) -> None:
         self.spec = spec
         self.log = log
+        self.writer = writer
+        self.total = total or spec.num_samples
         self._reset()
 
     def _reset(self) -> None:
@@ -170,7 +183,7 @@ class LiveView(Callback):
         self._builds_said: set[tuple[int, int]] = set()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"spec": self.spec, "log": self.log}
+        return {"spec": self.spec, "log": self.log, "writer": self.writer, "total": self.total}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -231,7 +244,7 @@ class LiveView(Callback):
             return
         last = trial.last_result or {}
         ended = sum(t.status in ("TERMINATED", "ERROR") or t is trial for t in trials)  # Tune sets its status next
-        head = f"[{ended}/{self.total()}] {self.row_id(trial)}  {self._value(trial, 'model')}"
+        head = f"[{ended}/{self.total}] {self.row_id(trial)}  {self._value(trial, 'model')}"
         minutes = _minutes(float(last.get("time_total_s") or 0.0))
         if status == "failed":
             console.line(f"{head}  failed after {minutes}: {error_line(trial)} (details: {self.log})")
@@ -240,16 +253,12 @@ class LiveView(Callback):
                          f"{last.get('epoch', 0)}  {minutes}")
 
     def row_id(self, trial) -> str:
-        """The id a person finds the trial by in the leaderboard: Tune's trial id."""
-        return trial.trial_id
+        """The id a person finds the trial by in the leaderboard: the writer's."""
+        return self.writer.row_id(trial)
 
     def trial_values(self, trial) -> dict[str, Any]:
-        """The trial's config keys (``SweepSpec.trial_values``: sampled and fixed)."""
-        return self.spec.trial_values(trial.config)
-
-    def total(self) -> int:
-        """Trials the sweep will have run when it ends."""
-        return self.spec.num_samples
+        """The trial's config keys, as its row records them."""
+        return self.writer.trial_values(trial)
 
     def _value(self, trial, key: str) -> str:
         return str(self.trial_values(trial).get(key, ""))
@@ -301,7 +310,7 @@ class LiveView(Callback):
 
     def eta(self) -> str:
         counts = self.counts()
-        left = self.total() - counts["completed"] - counts["stopped"] - counts["failed"]
+        left = self.total - counts["completed"] - counts["stopped"] - counts["failed"]
         if left <= 0:
             return "0 min"
         if not self._ended_here:
@@ -318,7 +327,7 @@ class LiveView(Callback):
 
         counts = self.counts()
         ended = counts["completed"] + counts["stopped"] + counts["failed"]
-        total = self.total()
+        total = self.total
         header = Table.grid(padding=(0, 1))
         header.add_row(ProgressBar(total=total, completed=ended, width=24),
                        Text(f"{ended}/{total} ended ({counts['completed']} completed, {counts['stopped']} stopped, "
@@ -341,29 +350,6 @@ class LiveView(Callback):
         if len(running) > SHOWN_RUNNING:
             parts.append(Text(f"... and {len(running) - SHOWN_RUNNING} more running"))
         return Group(*parts)
-
-
-class ConfirmView(LiveView):
-    """``confirm``'s view: each Tune trial is one confirmation run (``params["run"]``), whose config keys are
-    the run's (``runner.confirm.ConfirmRun``), and the total is the runs of its Tune grid (those that had no
-    row when the command first ran)."""
-
-    def __init__(self, spec: SweepSpec, log: Path, runs: dict[str, dict[str, Any]], grid: int) -> None:
-        super().__init__(spec, log)
-        self.runs = runs
-        self.grid = grid
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "runs": self.runs, "grid": self.grid}
-
-    def row_id(self, trial) -> str:
-        return str(trial.config.get("run", trial.trial_id))
-
-    def trial_values(self, trial) -> dict[str, Any]:
-        return self.runs.get(trial.config.get("run"), {})
-
-    def total(self) -> int:
-        return self.grid
 
 
 def _ran_to_end(trial) -> bool:

@@ -23,7 +23,7 @@ from runner import leaderboard, storage
 from runner.errors import ConfigError, StorageError
 from runner.paths import CACHE_ENV
 from runner.privacy import patient_salt
-from runner.sweep.console import ConfirmView, LiveView, log_path, say
+from runner.sweep.console import LiveView, log_path, say
 from runner.sweep.record import SweepRun, find_sweep
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
 from runner.sweep.stopping import SweepStopper
@@ -324,7 +324,7 @@ def _callbacks(run: SweepRun, spec: SweepSpec, printer: Callable[[str], None]) -
     trial runs. A restored sweep gets the callbacks (and the progress
     reporter) it was started with from Tune's ``tuner.pkl``."""
     writer = LeaderboardWriter(run, spec)
-    view = LiveView(spec, log_path(run))
+    view = LiveView(spec, log_path(run), writer)
     if not run.mlflow:
         return [writer, view]
     from runner.sweep.tracking import MLflowLogger, open_experiment
@@ -468,7 +468,7 @@ def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], 
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True)
     else:
         missing = sorted(run_id for run_id in runs if leaderboard.read_row(run.results, run.sweep_id, run_id) is None)
-        view = ConfirmView(spec, log_path(run), values, len(missing))
+        writer = ConfirmWriter(run, spec, runs)
         reporter = CLIReporter(parameter_columns={"run": "run"},
                                metric_columns={"epoch": "epoch", "objective": spec.metric},
                                max_report_frequency=PROGRESS_EVERY_S)
@@ -477,7 +477,7 @@ def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], 
             tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), reuse_actors=True,
                                         max_concurrent_trials=max_concurrent(spec, ray.cluster_resources())),
             run_config=tune.RunConfig(name=experiment, storage_path=run.storage,
-                                      callbacks=[ConfirmWriter(run, spec, runs), view],
+                                      callbacks=[writer, LiveView(spec, log_path(run), writer, len(missing))],
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       progress_reporter=reporter, verbose=1))
