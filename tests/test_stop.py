@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -184,6 +185,13 @@ def _tune_trials(experiment: Path) -> tuple[set[str], set[str]]:
             {trial.trial_id for trial in trials if "objective" in trial.run_metadata.last_result})
 
 
+def _stopping_trial(reason: str) -> str:
+    """The trial a target stop's reason names ("target 0 reached by trial <id> (<value>)")."""
+    found = re.match(r"target \S+ reached by trial (\w+) \(", reason)
+    assert found, reason
+    return found.group(1)
+
+
 def test_a_sweep_that_reaches_its_target_stops_early_with_every_ended_trial_recorded_once(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Any finite F1 reaches target 0, so the first trial to end stops the sweep: the trial running beside it
@@ -206,17 +214,19 @@ def test_a_sweep_that_reaches_its_target_stops_early_with_every_ended_trial_reco
         sweep_id = board["sweep_id"].iloc[0]
         created, reported = _tune_trials(results / "tune" / sweep_id)
         assert reported <= set(board["trial_id"]) == created
-        completed = board[board["status"] == "completed"].sort_values("finished_at")
-        first = completed["trial_id"].iloc[0]
-        assert f"stopped early: target 0 reached by trial {first} (" in out
         record = json.loads((results / "sweeps" / f"{sweep_id}.json").read_text())
+        first = _stopping_trial(record["stopped"]["reason"])
+        assert f"stopped early: target 0 reached by trial {first} (" in out
+        completed = board[board["status"] == "completed"].set_index("trial_id")["finished_at"]
+        assert first in completed.index, "the trial that reached the target completed"
+        assert (completed[first] - completed.min()).total_seconds() < 2.0, (
+            "the stop names the first trial to end (two ending in the same moment are the driver's to order)")
         assert record["stopped"]["rule"] == "target" and record["started_at"]
         study = {t.user_attrs.get("trial_id"): t for t in load_study(results / "sweeps" / f"{sweep_id}.optuna.log",
                                                                       sweep_id).trials}
         states = {trial_id: study[trial_id].state.name for trial_id in board["trial_id"]}
         assert states == {r.trial_id: "COMPLETE" if r.status == "completed" else "PRUNED" for r in board.itertuples()}
         assert all(t.state.is_finished() for t in study.values()), "the stop leaves no trial RUNNING in the study"
-        assert record["stopped"]["reason"].startswith(f"target 0 reached by trial {first}")
 
         code = main(["sweep", str(path), "--results", str(results), "--resume", sweep_id])
         out, _ = capsys.readouterr()
