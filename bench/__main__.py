@@ -9,7 +9,8 @@ trial processes that import TensorFlow and warm up (about 18 CPU-seconds a sweep
 the 2 cores for 40 sweeps before any training, and a validation split large enough for the objective to tell
 strategies apart costs the rest. ``--full`` runs each
 benchmark at its own default size (longer; closer to real trials), the HPO benchmark on the transfer task
-too, and adds the lung-segmentation benchmark on the team's real masks (about 40 minutes at 128 px). A
+too, and adds the lung-segmentation benchmark on the team's real masks (about 40 minutes at 128 px) and the main
+command as a new user runs it (``python -m runner sweep transfer`` in an empty folder, 3-6 minutes). A
 complete run rewrites both files, so every figure in them comes from one run on one machine;
 ``--only`` runs some benchmarks, prints their sections and merges their figures into results.json, leaving
 BENCHMARKS.md alone.
@@ -100,6 +101,12 @@ def _anomaly_real(full: bool, work: Path) -> Section:
     return anomaly_real.section(10, 64, 0, work)
 
 
+def _main_command(full: bool, work: Path) -> Section:
+    from bench import main_command
+
+    return main_command.section(work)
+
+
 def _gpu_throughput(full: bool, work: Path) -> Section:
     from bench import gpu_throughput
 
@@ -113,7 +120,8 @@ BENCHMARKS = [Benchmark("pipeline", _pipeline), Benchmark("input_checks", _input
               Benchmark("hpo_efficiency", _hpo_efficiency),
               Benchmark("gpu_throughput", _gpu_throughput),
               Benchmark("segmentation_real", _segmentation_real, full_only=True),
-              Benchmark("anomaly_real", _anomaly_real, full_only=True)]
+              Benchmark("anomaly_real", _anomaly_real, full_only=True),
+              Benchmark("main_command", _main_command, full_only=True)]
 
 
 def _versions() -> str:

@@ -225,3 +225,14 @@ def test_anomaly_benchmark_without_the_shared_images_says_so_and_measures_nothin
     assert section.body == f"Not measured: {tmp_path / 'absent'} is missing (the shared real images)."
     assert section.figures and all(entry["value"] is None for entry in section.figures.values())
     assert not list(tmp_path.iterdir()), "nothing trained"
+
+
+def test_main_command_one_class_level_is_the_best_constant_prediction() -> None:
+    from bench.main_command import one_class_level
+
+    binary = np.array(["normal"] * 14 + ["pneumonia"] * 22)
+    # all pneumonia: precision 22/36, recall 1, F1 = 2 * 22 / (22 + 36); all normal: F1 of pneumonia 0
+    assert one_class_level(binary, "val_f1", "pneumonia") == pytest.approx(44 / 58)
+    three = np.array(["covid"] * 5 + ["normal"] * 8 + ["pneumonia"] * 20)
+    # all pneumonia: that class's F1 = 2 * 20 / (20 + 33), the other two 0, averaged over three classes
+    assert one_class_level(three, "val_f1_macro", "pneumonia") == pytest.approx(40 / 53 / 3)
