@@ -92,9 +92,10 @@ class Section:
                          f"{passed(entry)} |")
         return "\n".join(lines)
 
-    def markdown(self) -> str:
-        return "\n\n".join([f"## {self.title} (`{self.script}`)", f"Command: `{self.command}`", self.body,
-                             self.figures_table()])
+    def markdown(self, stamp: str | None = None) -> str:
+        """The section; ``stamp`` (when, where and by what it was measured) follows the heading."""
+        return "\n\n".join([f"## {self.title} (`{self.script}`)", *([stamp] if stamp else []),
+                             f"Command: `{self.command}`", self.body, self.figures_table()])
 
     def report(self) -> None:
         """What a benchmark run on its own does: print its section and merge its figures into results.json."""

@@ -23,20 +23,49 @@ def test_figures_are_judged_against_their_targets() -> None:
 
 
 def test_benchmarks_md_lists_every_target_with_its_verdict() -> None:
-    from bench.__main__ import render
+    from bench.__main__ import measured_section, updated
 
-    sections = [Section("One", "bench/one.py", "python -m bench.one", "a table",
-                        {"fast_ratio": figure(0.2, 1 / 3, "x", "lower"), "free": figure(3.0, None, "s", "lower")},
-                        {"fast_ratio": "fast over slow"}),
-                Section("Two", "bench/two.py", "python -m bench.two", "another",
-                        {"gpu_ratio": figure(None, 0.9, "x", "higher"), "slow_ratio": figure(2.0, 1.25, "x", "lower")})]
-    text = render(sections, "python -m bench", 9.5)
-    targets = text.split("## Targets", 1)[1].split("## One", 1)[0]
+    one = Section("Input pipeline", "bench/pipeline.py", "python -m bench.pipeline", "a table",
+                  {"fast_ratio": figure(0.2, 1 / 3, "x", "lower"), "free": figure(3.0, None, "s", "lower")},
+                  {"fast_ratio": "fast over slow"})
+    two = Section("Soak", "bench/soak.py", "python -m bench.soak", "another",
+                  {"gpu_ratio": figure(None, 0.9, "x", "higher"), "slow_ratio": figure(2.0, 1.25, "x", "lower")})
+    measured = {"pipeline": measured_section("pipeline", one, "python -m bench", 9.5),
+                "soak": measured_section("soak", two, "python -m bench", 0.25)}
+    text, results = updated(measured, {**one.figures, **two.figures}, "", {})
+    targets = text.split("## Targets", 1)[1].split("## Input pipeline", 1)[0]
     assert "`fast_ratio` (fast over slow) | 0.2x | <= 0.3333x | yes |" in targets
-    assert "`gpu_ratio` (Two) | not measured | >= 0.9x | not measured |" in targets
-    assert "`slow_ratio` (Two) | 2x | <= 1.25x | no |" in targets
+    assert "`gpu_ratio` (Soak) | not measured | >= 0.9x | not measured |" in targets
+    assert "`slow_ratio` (Soak) | 2x | <= 1.25x | no |" in targets
     assert "free" not in targets  # no target: listed in its section only
-    assert "Command: `python -m bench.two`" in text and "in 9.5 minutes" in text
+    assert "Command: `python -m bench.soak`" in text and "by `python -m bench` (9.5 minutes for this section)" in text
+    assert text.index("## Input pipeline") < text.index("## Soak") and set(results) == {*one.figures, *two.figures}
+
+
+def test_a_run_keeps_the_sections_and_figures_of_the_benchmarks_it_did_not_run() -> None:
+    """A default run after ``--only main_command`` (or ``--full``) must not drop what those measured; a
+    benchmark that no longer exists leaves the page."""
+    from bench.__main__ import measured_section, updated
+
+    earlier = Section("The main command", "bench/main_command.py", "python -m bench.main_command", "six trials",
+                      {"main_command_wall_s": figure(206.8, 180, "s", "lower"),
+                       "main_command_trials": figure(6, None, "trials", "higher")},
+                      {"main_command_wall_s": "the command, 2 cores"})
+    gone = Section("Retired", "bench/retired.py", "python -m bench.retired", "old", {"retired_x": figure(1, 2, "x",
+                                                                                                         "lower")})
+    first, recorded = updated({"main_command": measured_section("main_command", earlier, "python -m bench --only "
+                                                                "main_command", 3.5)}, earlier.figures, "", {})
+    first += "\n" + gone.markdown() + "\n"
+    recorded = {**recorded, **gone.figures, "orphan_x": figure(1, None, "x", "lower")}
+    soak = Section("Soak", "bench/soak.py", "python -m bench.soak", "100 trials",
+                   {"soak_trials": figure(100, 100, "trials", "higher")})
+    text, results = updated({"soak": measured_section("soak", soak, "python -m bench", 2.0)}, soak.figures, first,
+                            recorded)
+    assert "six trials" in text and "by `python -m bench --only main_command` (3.5 minutes" in text
+    assert "`main_command_wall_s` (the command, 2 cores) | 206.8 s | <= 180 s | no |" in text.split("## Soak")[0]
+    assert text.index("## Soak") < text.index("## The main command"), "benchmark order, not run order"
+    assert "Retired" not in text and set(results) == {"soak_trials", "main_command_wall_s", "main_command_trials"}
+    assert results["main_command_wall_s"] == recorded["main_command_wall_s"]
 
 
 NULL = hpo.Null(chance=0.66, step=0.0002, images=160)
