@@ -140,6 +140,34 @@ def test_the_rule_is_rebuilt_from_the_rows_at_every_start_not_from_pickled_state
         "rule": "patience", "reason": "no improvement in the last 2 trials (best 0.8, trial t1)"}
 
 
+def test_a_stopped_sweep_settles_each_running_study_trial_as_its_row_says(tmp_path: Path) -> None:
+    """Tune's experiment-wide stop leaves the study's running trials RUNNING. One whose final report came in
+    beside the trial that stopped the sweep has a completed row and must be COMPLETE with the row's objective
+    (the clean-clone CI once saw it PRUNED); one stopped mid-run is pruned at its last reported value; a failed
+    one, and one created but never started (no row), failed. Real rows, a real journal-file study."""
+    import optuna
+    import pandas as pd
+
+    from runner.sweep.run import row_ends
+    from runner.sweep.study import journal_storage, settle_stopped_study
+
+    path = tmp_path / "s.optuna.log"
+    study = optuna.create_study(study_name="s", storage=journal_storage(path), direction="maximize")
+    for trial_id in ("done", "cut", "broke", "never"):
+        trial = study.ask()
+        trial.set_user_attr(TRIAL_ID_ATTR, trial_id)
+        if trial_id == "cut":
+            trial.report(0.42, 1)
+    board = pd.DataFrame([_row("done", 0.8), _row("cut", 0.5, status="stopped"), _row("broke", None, "failed")])
+    ends = row_ends(board, "max")
+    assert ends == {"done": ("completed", 0.8), "cut": ("stopped", 0.5), "broke": ("failed", 0.0)}
+    assert settle_stopped_study(path, "s", ends) == 4
+    settled = {t.user_attrs[TRIAL_ID_ATTR]: (t.state.name, t.value) for t in load_study(path, "s").trials}
+    assert settled == {"done": ("COMPLETE", 0.8), "cut": ("PRUNED", 0.42), "broke": ("FAIL", None),
+                       "never": ("FAIL", None)}
+    assert settle_stopped_study(path, "s", ends) == 0, "a second settle (a resume) finds nothing running"
+
+
 def _space(tmp_path: Path, **changes) -> Path:
     raw = {"tasks": ["pneumonia"], "models": ["baseline"], "num_samples": 8,
            "fixed": {"epochs": 1, "image_size": 32, "bootstrap": 0, "early_stopping": 0, "data": {"n": 60},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -35,10 +36,21 @@ from runner.sweep.study import (
     study_file,
     tpe_sampler,
 )
-from runner.sweep.trainable import ATTEMPT_KEY, NODE_KEY, RESULT_KEY, confirm_trial, error_line, ran_to_end, tune_trial
+from runner.sweep.trainable import (
+    ATTEMPT_KEY,
+    NODE_KEY,
+    RESULT_KEY,
+    WORST,
+    confirm_trial,
+    error_line,
+    ran_to_end,
+    tune_trial,
+)
 from runner.sweep.warm import warm_column, warm_study
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from runner.confirm import ConfirmRun
 
 #: Ray Train gives a worker group 60 s to start; a freed placement group can take longer to return its CPUs
@@ -435,10 +447,21 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
     stopped = find_sweep(run.results, run.name, run.sweep_id).stopped
     board = leaderboard.load(run.results, sweep=run.sweep_id)
     if stopped:
-        settle_stopped_study(study_file(run), run.sweep_id, set(board["trial_id"]) if len(board) else set())
+        settle_stopped_study(study_file(run), run.sweep_id, row_ends(board, spec.mode))
     return SweepOutcome(rows=len(board),
                         interrupted=ended < spec.num_samples and not stopped,
                         stopped=stopped["reason"] if stopped else None)
+
+
+def row_ends(board: pd.DataFrame, mode: str) -> dict[str, tuple[str, float]]:
+    """Each recorded trial's status and the objective its final report gives Optuna (``final_metrics``: the
+    row's value of the sweep's metric, the worst value where that is undefined)."""
+    ends = {}
+    for row in board.to_dict("records"):
+        value = row.get(row["sweep_metric"]) if row.get("sweep_metric") else None
+        finite = value is not None and math.isfinite(float(value))
+        ends[row["trial_id"]] = (row["status"], float(value) if finite else WORST[mode])
+    return ends
 
 
 def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], *, address: str | None = None,

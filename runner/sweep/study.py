@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,19 +95,26 @@ def tpe_sampler(num_samples: int, seed: int) -> optuna.samplers.TPESampler:
                                           group=True, constant_liar=True, seed=seed)
 
 
-def settle_stopped_study(path: Path, study_name: str, recorded: set[str]) -> int:
+def settle_stopped_study(path: Path, study_name: str, ended: Mapping[str, tuple[str, float]]) -> int:
     """Ends the study's RUNNING trials once a ``stop:`` rule ended the sweep, and returns how many. Tune's
     experiment-wide stop terminates the running trials without telling the searcher, so their Optuna trials
-    would stay RUNNING for good (and TPE would treat them as running forever). A trial with a leaderboard row
-    was stopped mid-run, like an ASHA-stopped one: pruned, with the values it reported. One without a row was
-    created but never started: failed, as Optuna's own ``fail_stale_trials`` records trials that never ended."""
+    would stay RUNNING for good (and TPE would treat them as running forever). ``ended`` maps each trial with a
+    leaderboard row to its status and objective, and the study follows the row: a trial that ran to its end
+    (its final report came in beside the one that stopped the sweep) is COMPLETE with the row's objective; one
+    stopped mid-run, like an ASHA-stopped one, is pruned with the values it reported; a failed one, or one
+    without a row (created but never started), failed, as Optuna's own ``fail_stale_trials`` records trials
+    that never ended."""
     import optuna
 
+    State = optuna.trial.TrialState
     study = load_study(path, study_name)
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    running = study.get_trials(deepcopy=False, states=(State.RUNNING,))
     for trial in running:
-        stopped = trial.user_attrs.get(TRIAL_ID_ATTR) in recorded
-        study.tell(trial.number, state=optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.FAIL)
+        status, value = ended.get(trial.user_attrs.get(TRIAL_ID_ATTR), ("failed", None))
+        if status == "completed":
+            study.tell(trial.number, value, state=State.COMPLETE)
+        else:
+            study.tell(trial.number, state=State.PRUNED if status == "stopped" else State.FAIL)
     return len(running)
 
 
