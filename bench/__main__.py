@@ -2,15 +2,15 @@
 
 Usage: ``python -m bench [--full] [--only NAME ...] [--out DIR]``.
 
-The default sizes other than the HPO benchmark's take about 11 minutes on 2 cores (no GPU). The HPO benchmark
-(5 seeds x 2 families x 4 strategies = 40 real sweeps of 9-12 trials) adds about 20 more (36 CPU-minutes,
-measured), so a default run takes about 31 minutes, over its ~15-minute budget: each sweep starts two fresh
-trial processes that import TensorFlow and warm up (about 18 CPU-seconds a sweep, measured), 6 minutes of
-the 2 cores for 40 sweeps before any training, and a validation split large enough for the objective to tell
-strategies apart costs the rest. ``--full`` runs each
-benchmark at its own default size (longer; closer to real trials), the HPO benchmark on the transfer task
-too, and adds the lung-segmentation benchmark on the team's real masks (about 40 minutes at 128 px) and the main
-command as a new user runs it (``python -m runner sweep transfer`` in an empty folder, 3-6 minutes); ``--only``
+The default sizes other than the HPO benchmark's take 8.5 minutes on 2 idle cores (no GPU). The HPO benchmark
+(5 seeds x 2 families x 4 strategies = 40 real sweeps of 9-12 trials) adds 15.9 more, so a default run took
+24.4 minutes on 2026-12-03 (each section's minutes are in BENCHMARKS.md), over its ~15-minute budget: each
+sweep starts two fresh trial processes that import TensorFlow and warm up (about 18 CPU-seconds a sweep,
+measured), 6 minutes of the 2 cores for 40 sweeps before any training, and a validation split large enough for
+the objective to tell strategies apart costs the rest. ``--full`` runs each benchmark at its own default size
+(longer; closer to real trials), the HPO benchmark on the transfer task too, and adds the lung-segmentation
+benchmark on the team's real masks (about 40 minutes at 128 px) and the main command as a new user runs it
+(``python -m runner sweep transfer`` in an empty folder, 3-6 minutes); ``--only``
 runs the benchmarks it names.
 
 Every run rewrites the sections of the benchmarks it ran, each stamped with its date, machine, command and
