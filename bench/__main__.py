@@ -9,7 +9,7 @@ sweep starts two fresh trial processes that import TensorFlow and warm up (about
 measured), 6 minutes of the 2 cores for 40 sweeps before any training, and a validation split large enough for
 the objective to tell strategies apart costs the rest. ``--full`` runs each benchmark at its own default size
 (longer; closer to real trials), the HPO benchmark on the transfer task too, and adds the lung-segmentation
-benchmark on the team's real masks (about 40 minutes at 128 px) and the main command as a new user runs it
+benchmark on the team's real masks (10 minutes at 128 px on idle cores) and the main command as a new user runs it
 (``python -m runner sweep transfer`` in an empty folder, 3-6 minutes); ``--only``
 runs the benchmarks it names.
 

@@ -18,8 +18,8 @@ patients), and are judged by the test split's Dice at the task's 0.5 threshold.
   batch 32, 8 epochs on the same split arrays, scored by the runner's own ``segmentation_metrics`` at 0.5.
 
 Compute is reported beside each (epochs and training seconds): the issue's comparison was 2 trials x 6 epochs
-against 1 x 8. About 40 minutes at 128 px on 2 idle CPU cores (an epoch of 167 images takes about 110 s), so
-``python -m bench`` runs it with ``--full`` only. Without ``../shared/data/lungseg`` (a clone without the
+against 1 x 8. 10.3 minutes at 128 px on 2 idle CPU cores (2026-12-03; 40 minutes or more on a loaded
+machine), so ``python -m bench`` runs it with ``--full`` only. Without ``../shared/data/lungseg`` (a clone without the
 team's folder) it says so and records nothing measured.
 """
 
@@ -181,7 +181,10 @@ BCE only 0.810 / 0.867; learning rate 1e-3 0.775 / 0.821; VGG's input scaled fro
 trains away, and faster than from +-1). A threshold tuned on validation moved test Dice by +0.004 (as drawn)
 to +0.03 (learning rate 1e-3): a patch on a poorly trained trial, not the cause. The shipped space now fixes
 `frozen_layers: 0`; both of its trials train the whole encoder. The notebook baseline here is far below
-the issue's 0.884: at 64 px and 8 epochs of 6 batches it is undertrained, so its margin says little."""
+the issue's 0.884 (measured on other patients), at 64 px (0.771) and at 128 px (0.757) alike, and
+over-segments at 128 px (pixel precision 0.67, recall 0.88): in 8 epochs of 6 batches it is undertrained, so
+the margin says more about the baseline's training than about its ceiling. At 128 px even the shipped space's
+weaker trial (6 epochs, fewer than the baseline's 8) is ahead of it (0.826 against 0.757)."""
 
 
 def main(argv: list[str] | None = None) -> None:
