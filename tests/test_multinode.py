@@ -116,6 +116,7 @@ def _nodes_with_rows(tmp_path: Path) -> int:
     return board["node_id"].nunique() if len(board) else 0
 
 
+@pytest.mark.slow  # about a minute: three ray start nodes, a sweep over them and a node killed
 def test_sweep_spreads_over_nodes_and_survives_losing_one(tmp_path: Path, cluster: tuple[str, dict]) -> None:
     address, env = cluster
     driver = _sweep(tmp_path, address, env)

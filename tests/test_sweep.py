@@ -377,6 +377,7 @@ def test_offline_weights_auto_sweep_trains_unfrozen_and_says_the_backbones_were_
     assert random_init_note(board.assign(hp_weights="/weights/vgg16.weights.h5")) is None  # a weights file
 
 
+@pytest.mark.slow  # about 60 s: two Ray Train worker groups started one after the other
 def test_ray_train_worker_trials_run_back_to_back_on_two_cores(tmp_path: Path) -> None:
     """Two trials in a row, each a Ray Train job of one 2-CPU worker on this 2-core machine: the second must get
     its worker once the first trial's is released (the trial process itself holds no CPU), reporting
