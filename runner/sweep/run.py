@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -27,7 +26,7 @@ from runner.privacy import patient_salt
 from runner.sweep.console import LiveView, log_path, say
 from runner.sweep.record import SweepRun, find_sweep
 from runner.sweep.space import SweepSpec, define_by_run, grid_points, max_concurrent
-from runner.sweep.stopping import SweepStopper
+from runner.sweep.stopping import SweepStopper, trial_end
 from runner.sweep.study import (
     StoredOptunaSearch,
     StudyAwareLimiter,
@@ -455,13 +454,10 @@ def run_sweep(spec: SweepSpec, run: SweepRun, *, address: str | None = None, res
 
 def row_ends(board: pd.DataFrame, mode: str) -> dict[str, tuple[str, float]]:
     """Each recorded trial's status and the objective its final report gives Optuna (``final_metrics``: the
-    row's value of the sweep's metric, the worst value where that is undefined)."""
-    ends = {}
-    for row in board.to_dict("records"):
-        value = row.get(row["sweep_metric"]) if row.get("sweep_metric") else None
-        finite = value is not None and math.isfinite(float(value))
-        ends[row["trial_id"]] = (row["status"], float(value) if finite else WORST[mode])
-    return ends
+    row's value of the sweep's metric as the stop rule reads it, ``trial_end``; the worst value where that is
+    undefined)."""
+    ends = map(trial_end, board.to_dict("records"))
+    return {end.trial_id: (end.status, WORST[mode] if end.value is None else end.value) for end in ends}
 
 
 def run_confirm(spec: SweepSpec, run: SweepRun, runs: Mapping[str, ConfirmRun], *, address: str | None = None,
