@@ -27,7 +27,8 @@ def _folder_mb(folder: Path) -> float:
 def measure(model_name: str, size: int, params: dict) -> dict[str, float]:
     import keras
 
-    from runner.checkpoint import Checkpointing, EpochCheckpoint, load_state
+    from runner.callbacks import EpochCheckpoint
+    from runner.checkpoint import Checkpointing, load_state
     from runner.config import make_config
     from runner.tasks import TASKS
     from runner.trial import build_model, setup_backend

@@ -155,19 +155,19 @@ def evaluate_trial(row: dict[str, Any], spec: Any, printer: Callable[[str], None
 
 
 def _load_model(folder: str):
-    """The trial's ``model.keras``, uncompiled (predicting needs no loss: a custom one would not load)."""
-    import keras
+    """The trial's ``model.keras``, uncompiled, from its folder or a URI's."""
+    from runner.models import load_model
 
     location = storage.join(folder, "model.keras")
     if not storage.is_uri(location):
-        return keras.saving.load_model(location, compile=False)
+        return load_model(location)
     data = storage.read_bytes(location)
     if data is None:
         raise ConfigError(f"{location} is not readable: evaluate where the trial's folder is")
     with tempfile.TemporaryDirectory(prefix="cxr-evaluate-") as staging:
         path = Path(staging) / "model.keras"
         path.write_bytes(data)
-        return keras.saving.load_model(path, compile=False)
+        return load_model(path)
 
 
 # ------------------------------------------------------------------------------------------------ rows

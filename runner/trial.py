@@ -228,7 +228,7 @@ def fit(config: TrialConfig, task: Task, model, splits: dict, extra_callbacks: S
         ) -> dict[str, Any]:
     """Train with early stopping on the task's validation metric; returns history and timing. With
     ``checkpointing``, each epoch is checkpointed and training continues from ``checkpointing.resume``."""
-    from runner.checkpoint import EpochCheckpoint
+    from runner.callbacks import EpochCheckpoint
 
     strategy = getattr(model, "distribute_strategy", None)
     resume = checkpointing.resume if checkpointing else None

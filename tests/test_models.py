@@ -164,7 +164,7 @@ def test_min_image_size() -> None:
 def test_backbone_minimum_is_keras_own(name: str) -> None:
     """Our minimum is exactly where keras.applications starts refusing, so the two never disagree."""
     minimum = min_image_size(name)
-    app = _backbone.FAMILIES[name].app
+    app = _backbone.FAMILIES[name].application()
     with pytest.raises(ValueError, match=f"at least {minimum}"):
         app(include_top=False, weights=None, input_shape=(minimum - 1, minimum - 1, 3))
 
@@ -268,7 +268,7 @@ def test_frozen_layers(name: str, frozen: Any, expected: int, last_frozen: str |
 def test_backbone_layers_line_up_with_keras(name: str) -> None:
     """frozen_layers counts like keras.applications.<Family>().layers, input layer included."""
     model = create_model(name, input_shape=(32, 32, 1), **fast_params(name))
-    plain = _backbone.FAMILIES[name].app(include_top=False, weights=None, input_shape=(32, 32, 3))
+    plain = _backbone.FAMILIES[name].application()(include_top=False, weights=None, input_shape=(32, 32, 3))
     ours = backbone_layers(model)
     assert len(ours) == len(plain.layers)
     assert [type(a) for a in ours[1:]] == [type(b) for b in plain.layers[1:]]

@@ -104,13 +104,14 @@ def test_set_overrides_and_unknown_sweep(tmp_path: Path) -> None:
 
 def test_sweep_on_real_ray_writes_one_row_per_trial(tmp_path: Path) -> None:
     """The sweep also logs to MLflow (``--mlflow``): one run per trial with the row's parameters and metrics;
-    and its terminal output is Tune's trimmed trial table, not a result box per trial."""
+    its terminal output is Tune's trimmed trial table, not a result box per trial; and its driver never
+    imports TensorFlow (``-X importtime`` lists the driver's imports only: the trials run in Ray's processes)."""
     path = _write(tmp_path, TINY)
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results),
-                          "--set", "num_samples=3", "--mlflow", tracking],
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", "sweep", str(path), "--results",
+                          str(results), "--set", "num_samples=3", "--mlflow", tracking],
                          capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "3 trials recorded" in run.stdout
@@ -138,8 +139,38 @@ def test_sweep_on_real_ray_writes_one_row_per_trial(tmp_path: Path) -> None:
     table = logged[logged.rindex("Number of trials: 3/3"):]
     assert re.search(r"\| status +\|.*\| +epoch \| +objective \|", table) and "TERMINATED" in table, table
     assert "result_json" not in logged, "Tune's per-trial result boxes are back"
+    imported = [line.split("|")[-1].strip() for line in (run.stderr + logged).splitlines()
+                if line.startswith("import time:")]  # the driver's stderr goes to the log once the sweep starts
+    assert "runner.sweep.run" in imported and "tensorflow" not in imported
     for lines in _tune_reports(results / "tune" / board["sweep_id"].iloc[0]).values():
         assert {line["train_pid"] for line in lines} == {line["pid"] for line in lines}  # local mode: one process
+
+
+DRIVER_WITHOUT_TENSORFLOW = """
+import sys
+import runner.cli, runner.sweep.run, runner.sweep.trainable
+from runner.leaderboard.schema import hyperparameter_kinds
+from runner.models import MODELS
+from runner.sweep.assemble import build_sweep
+from runner.sweep.space import SEARCH_SPACES
+
+for name in SEARCH_SPACES.names():
+    build_sweep(name, resolve_weights=False, printer=lambda _: None)
+for model in MODELS.names():
+    MODELS.get(model).parameter_types()
+hyperparameter_kinds()
+print(sorted(module for module in sys.modules if module.split(".")[0] in ("tensorflow", "keras"))[:5])
+"""
+
+
+def test_the_sweep_driver_checks_every_shipped_space_without_importing_tensorflow() -> None:
+    """The driver validates names, parameters, minimum sizes and column types from the registries alone: the
+    builder modules import Keras only to build, so a sweep does not spend 5 s and 500 MiB on TensorFlow before
+    Ray starts, and a typo fails at once. (``weights: auto`` does import it: it tries loading the weights.)"""
+    run = subprocess.run([sys.executable, "-c", DRIVER_WITHOUT_TENSORFLOW], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "[]", run.stdout
 
 
 def _assert_mlflow_runs_match(tracking: str, board: pd.DataFrame) -> None:

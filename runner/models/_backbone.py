@@ -17,11 +17,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
 
 # Seconds a silent socket may block while keras downloads ImageNet weights. Without it a machine behind a
 # black-holing firewall waits for the OS TCP timeout (minutes) before the ConfigError below can be raised.
@@ -50,68 +51,35 @@ def _inception_block_end(names: list[str], i: int) -> bool:
 
 @dataclass(frozen=True)
 class Family:
-    """One ``keras.applications`` family as our builders need it."""
+    """One ``keras.applications`` family as our builders need it. Its constructor and preprocessing are
+    named, not imported: the model registry reads ``min_size`` when a sweep's driver checks its YAML, and
+    that must not import TensorFlow (5 s and 500 MiB before the first trial starts)."""
 
-    app: Callable[..., keras.Model]  # e.g. keras.applications.VGG16
-    preprocess: Callable[[Any], Any]  # the family's own preprocess_input, applied to 0..255 RGB
+    app: str  # the keras.applications constructor, e.g. "VGG16"
+    module: str  # the keras.applications module whose preprocess_input the family uses, e.g. "vgg16"
     min_size: int  # keras.applications' own minimum input side (obtain_input_shape's min_size)
     output_layer: str  # last layer with include_top=False, pooling=None
     block_end: Callable[[list[str], int], bool]  # does a block end at layer i? (fraction rounding)
     batch_norm: bool = True  # does every convolution already feed a BatchNormalization? (VGG's do not)
 
+    def application(self) -> Callable[..., keras.Model]:
+        import keras
+
+        return getattr(keras.applications, self.app)
+
+    def preprocess(self, images: Any) -> Any:
+        """The family's own ``preprocess_input`` of 0..255 RGB images."""
+        import keras
+
+        return getattr(keras.applications, self.module).preprocess_input(images)
+
 
 FAMILIES: dict[str, Family] = {
-    "vgg16": Family(
-        keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32, "block5_pool", _vgg_block_end,
-        batch_norm=False,
-    ),
-    "vgg19": Family(
-        keras.applications.VGG19, keras.applications.vgg19.preprocess_input, 32, "block5_pool", _vgg_block_end,
-        batch_norm=False,
-    ),
-    "densenet121": Family(
-        keras.applications.DenseNet121,
-        keras.applications.densenet.preprocess_input,
-        32,
-        "relu",
-        _densenet_block_end,
-    ),
-    "inception_v3": Family(
-        keras.applications.InceptionV3,
-        keras.applications.inception_v3.preprocess_input,
-        75,
-        "mixed10",
-        _inception_block_end,
-    ),
+    "vgg16": Family("VGG16", "vgg16", 32, "block5_pool", _vgg_block_end, batch_norm=False),
+    "vgg19": Family("VGG19", "vgg19", 32, "block5_pool", _vgg_block_end, batch_norm=False),
+    "densenet121": Family("DenseNet121", "densenet", 32, "relu", _densenet_block_end),
+    "inception_v3": Family("InceptionV3", "inception_v3", 75, "mixed10", _inception_block_end),
 }
-
-
-@keras.saving.register_keras_serializable(package="cxr_runner")
-class BackboneInput(keras.layers.Layer):
-    """[0, 1] grayscale or RGB images -> what an ImageNet backbone was trained on.
-
-    Grayscale is repeated to three channels (the pretrained first convolution expects RGB), scaled to
-    0..255 and passed through the family's own ``preprocess_input`` (BGR mean subtraction for VGG, [-1, 1]
-    for Inception, ImageNet mean/std for DenseNet). Doing it inside the model keeps data pipelines
-    model-agnostic and saved models self-contained. ``output_layer`` records where the backbone ends.
-    """
-
-    def __init__(self, family: str, output_layer: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.family = family
-        self.output_layer = output_layer
-
-    def call(self, inputs: Any) -> Any:
-        x = inputs
-        if x.shape[-1] == 1:
-            x = keras.ops.repeat(x, 3, axis=-1)
-        return FAMILIES[self.family].preprocess(x * 255.0)
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (*input_shape[:-1], 3)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "family": self.family, "output_layer": self.output_layer}
 
 
 def backbone(
@@ -133,6 +101,10 @@ def backbone(
     (the U-Net stops at ``block4_pool``); layers after it never reach the model. ``batch_norm``
     (``add_batch_norm``): True, False or ``auto`` (only when training from scratch) for a family without it.
     """
+    import keras
+
+    from runner.models._backbone_input import BackboneInput
+
     spec = FAMILIES[family]
     output_layer = output_layer or spec.output_layer
     source = _weights_source(model_name, weights)
@@ -142,7 +114,7 @@ def backbone(
     if source == "imagenet":
         try:
             with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-                full = spec.app(weights="imagenet", **kwargs)
+                full = spec.application()(weights="imagenet", **kwargs)
         except Exception as error:
             if not _is_download_error(error):
                 raise
@@ -152,7 +124,7 @@ def backbone(
                 f"local {family} weights file (.weights.h5 from save_backbone_weights, or keras's *_notop.h5)"
             ) from error
     else:
-        full = spec.app(weights=None, **kwargs)
+        full = spec.application()(weights=None, **kwargs)
     cut = keras.Model(full.inputs, full.get_layer(output_layer).output, name=f"{family}_backbone")
     if isinstance(source, Path):
         # A legacy .h5 is matched layer by layer in order, so it needs the whole backbone; a .weights.h5 is
@@ -196,6 +168,8 @@ def add_batch_norm(cut: keras.Model, start: keras.KerasTensor) -> keras.Model:
     """``cut``, a chain of layers from ``start`` (VGG's), rebuilt with a BatchNormalization layer
     ``<conv>_bn`` after each convolution's ReLU. The convolutions are the same layer objects, so weights
     already loaded into them stay: a weights file gives the convolutions, the normalisation starts fresh."""
+    import keras
+
     x = start
     names = [layer.name for layer in cut.layers]
     for layer in cut.layers[names.index("backbone_input") + 1 :]:
@@ -212,6 +186,8 @@ def set_batch_norm_momentum(model: keras.Model, momentum: float) -> None:
     randomly initialised backbone trained for a few dozen steps is then evaluated with statistics that
     match none of its activations, and predicts one class for every image.
     """
+    import keras
+
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
@@ -276,6 +252,8 @@ def block_boundaries(names: list[str], family: str) -> list[int]:
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The input layer, then the backbone's layers up to its last one (see ``runner.models``)."""
+    import keras
+
     adapter = _adapter(model)
     names = [layer.name for layer in model.layers]
     start, end = names.index(adapter.name), names.index(adapter.output_layer)
@@ -284,6 +262,8 @@ def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def save_backbone_weights(model: keras.Model, path: str | Path) -> Path:
+    import keras
+
     path = Path(path)
     adapter = _adapter(model)
     sub = keras.Model(model.inputs, model.get_layer(adapter.output_layer).output)
@@ -292,7 +272,10 @@ def save_backbone_weights(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
-def _adapter(model: keras.Model) -> BackboneInput:
+def _adapter(model: keras.Model) -> keras.layers.Layer:
+    """The model's ``BackboneInput`` layer."""
+    from runner.models._backbone_input import BackboneInput
+
     for layer in model.layers:
         if isinstance(layer, BackboneInput):
             return layer

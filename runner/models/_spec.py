@@ -58,10 +58,14 @@ class ModelSpec:
 
     def parameter_types(self) -> dict[str, Any]:
         """Each model parameter's declared type, from the builder's annotations (``Any`` where it has none):
-        what the leaderboard types the parameter's column by."""
+        what the leaderboard types the parameter's column by. Only the parameters' annotations are evaluated,
+        in the builder's module: its return annotation names ``keras``, which builder modules import only
+        when they build (see ``runner.models._layers``)."""
+        names = inspect.unwrap(getattr(self.build, "func", self.build)).__globals__
         return {
-            p.name: Any if p.annotation is p.empty else p.annotation
-            for p in inspect.signature(self.build, eval_str=True).parameters.values()
+            p.name: Any if p.annotation is p.empty else
+            eval(p.annotation, names) if isinstance(p.annotation, str) else p.annotation
+            for p in inspect.signature(self.build).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
 

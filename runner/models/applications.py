@@ -34,13 +34,15 @@ Layers: ``image`` (input) -> ``backbone_input`` (gray -> RGB 0..255 -> the famil
 from __future__ import annotations
 
 import functools
-
-import keras
+from typing import TYPE_CHECKING
 
 from runner.models import _backbone
 from runner.models._backbone import FAMILIES
 from runner.models._layers import image_input, output_block
 from runner.models._spec import check_choice, check_fraction, check_int, register
+
+if TYPE_CHECKING:
+    import keras
 
 POOLING = ("avg", "max", "flatten")
 
@@ -49,6 +51,8 @@ def head_block(
     x: keras.KerasTensor, pooling: str, hidden: int, dropout: float, name: str = "head"
 ) -> keras.KerasTensor:
     """Feature map -> vector -> optional hidden layer -> dropout: the part trained from scratch."""
+    import keras
+
     if pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
     elif pooling == "max":
@@ -78,6 +82,8 @@ def backbone_classifier(
 ) -> keras.Model:
     """``family``'s backbone with weights, the head, and the leading ``frozen_layers`` frozen; the keras
     model is named after the family, which is also its registered name."""
+    import keras
+
     name = family
     pooling = check_choice(name, "pooling", pooling, POOLING)
     hidden = check_int(name, "hidden", hidden)

@@ -8,12 +8,13 @@ Used for unsupervised pretraining and anomaly scores (reconstruction error). The
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from runner.models._layers import conv_block, image_input, image_output
 from runner.models._spec import check_choice, check_int, check_int_list, register
+
+if TYPE_CHECKING:
+    import keras
 
 BOTTLENECKS = ("conv", "dense")
 
@@ -26,6 +27,8 @@ def _scale(params: Mapping[str, Any]) -> int:
 def decoder_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     """2x nearest upsampling then a 3x3 ReLU conv: mirrors ``conv_block`` without the checkerboard
     artefacts a strided transposed convolution tends to leave."""
+    import keras
+
     x = keras.layers.UpSampling2D(2, name=f"{name}_up")(x)
     return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
 
@@ -53,6 +56,8 @@ def conv_autoencoder(
     ``output_activation``: sigmoid by default, for [0, 1] images) has the input's shape; ``num_outputs`` is
     the input's channels (``create_model`` refuses any other count).
     """
+    import keras
+
     filters = check_int_list("conv_autoencoder", "filters", filters)
     bottleneck = check_choice("conv_autoencoder", "bottleneck", bottleneck, BOTTLENECKS)
     latent_dim = check_int("conv_autoencoder", "latent_dim", latent_dim, minimum=1)

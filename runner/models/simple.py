@@ -6,10 +6,13 @@ shared ``logits`` -> ``output`` block, so they plug into the same training code 
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
 
 from runner.models._layers import conv_block, dense_block, image_input, output_block
 from runner.models._spec import check_fraction, check_int, check_number, register
+
+if TYPE_CHECKING:
+    import keras
 
 SMALL_CNN_FILTERS = (32, 64, 128, 128)
 
@@ -28,6 +31,8 @@ def baseline(
     The floor any real model must beat. Global pooling rather than flatten keeps it tiny at any image size
     (a flatten after a full-resolution conv at 224 px would be a 100M-parameter dense layer).
     """
+    import keras
+
     filters = check_int("baseline", "filters", filters, minimum=1)
     hidden = check_int("baseline", "hidden", hidden, minimum=1)
     inputs = image_input(input_shape)
@@ -54,6 +59,8 @@ def small_cnn(
     penalty on every conv and dense layer. Four 2x poolings need images of at least 16 px; the last conv
     feature map (Grad-CAM) is ``block4_conv``.
     """
+    import keras
+
     dropout = check_fraction("small_cnn", "dropout", dropout)
     l2 = check_number("small_cnn", "l2", l2)
     inputs = image_input(input_shape)

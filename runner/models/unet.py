@@ -9,13 +9,14 @@ encoder's last conv of each scale when ``skip_connections`` is on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from runner.models import _backbone
 from runner.models._layers import image_input, image_output
 from runner.models._spec import check_bool, check_int_list, register
+
+if TYPE_CHECKING:
+    import keras
 
 # The encoder's last conv at sides /8, /4, /2, /1: the skip sources, deepest first (decoder order).
 SKIPS = ("block4_conv3", "block3_conv3", "block2_conv2", "block1_conv2")
@@ -25,6 +26,8 @@ def up_block(
     x: keras.KerasTensor, skip: keras.KerasTensor | None, filters: int, name: str
 ) -> keras.KerasTensor:
     """Upsample 2x, concatenate the encoder's map of that scale (if any), then two 3x3 ReLU convs."""
+    import keras
+
     x = keras.layers.UpSampling2D(2, name=f"{name}_up")(x)
     if skip is not None:
         x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
@@ -50,6 +53,8 @@ def vgg16_unet(
     channels (one per mask class) and ``output_activation`` (sigmoid: independent masks; softmax: one class
     per pixel).
     """
+    import keras
+
     skip_connections = check_bool("vgg16_unet", "skip_connections", skip_connections)
     decoder_filters = check_int_list("vgg16_unet", "decoder_filters", decoder_filters, length=len(SKIPS))
     inputs = image_input(input_shape)
