@@ -140,7 +140,9 @@ READING = """Both sides are timed from process start to exit, so Ray's start-up,
 leaderboard writes count; the decoded-image cache is built before either runs. Peak memory is the machine's
 used memory above the idle level (Ray's processes and object store included). What keeps the overhead low:
 local mode (no Ray Train worker to start per trial), reused trial processes (TensorFlow imported once per
-process), a driver that never imports TensorFlow (1.405 before, on this machine) and the shared HDF5 cache. Short trials make the ratio worse: Ray's start-up is paid once per sweep."""
+process), a driver that does not import TensorFlow (within one hour on this machine: 1.67 from the
+commit before that change, d090b64, and 1.26 after it) and the shared HDF5 cache. Short trials make the
+ratio worse: Ray's start-up is paid once per sweep."""
 
 
 def section(trials: int, epochs: int, modes: list[str], work: Path) -> Section:
