@@ -457,6 +457,28 @@ def test_saved_model_reloads_with_its_backbone(tmp_path: Path) -> None:
     assert len(backbone_layers(loaded)) == 19 and last_conv_layer(loaded) == "block5_conv3"
 
 
+LOAD_IN_A_NEW_PROCESS = """
+import sys
+import numpy as np
+from runner.models import load_model
+model = load_model(sys.argv[1])
+print(model.name, len(model.layers), float(np.asarray(model(np.full((1, 32, 32, 1), 0.5, "float32"))).sum()))
+"""
+
+
+def test_load_model_rebuilds_a_backbone_model_in_a_process_that_never_built_one(tmp_path: Path) -> None:
+    """The backbone's input layer is registered with Keras by its own module, which building imports; a process
+    that only loads (``evaluate``, a user's notebook) gets it through ``runner.models.load_model``."""
+    model = create_model("vgg16", input_shape=(32, 32, 1), weights="none", hidden=8)
+    model.save(tmp_path / "model.keras")
+    run = subprocess.run([sys.executable, "-c", LOAD_IN_A_NEW_PROCESS, str(tmp_path / "model.keras")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    name, layers, output = run.stdout.split()
+    expected = float(np.asarray(model(np.full((1, 32, 32, 1), 0.5, "float32"))).sum())
+    assert (name, int(layers)) == ("vgg16", len(model.layers)) and float(output) == pytest.approx(expected, rel=1e-5)
+
+
 def test_backbone_preprocessing_matches_keras() -> None:
     """Inside the model: gray -> RGB, x255, then the family's own preprocess_input."""
     model = create_model("vgg16", input_shape=(32, 32, 1), weights="none", hidden=8)
