@@ -110,13 +110,15 @@ def _cache_epoch2(data: Path, size: int, cache_dir: Path) -> dict:
 def _memory(data: Path, size: int, cache_dir: Path) -> dict:
     import tensorflow as tf
 
+    from runner.data.pipeline import steps_per_epoch
+
     n = sum(1 for _ in data.rglob("*.jpeg")) or sum(1 for _ in data.rglob("*.png"))
     images = np.random.default_rng(0).integers(0, 256, (n, size, size, 1), dtype=np.uint8)
     labels = np.zeros(n, np.float32)
     dataset = (tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(n, seed=0).batch(BATCH)
                .map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
                .repeat().prefetch(tf.data.AUTOTUNE))
-    count, seconds = _steady(dataset, -(-n // BATCH))  # the ceiling is the steady state, like cache_epoch2
+    count, seconds = _steady(dataset, steps_per_epoch(n, BATCH))  # the ceiling is the steady state, like cache_epoch2
     return {"images": count, "seconds": seconds}
 
 
