@@ -165,8 +165,8 @@ print(sorted(module for module in sys.modules if module.split(".")[0] in ("tenso
 
 def test_the_sweep_driver_checks_every_shipped_space_without_importing_tensorflow() -> None:
     """The driver validates names, parameters, minimum sizes and column types from the registries alone: the
-    builder modules import Keras only to build, so a sweep does not spend 5 s and 500 MiB on TensorFlow before
-    Ray starts, and a typo fails at once. (``weights: auto`` does import it: it tries loading the weights.)"""
+    builder modules import Keras only to build, so a sweep does not spend TensorFlow's import time and memory
+    before Ray starts, and a typo fails before it. (``weights: auto`` does import it: it tries loading the weights.)"""
     run = subprocess.run([sys.executable, "-c", DRIVER_WITHOUT_TENSORFLOW], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]

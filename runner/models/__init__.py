@@ -33,8 +33,9 @@ layers keep their keras names and sit directly in the model (not nested in a sub
 
 Neither importing this package nor looking a model up imports TensorFlow: the registry imports the builder
 modules the first time it is read, and they import Keras inside the functions that build. A sweep's driver
-checks its YAML against the registry (names, parameters, minimum sizes) without paying TensorFlow's 5 s and
-500 MiB, and a typo fails in well under a second. A saved model loads with ``load_model``.
+checks its YAML against the registry (names, parameters, minimum sizes) without paying for TensorFlow's import
+(time and memory before Ray starts: BENCHMARKS.md, Sweep overhead), and a typo fails before any of it. A saved
+model loads with ``load_model``.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def _inception_block_end(names: list[str], i: int) -> bool:
 class Family:
     """One ``keras.applications`` family as our builders need it. Its constructor and preprocessing are
     named, not imported: the model registry reads ``min_size`` when a sweep's driver checks its YAML, and
-    that must not import TensorFlow (5 s and 500 MiB before the first trial starts)."""
+    that must not import TensorFlow (its import's time and memory come before the first trial starts)."""
 
     app: str  # the keras.applications constructor, e.g. "VGG16"
     module: str  # the keras.applications module whose preprocess_input the family uses, e.g. "vgg16"
