@@ -26,6 +26,7 @@ from runner.models import (
     backbone_layers,
     create_model,
     last_conv_layer,
+    load_model,
     min_image_size,
     save_backbone_weights,
 )
@@ -455,6 +456,22 @@ def test_saved_model_reloads_with_its_backbone(tmp_path: Path) -> None:
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(loaded.predict(images(32), verbose=0), model.predict(images(32), verbose=0))
     assert len(backbone_layers(loaded)) == 19 and last_conv_layer(loaded) == "block5_conv3"
+
+
+def _damaged(path: Path) -> Path:
+    path.write_text("not a zip")
+    return path
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda path: path, r"model\.keras: no saved model there"),
+    (lambda path: path.parent, r": no saved model there"),
+    (_damaged, r"model\.keras is not a saved Keras model \(a \.keras file is a zip archive\)"),
+])
+def test_load_model_names_a_missing_folder_or_damaged_file(tmp_path: Path, make: Any, message: str) -> None:
+    """Keras says "File not found" for a file that is there but no zip; we name the file and what it is."""
+    with pytest.raises(ConfigError, match=message):
+        load_model(make(tmp_path / "model.keras"))
 
 
 LOAD_IN_A_NEW_PROCESS = """

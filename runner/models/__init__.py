@@ -43,6 +43,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import ConfigError
 from runner.models._contract import check_fits, check_pairs, feature_layer
 from runner.models._spec import MODELS, ModelOutput, ModelSpec
 
@@ -89,11 +90,21 @@ def create_model(
 def load_model(path: str | Path) -> keras.Model:
     """A saved ``model.keras``, uncompiled (predicting needs no loss: a custom one would not load). A model
     with a ``keras.applications`` backbone holds our ``BackboneInput`` layer, which Keras can only rebuild
-    once its module is imported."""
+    once its module is imported. A missing, damaged or foreign file is a ConfigError naming it."""
+    import zipfile
+
     import keras
 
     from runner.models import _backbone_input  # noqa: F401  (registers BackboneInput with Keras)
 
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no saved model there (a trial writes model.keras into its folder when it "
+                          "completes): give the path of a model.keras file")
+    if not zipfile.is_zipfile(path):  # what Keras calls "File not found", though the file is there
+        raise ConfigError(f"{path} is not a saved Keras model (a .keras file is a zip archive): it is damaged or "
+                          "another kind of file; python -m runner rerun SWEEP_ID TRIAL_ID retrains its trial into "
+                          "results/reruns/")
     return keras.saving.load_model(path, compile=False)
 
 
