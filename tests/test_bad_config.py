@@ -59,6 +59,8 @@ LOAD_ERRORS = {
     "sweep_grace_above_max_t": "{path}: scheduler.grace_period=5 is more than scheduler.max_t=3",
     "sweep_reduction_factor_one": "{path}: scheduler.reduction_factor=1 must be > 1",
     "sweep_no_resources": "{path}: resources: cpu 0 and gpu 0: a trial needs some resource to run on",
+    "sweep_batch_over_two_gpus": "{path}: fixed (task 'pneumonia', model 'baseline'): batch_size=15 does not split "
+                                 "evenly over the 2 GPUs of resources.gpu=2: use a multiple of 2",
     "sweep_negative_concurrency": "{path}: max_concurrent_trials=-1 must be >= 1, or null",
     "sweep_zero_concurrency": "{path}: max_concurrent_trials=0 must be >= 1, or null",
     "sweep_bad_unchosen_profile": "{path} (profile 'gpu'): unknown key 'num_sample' (did you mean 'num_samples'?)",

@@ -449,6 +449,40 @@ def test_several_workers_per_trial_are_refused_with_the_reason(tmp_path: Path) -
         load_sweep(str(_write(tmp_path, {**TINY, "resources": {"cpu": 1, "gpu": 0, "workers": 2}})))
 
 
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"fixed": {"batch_size": 15}}, r"fixed \(task 'pneumonia', model 'baseline'\): batch_size=15 does not split "
+                                    r"evenly over the 2 GPUs of resources.gpu=2: use a multiple of 2"),
+    ({"per_model": {"baseline": {"batch_size": {"type": "categorical", "choices": [16, 33]}}}},
+     r"per_model.baseline.batch_size = 33 \(task 'pneumonia', model 'baseline'\): batch_size=33 does not split"),
+    ({"space": {"batch_size": {"type": "int", "low": 16, "high": 64}}},
+     r"space.batch_size is an int range with step 1, but with resources.gpu=2 every batch must split evenly over "
+     r"2 GPUs: set step: 2"),
+    ({"space": {"batch_size": {"type": "int", "low": 16, "high": 64, "log": True}}}, r"int range on a log scale"),
+    ({"resources": {"cpu": 1, "gpu": 1.5}}, r"resources.gpu=1.5: .* use a fraction below 1 or a whole number"),
+])
+def test_a_batch_that_cannot_split_over_a_trials_gpus_is_refused_when_the_sweep_loads(
+        tmp_path: Path, change: dict, message: str) -> None:
+    """A trial on several GPUs can train only batches that split evenly over them: each batch size the sweep
+    can draw is checked when it loads, not in every trial once Ray has given it GPUs (this machine has none,
+    and needs none to load the file)."""
+    spec = {**TINY, "resources": {"cpu": 1, "gpu": 2}}
+    spec = {**spec, **change, "fixed": {**TINY["fixed"], **change.get("fixed", {})}}
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(str(_write(tmp_path, spec)))
+
+
+@pytest.mark.parametrize("resources", [{"cpu": 1, "gpu": 2}, {"cpu": 1, "gpu": 0.5}])
+def test_batches_that_split_over_a_trials_gpus_load(tmp_path: Path, resources: dict) -> None:
+    """Even sizes over two GPUs, as fixed values, choices and an int range with step 2, load; so does any size on
+    a fraction of one GPU, which trains on one device."""
+    odd = 15 if resources["gpu"] < 1 else 16
+    spec = {**TINY, "resources": resources, "fixed": {**TINY["fixed"], "batch_size": odd},
+            "space": {**TINY["space"], "batch_size": {"type": "int", "low": 16, "high": 64, "step": 2}},
+            "per_model": {"baseline": {"batch_size": {"type": "categorical", "choices": [8, 32]}}}}
+    loaded = load_sweep(str(_write(tmp_path, spec)))
+    assert loaded.resources.gpu == resources["gpu"] and loaded.fixed["batch_size"] == odd
+
 TWO_REPLICAS = """
 import itertools, json, sys
 import tensorflow as tf

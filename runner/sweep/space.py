@@ -375,6 +375,7 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     spec = _checked_metric(spec, mode_given="mode" in raw)
     _check_trial_keys(source, spec)
     _check_trial_values(source, spec)
+    _check_batch_split(source, spec)
     if spec.searcher == "grid":
         grid_points(spec)
     return spec
@@ -440,6 +441,40 @@ def _check_resources(source: str, resources: Resources) -> None:
     if resources.cpu == 0 and resources.gpu == 0:
         raise ConfigError(f"{source}: resources: cpu 0 and gpu 0: a trial needs some resource to run on: set "
                           "resources.cpu >= 1 (or a gpu)")
+    if resources.gpu > 1 and resources.gpu != int(resources.gpu):
+        raise ConfigError(f"{source}: resources.gpu={resources.gpu:g}: Ray shares a GPU between trials only below "
+                          "1; above it a trial takes whole GPUs: use a fraction below 1 or a whole number")
+
+
+def replicas(resources: Resources) -> int:
+    """How many devices one trial trains on in parallel: its whole GPUs (``MirroredStrategy`` over the GPUs Ray
+    makes visible to it), else 1."""
+    return int(resources.gpu) if resources.gpu >= 1 else 1
+
+
+def _check_batch_split(source: str, spec: SweepSpec) -> None:
+    """A trial on several GPUs splits each batch across them, and only an even split trains (``_used`` in
+    ``runner.data.pipeline`` refuses the rest): check every batch size the sweep can draw when the file loads,
+    rather than fail each trial that draws one once its GPUs are allocated. Edge configs cover fixed values and
+    every choice; an int range also needs its ``step`` (and so every value between) to be a multiple."""
+    count = replicas(spec.resources)
+    if count == 1:
+        return
+    blocks = [("space", spec.space), *((f"per_model.{model}", params) for model, params in spec.per_model.items()),
+              *((f"per_task.{task}", params) for task, params in spec.per_task.items())]
+    for block, params in blocks:
+        drawn = params.get("batch_size", {})
+        step = drawn.get("step", 1)
+        if drawn.get("type") == "int" and (drawn.get("log") or step % count):
+            scale = "on a log scale" if drawn.get("log") else f"with step {step}"
+            raise ConfigError(f"{source}: {block}.batch_size is an int range {scale}, but with resources.gpu={count} "
+                              f"every batch must split evenly over {count} GPUs: set step: {count} and low a "
+                              "multiple of it, or list the sizes as choices")
+    for where, config in edge_configs(spec):
+        if config.batch_size % count:
+            raise ConfigError(f"{source}: {where} (task '{config.task}', model '{config.model}'): batch_size="
+                              f"{config.batch_size} does not split evenly over the {count} GPUs of "
+                              f"resources.gpu={count}: use a multiple of {count}")
 
 
 def _checked_stop(source: str, block: Mapping[str, Any] | None) -> Stop:
