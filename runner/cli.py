@@ -200,14 +200,14 @@ def _sweep(args: argparse.Namespace) -> int:
     storage.check_writable(run.results)
     record = storage.join(run.results, "sweeps", f"{run.sweep_id}.json")
     with SweepConsole(log_path(run), verbose=args.verbose, started=lambda: storage.is_file(record)) as console:
-        if not args.verbose:
-            console.line(f"log: {console.log} (Ray's, TensorFlow's and the trials' own output; --verbose shows it)")
         # a bad file, key, profile or data set or an unknown warm-start sweep fail before Ray starts: on this
-        # machine, build_sweep counts the GPUs without Ray
+        # machine, build_sweep counts the GPUs without Ray; a sweep refused here leaves no log, so names none
         spec = build_sweep(run.source, run.overrides, run.profile, run.quick, gpus=_cluster_gpus(address),
                            printer=console.line)
         if args.resume is None and spec.warm_start.sweeps:
             earlier_rows(run.results, spec.warm_start.sweeps)
+        if not args.verbose:
+            console.line(f"log: {console.log} (Ray's, TensorFlow's and the trials' own output; --verbose shows it)")
         run = replace(run, profile=spec.profile)  # recorded: a resume on another machine rebuilds the same trials
         from runner.sweep.run import run_sweep, stop_ray  # imports TensorFlow: its start-up notes go to the log
 

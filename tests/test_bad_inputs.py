@@ -159,12 +159,14 @@ def test_bad_search_space_fails_on_load_naming_file_and_key(item: str, bad_corpu
 
 @pytest.mark.parametrize("item", ["sweep_typo_key", "sweep_image_below_model_minimum", "sweep_unknown_model"])
 def test_sweep_command_prints_one_error_line_before_ray_starts(item: str, bad_corpus: dict[str, Path],
-                                                               tmp_path: Path, capsys) -> None:
+                                                               tmp_path: Path, capfd) -> None:
     assert main(["sweep", str(bad_corpus[item]), "--results", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
+    shown = capfd.readouterr()  # the sweep console writes to file descriptor 1 itself
+    err = shown.err
     assert err.count("\n") == 1 and err.startswith(f"error: {bad_corpus[item]}: ") and SWEEP_ERRORS[item] in err
     assert not (tmp_path / "tune").exists()
     assert not list(tmp_path.glob("sweeps/*.log"))  # a refused sweep leaves no log
+    assert "log:" not in shown.out  # and names none
 
 
 @pytest.mark.parametrize(("argv", "message"), [
