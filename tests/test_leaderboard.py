@@ -528,7 +528,8 @@ def test_cli_errors_and_empty_leaderboard(tmp_path: Path) -> None:
     assert "val_f1" in out and "test_f1" not in out
     code, out = run_cli(["--results", str(tmp_path), "--by", "test_f1"])
     assert code == 2 and "ranking uses validation metrics only" in out
-    assert run_cli(["--results", str(tmp_path / "none")]) == (0, f"no trials in {tmp_path / 'none'}\n")
+    assert run_cli(["--results", str(tmp_path / "none")]) == (
+        0, f"no trials in {tmp_path / 'none'} (no such folder: check --results)\n")
     code, out = run_cli(["--results", str(tmp_path), "--task", "covid"])
     assert (code, out) == (0, f"no trials in {tmp_path} (task=covid)\n")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from runner import storage
 from runner.leaderboard.queries import load, top
@@ -33,8 +34,10 @@ def add_leaderboard_command(commands: argparse._SubParsersAction) -> None:
 def _leaderboard(args: argparse.Namespace) -> int:
     df = load(args.results, task=args.task, sweep=args.sweep)
     if df.empty:
-        filters = ", ".join(f"{key}={value}" for key, value in (("task", args.task), ("sweep", args.sweep)) if value)
-        print(f"no trials in {args.results}" + (f" ({filters})" if filters else ""))
+        filters = [f"{key}={value}" for key, value in (("task", args.task), ("sweep", args.sweep)) if value]
+        if not storage.is_uri(args.results) and not Path(args.results).expanduser().exists():
+            filters.append("no such folder: check --results")  # a typo, not a sweep that lost its rows
+        print(f"no trials in {args.results}" + (f" ({', '.join(filters)})" if filters else ""))
         return 0
     ranked = top(df, by=args.by, n=args.top, mode=args.mode)
     if args.format == "csv":
