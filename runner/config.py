@@ -24,6 +24,10 @@ from runner.overrides import deep_merge
 
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "on", "off")
+#: The largest seed: NumPy's and Optuna's seeds are unsigned 32-bit, and a trial adds small offsets to its seed
+#: (augmentation layers, a confirmation run's new seeds), so half the range leaves room for them.
+MAX_SEED = 2**31 - 1
+SEED_RANGE = f"an integer from 0 to {MAX_SEED}"
 #: ``weights`` values that are not a file path. ``auto`` (ImageNet when it loads, else none) is resolved where
 #: the config is assembled (``resolve_config``; a sweep's ``build_sweep``), by ``runner.sweep.weights``.
 WEIGHT_WORDS = ("imagenet", "none", "auto")
@@ -78,7 +82,7 @@ def _check_types(config: TrialConfig) -> None:
         ("early_stopping", isinstance(config.early_stopping, int) and config.early_stopping >= 0,
          "an integer >= 0 (0 turns it off)"),
         ("reduce_lr", isinstance(config.reduce_lr, int) and config.reduce_lr >= 0, "an integer >= 0 (0 = off)"),
-        ("seed", isinstance(config.seed, int), "an integer"),
+        ("seed", isinstance(config.seed, int) and 0 <= config.seed <= MAX_SEED, SEED_RANGE),
         ("bootstrap", isinstance(config.bootstrap, int) and config.bootstrap >= 0, "an integer >= 0 (0 = off)"),
         ("plots", isinstance(config.plots, bool), "true or false (per-trial plots and TensorBoard files)"),
         ("optimizer", config.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),

@@ -7,12 +7,12 @@ as the leaderboard ranks them: by the metric the sweep optimised, in its mode), 
 seeds as a Ray sweep on the original sweep's resources, and compares the configurations by their mean over
 those new runs. The original run is left out of every statistic for that reason: it was chosen for its value.
 
-Where the runs live: the confirmation is a sweep of its own, ``<sweep_id>-confirm`` (``confirm_sweep_id``),
-one leaderboard row per run, named ``<original trial id>-seed<seed>`` and carrying ``confirm_of`` (the original
-trial id). Run ``i`` (0-based) of a trial whose seed was ``s`` uses seed ``s + 1 + i`` (``new_seed``): fixed by
-the original seed and the index, never the original seed, distinct within a configuration. So a run is the
-same run whenever the command is given: running it again trains only the runs without a row (none, once all
-are recorded), a larger ``--top`` or ``--seeds`` adds only the new runs, and an interrupted confirmation
+Where the runs live: the confirmation is a sweep of its own, ``<sweep_id>-confirm`` (``confirm_sweep_id``), one
+leaderboard row per run, named ``<original trial id>-seed<seed>`` and carrying ``confirm_of`` (the original trial
+id). Run ``i`` (0-based) of a trial whose seed was ``s`` uses seed ``s + 1 + i`` (``new_seed``; from 0 again past
+``MAX_SEED``): fixed by the original seed and the index, never the original seed, distinct within a configuration.
+So a run is the same run whenever the command is given: running it again trains only the runs without a row (none,
+once all are recorded), a larger ``--top`` or ``--seeds`` adds only the new runs, and an interrupted confirmation
 resumes its Ray Tune experiment, unfinished runs from their last checkpoint, as ``sweep --resume`` does.
 
 Statistics, per configuration over its completed new runs: the mean, the sample standard deviation
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from runner import leaderboard, storage
+from runner.config import MAX_SEED
 from runner.errors import ConfigError
 from runner.leaderboard.schema import SPLITS
 from runner.rerun import config_of, sweep_rows
@@ -84,7 +85,7 @@ def new_seed(original: int, index: int) -> int:
     streams (NumPy and TensorFlow hash the seed), so nothing is gained by scattering them."""
     if index < 0:
         raise ValueError(f"a run index is at least 0, not {index}")
-    return original + 1 + index
+    return (original + 1 + index) % (MAX_SEED + 1)  # past the largest seed a trial takes, from 0 again
 
 
 def run_id(trial_id: str, seed: int) -> str:

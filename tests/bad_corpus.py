@@ -183,6 +183,8 @@ ITEMS: dict[str, Callable[[Path], Path]] = {
     "sweep_grace_above_max_t": _sweep(scheduler={"type": "asha", "max_t": 3, "grace_period": 5}),
     "sweep_reduction_factor_one": _sweep(scheduler={"type": "asha", "reduction_factor": 1}),
     "sweep_no_resources": _sweep(resources={"cpu": 0, "gpu": 0, "workers": 0}),
+    "sweep_negative_seed": _sweep(fixed=_fixed(seed=-1)),
+    "sweep_negative_searcher_seed": _sweep(seed=-3),
     "sweep_batch_over_two_gpus": _sweep(resources={"cpu": 1, "gpu": 2, "workers": 0}, fixed=_fixed(batch_size=15)),
     "sweep_negative_concurrency": _sweep(max_concurrent_trials=-1),
     "sweep_zero_concurrency": _sweep(max_concurrent_trials=0),

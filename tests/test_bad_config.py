@@ -33,6 +33,15 @@ def test_exponent_floats_load_as_floats_and_ints_stay_ints(tmp_path: Path) -> No
     assert type(spec.num_samples) is int and type(spec.fixed["image_size"]) is int
 
 
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_train_refuses_a_seed_numpy_cannot_take_before_training(seed: str, tmp_path: Path, capsys) -> None:
+    """Before: NumPy's ``ValueError: Seed must be between 0 and 2**32 - 1`` as a traceback, after the data had
+    been read."""
+    assert main(["train", "--task", "pneumonia", "--model", "baseline", "--set", f"seed={seed}", "--out",
+                 str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: seed={seed} must be an integer from 0 to 2147483647\n"
+
+
 def test_set_values_read_as_the_files_do() -> None:
     assert parse_overrides(["learning_rate=1e-3", "data.n=200", "weights=none", "epochs=3", "dropout=3E-1",
                             "name=1e3x"]) == {"learning_rate": 0.001, "data": {"n": 200}, "weights": "none",
@@ -59,6 +68,9 @@ LOAD_ERRORS = {
     "sweep_grace_above_max_t": "{path}: scheduler.grace_period=5 is more than scheduler.max_t=3",
     "sweep_reduction_factor_one": "{path}: scheduler.reduction_factor=1 must be > 1",
     "sweep_no_resources": "{path}: resources: cpu 0 and gpu 0: a trial needs some resource to run on",
+    "sweep_negative_seed": "{path}: fixed (task 'pneumonia', model 'baseline'): seed=-1 must be an integer from 0 "
+                           "to 2147483647",
+    "sweep_negative_searcher_seed": "{path}: seed=-3 (the searcher's) must be an integer from 0 to 2147483647",
     "sweep_batch_over_two_gpus": "{path}: fixed (task 'pneumonia', model 'baseline'): batch_size=15 does not split "
                                  "evenly over the 2 GPUs of resources.gpu=2: use a multiple of 2",
     "sweep_negative_concurrency": "{path}: max_concurrent_trials=-1 must be >= 1, or null",

@@ -216,6 +216,7 @@ OPTION_ERRORS = {
     "split.train=abc": "data.split.train must be a number, got 'abc'",
     "split=0.8": "data.split must be a mapping such as {train: 0.8, val: 0.1, test: 0.1}, got 0.8",
     "split.use_given=maybe": "data.split.use_given must be true or false, got 'maybe'",
+    "split.seed=-1": "data.split.seed must be an integer >= 0, got -1",  # before: NumPy's ValueError, traceback
     "label_map=normal": "data.label_map must be a mapping of label -> class (or null to drop), got 'normal'",
     "label_map.NORMAL=1": "data.label_map entry 'NORMAL': 1 must map a label to a class name or null",
     "classes=[1, 2]": "data.classes must be a list of class names, got [1, 2]",

@@ -20,6 +20,7 @@ from scipy import stats
 
 from runner import leaderboard
 from runner.cli import main
+from runner.config import MAX_SEED
 from runner.confirm import confirm_sweep_id, new_seed, plan_runs
 from runner.html_report import render_report
 
@@ -165,6 +166,7 @@ def test_the_report_shows_the_confirmation_once_there_are_runs(confirmed: Confir
 def test_seeds_are_new_and_fixed_by_the_original_seed_and_index() -> None:
     seeds = [new_seed(7, index) for index in range(5)]
     assert seeds == [new_seed(7, index) for index in range(5)] and 7 not in seeds and len(set(seeds)) == 5
+    assert [new_seed(MAX_SEED - 1, index) for index in range(3)] == [MAX_SEED, 0, 1]  # every one a valid seed
     row = {"trial_id": "t1", "config_json": '{"task": "pneumonia", "model": "baseline", "seed": 3}'}
     runs = plan_runs(pd.DataFrame([row]), 2)
     assert [(run.run_id, run.confirm_of, run.seed, run.values["seed"]) for run in runs.values()] == [

@@ -59,7 +59,7 @@ def _check_type(key: str, value: Any) -> None:
     if key in ("use_given", "merge_val"):
         wanted, ok = "true or false", isinstance(value, bool)
     elif key == "seed":
-        wanted, ok = "an integer", isinstance(value, int) and not isinstance(value, bool)
+        wanted, ok = "an integer >= 0", isinstance(value, int) and not isinstance(value, bool) and value >= 0
     else:
         wanted, ok = "a number", isinstance(value, int | float) and not isinstance(value, bool)
     if not ok:

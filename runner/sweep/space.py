@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.config import MAX_SEED, SEED_RANGE
 from runner.errors import ConfigError, CxrError
+from runner.registry import Registry
 
 if TYPE_CHECKING:
     from runner.config import TrialConfig
-from runner.registry import Registry
 
 SCHEDULERS = ("asha", "fifo")
 SEARCHERS = ("optuna", "random", "grid")
@@ -365,6 +366,8 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     if spec.max_concurrent_trials is not None and spec.max_concurrent_trials < 1:
         raise ConfigError(f"{source}: max_concurrent_trials={spec.max_concurrent_trials} must be >= 1, or null to "
                           "run as many trials at once as the cluster holds")
+    if not 0 <= spec.seed <= MAX_SEED:
+        raise ConfigError(f"{source}: seed={spec.seed} (the searcher's) must be {SEED_RANGE}")
     if spec.checkpoint_every < 0:
         raise ConfigError(f"{source}: checkpoint_every must be >= 0 (epochs between checkpoints; 0 = none)")
     _distributions(source, "space.", spec.space)
