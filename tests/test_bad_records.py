@@ -141,6 +141,24 @@ def test_anomaly_val_and_test_need_an_abnormal_image(tmp_path: Path) -> None:
     assert TASKS.get("pneumothorax").split_needs() == {}
 
 
+def test_the_anomaly_task_reads_kaggles_upper_case_normal_folder_as_its_normal_class(tmp_path: Path) -> None:
+    """Kaggle's chest_xray has NORMAL/ and PNEUMONIA/. The anomaly task takes any label, so its labels were
+    kept as written, and no image was ``normal``: the error said a split lacked normal images (0 of them)."""
+    make_class_folders(tmp_path, {"NORMAL": 6, "PNEUMONIA": 3, "COVID19": 3})
+    dataset = TASKS.get("anomaly").load_data(str(tmp_path))
+    assert dataset.classes == ("COVID19", "normal", "pneumonia")
+    assert {s: counts["normal"] for s, counts in dataset.counts().items()} == {"train": 4, "val": 1, "test": 1}
+
+
+def test_a_data_set_without_the_normal_label_says_to_map_one(tmp_path: Path, capsys) -> None:
+    make_class_folders(tmp_path, {"Healthy": 6, "Sick": 6})
+    assert main(["data", "check", str(tmp_path), "--task", "anomaly"]) == 2
+    assert capsys.readouterr().err == (
+        "error: the data set has no 'normal' images, which split 'train' needs (its labels: Healthy, Sick): add "
+        "some, or map a label to it with data.label_map (e.g. {Healthy: normal})\n")
+    assert main(["data", "check", str(tmp_path), "--task", "anomaly", "--set", "label_map={Healthy: normal}"]) == 0
+
+
 def test_data_check_refuses_splits_missing_a_class(tmp_path: Path, capsys) -> None:
     make_class_folders(tmp_path, {"normal": 2, "pneumonia": 2})
     assert main(["data", "check", str(tmp_path), "--task", "pneumonia"]) == 2

@@ -208,7 +208,7 @@ def map_label(raw: str, label_map: Mapping[str, Any]) -> str | None:
 
 
 def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: Sequence[str] | None,
-                  ) -> tuple[list[Record], tuple[str, ...], list[Ignored]]:
+                  known: Sequence[str] = ()) -> tuple[list[Record], tuple[str, ...], list[Ignored]]:
     label_map = options["label_map"] or {}
     mapped, dropped = [], []
     for record in records:
@@ -218,8 +218,8 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: S
         else:
             dropped.append(Ignored(record.path, f"label '{record.label}' dropped by data.label_map"))
     wanted = options["classes"] or expected
+    mapped = _match_case(mapped, wanted or known)
     if wanted:
-        mapped = _match_case(mapped, wanted)
         unknown = [r for r in mapped if r.label not in wanted]
         if unknown and not options["classes"]:
             first = unknown[0]
@@ -342,13 +342,16 @@ def _raise_if_strict(problems: list[Problem], strict: bool) -> None:
 
 def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: Sequence[str] | None = None,
                  need_two_classes: bool = False, split_needs: Mapping[str, Sequence[ClassNeed]] | None = None,
-                 cache_dir: Path | None = None, read_labels: LabelReader | None = None) -> DataSet:
+                 cache_dir: Path | None = None, read_labels: LabelReader | None = None,
+                 known_classes: Sequence[str] = ()) -> DataSet:
     """List, label, filter and split a data set. Reads no pixels: the cache does that once, in ``prepare``.
 
     ``expected_classes`` are the task's classes: a label outside them is an error unless the spec's own
     ``classes`` option narrows the data set on purpose. ``split_needs`` (the task's ``Task.split_needs``)
     are the classes each split must hold after splitting; without it (no task known) any split is accepted.
     ``read_labels`` (``LabelReader``) replaces the default reading of labels for a task whose labels mean more.
+    ``known_classes``: class names a label takes but for case where any label is allowed (``expected_classes``
+    None): the anomaly task's ``normal`` in Kaggle's ``NORMAL`` folder.
     """
     resolved = parse_data_spec(spec)
     options = resolved.options
@@ -358,7 +361,7 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     _raise_if_strict(listing.problems, bool(options["strict"]))
     viewed, other_views = _keep_views(_with_dicom_tags(listing.records), options["views"], listing.root)
     labelled, classes, dropped = (read_labels(viewed, options) if read_labels
-                                  else _apply_labels(viewed, options, expected_classes))
+                                  else _apply_labels(viewed, options, expected_classes, known_classes))
     records, warnings = drop_duplicates(labelled)
     _check_classes(records, classes, listing.root, need_two_classes)
     split_config = SplitConfig.from_options(options["split"])

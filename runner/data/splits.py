@@ -90,6 +90,12 @@ def check_split_classes(records: Sequence[Record], needs: Mapping[str, Sequence[
         unmet = next((n for n in split_needs if labels and not n.met_by(labels)), None)
         if unmet is not None:
             groups = {group_key(r) for r in records if unmet.met_by({r.label})}
+            if not groups:  # not a split's bad luck: the data set has none, under this label
+                found = sorted({r.label for r in records})
+                rename = "" if unmet.other_than else (f", or map a label to it with data.label_map (e.g. "
+                                                      f"{{{found[0]}: {unmet.label}}})")
+                raise DataError(f"the data set has no {unmet.describe()}, which split '{split}' needs (its labels: "
+                                f"{', '.join(found)}): add some{rename}")
             raise DataError(f"split '{split}' has no {unmet.describe()} ({len(groups)} patient groups of them in "
                             f"the data set): add more images of that class, change the data.split ratios, or "
                             "give the split yourself (a split column, train/val/test folders or list files)")

@@ -130,7 +130,7 @@ class Task(ABC):
         ``expected_classes`` are errors, and, unless ``whole`` (an external test set, used whole), so are a
         single class and a split missing what ``split_needs`` asks; a task that needs masks refuses a data set
         without any. The one place the trial, ``data check`` and ``sweep --dry-run`` load a task's data."""
-        dataset = load_dataset(spec, expected_classes=self.expected_classes,
+        dataset = load_dataset(spec, expected_classes=self.expected_classes, known_classes=self.classes,
                                need_two_classes=self.need_two_classes and not whole,
                                split_needs=None if whole else self.split_needs(), cache_dir=cache_dir)
         if self.needs_masks and not any(r.mask_path or r.mask_rle is not None for r in dataset.records):
