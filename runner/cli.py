@@ -74,7 +74,7 @@ def _data_check(args: argparse.Namespace) -> int:
     try:
         dataset = task.load_data(spec, cache_dir=args.cache_dir)
     except DataError:
-        found = data_sets_below(Path(spec.path)) if spec.path and not args.layout else []
+        found = data_sets_below(Path(spec.path), task.needs_masks) if spec.path and not args.layout else []
         if not found:
             raise
         raise DataError(several_data_sets_error(Path(spec.path), task.name, found)) from None

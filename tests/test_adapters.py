@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_class_folders, write_image, write_mask
 
+from runner.cli import main
 from runner.data import ADAPTERS, load_dataset, parse_data_spec, prepare
 from runner.data.masks import decode_rle, encode_rle
 from runner.errors import ConfigError, DataError
@@ -157,6 +158,36 @@ def test_kaggle_upper_case_folders_match_the_task_classes(tmp_path: Path) -> Non
     make_class_folders(tmp_path, {"NORMAL": 3, "PNEUMONIA": 2})
     dataset = load_dataset(str(tmp_path), expected_classes=("normal", "pneumonia"))
     assert dataset.classes == ("normal", "pneumonia") and _labels(dataset) == {"normal": 3, "pneumonia": 2}
+
+
+def _radiography_database(root: Path) -> Path:
+    """The COVID-19 Radiography Database's shape: ``<class>/images/`` beside ``<class>/masks/`` (lung masks)."""
+    for index, (name, count) in enumerate({"COVID": 3, "Normal": 4, "Viral Pneumonia": 3, "Lung_Opacity": 2}.items()):
+        for i in range(count):
+            write_image(root / name / "images" / f"{name}-{i + 1}.png", seed=index * 100 + i)
+            write_mask(root / name / "masks" / f"{name}-{i + 1}.png")
+    return root
+
+
+def test_class_folders_read_a_class_from_its_images_folder_beside_its_masks(tmp_path: Path, capsys) -> None:
+    """Before: every class folder held no image (only images/ and masks/), so class_folders refused it and
+    data check called the root four data sets; read as image_masks it would be four one-class sets."""
+    root = _radiography_database(tmp_path / "COVID-19_Radiography_Dataset")
+    mapped = {"COVID": "covid", "Normal": "normal", "Viral Pneumonia": "pneumonia", "Lung_Opacity": None}
+    dataset = load_dataset({"path": str(root), "label_map": mapped}, expected_classes=("covid", "normal", "pneumonia"))
+    assert _labels(dataset) == {"covid": 3, "normal": 4, "pneumonia": 3}
+    assert {Path(r.path).parent.name for r in dataset.records} == {"images"}  # never a mask as an image
+    reasons = {(Path(i.path).parent.name, i.reason) for i in dataset.ignored}
+    assert reasons == {("masks", "mask beside a class's images/ folder (class_folders reads the images only)"),
+                       ("images", "label 'Lung_Opacity' dropped by data.label_map")}
+    assert dataset.files_found == 24 and len(dataset.ignored) == 14
+    assert main(["data", "check", str(root), "--task", "covid"]) == 2  # the labels to map, not 'four data sets'
+    assert capsys.readouterr().err == (
+        f"error: {root / 'Lung_Opacity' / 'images' / 'Lung_Opacity-1.png'}: label 'Lung_Opacity' is not one of "
+        "covid, normal, pneumonia (5 such images; labels 'Viral Pneumonia' too): map it with data.label_map or keep "
+        "only some classes with data.classes\n")  # COVID and Normal are the task's covid and normal
+    assert main(["data", "check", str(root), "--task", "pneumothorax"]) == 2  # masks wanted: one set per folder
+    assert "holds 4 data sets, one per sub-folder" in capsys.readouterr().err
 
 
 def test_split_lists_two_and_four_columns(tmp_path: Path) -> None:

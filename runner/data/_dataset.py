@@ -223,9 +223,11 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: S
         unknown = [r for r in mapped if r.label not in wanted]
         if unknown and not options["classes"]:
             first = unknown[0]
+            others = sorted({r.label for r in unknown} - {first.label})
+            also = f"; labels {', '.join(repr(label) for label in others)} too" if others else ""
             raise DataError(f"{first.path}: label '{first.label}' is not one of {', '.join(wanted)} "
-                            f"({len(unknown)} such images): map it with data.label_map or keep only some classes "
-                            "with data.classes")
+                            f"({len(unknown)} such images{also}): map it with data.label_map or keep only some "
+                            "classes with data.classes")
         dropped += [Ignored(r.path, f"label '{r.label}' not in data.classes") for r in unknown]
         mapped = [r for r in mapped if r.label in wanted]
     classes = tuple(wanted) if wanted else tuple(sorted({r.label for r in mapped}))

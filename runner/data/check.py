@@ -80,12 +80,14 @@ def source_shortcut(records: Sequence[Record], what: str = "source") -> str | No
             "instead of the disease (DeGrave et al. 2021); mix sources within classes or test on an external set")
 
 
-def data_sets_below(folder: Path) -> list[tuple[Path, str]]:
+def data_sets_below(folder: Path, reads_masks: bool) -> list[tuple[Path, str]]:
     """(sub-folder, layout) for each sub-folder of ``folder`` that is a data set of its own, when ``folder``
     holds several (``data demo --out DIR`` writes one per layout); else []. Read as one data set, such a
     folder looks like class folders whose classes have no images, which hides what to do. Split-named
     sub-folders (``train/``, ``val/``) are parts of one data set, and sub-folders that only look like class
-    folders are not enough to tell, so at least one must be another layout (a manifest, images + masks...)."""
+    folders are not enough to tell, so at least one must be another layout (a manifest, images + masks...).
+    For a task that does not read masks, images + masks is a class folder too (the COVID-19 Radiography
+    Database's ``<class>/images/`` beside ``<class>/masks/``): its own error (a label to map) is the useful one."""
     from runner.data._dataset import detected_layout
     from runner.data._records import SPLIT_NAMES
 
@@ -94,7 +96,8 @@ def data_sets_below(folder: Path) -> list[tuple[Path, str]]:
     found = [(child, detected_layout(child)) for child in sorted(folder.iterdir())
              if child.is_dir() and not child.name.startswith(".") and child.name.casefold() not in SPLIT_NAMES]
     found = [(child, layout) for child, layout in found if layout is not None]
-    return found if any(layout != "class_folders" for _, layout in found) else []
+    class_like = {"class_folders"} if reads_masks else {"class_folders", "image_masks"}
+    return found if any(layout not in class_like for _, layout in found) else []
 
 
 def several_data_sets_error(folder: Path, task: str, found: Sequence[tuple[Path, str]]) -> str:

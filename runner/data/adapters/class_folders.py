@@ -2,11 +2,16 @@
 
 Split folders are matched case-folded, with the usual spellings (``Train``, ``valid``, ``validation``): a
 Kaggle ``valid/`` folder read as a class named ``valid`` would silently train on the validation images.
+A class folder holding no image but an ``images/`` folder is read from there: the COVID-19 Radiography
+Database (Kaggle) keeps each class's radiographs in ``<class>/images/`` beside their lung masks in
+``<class>/masks/``, which a classifier does not read (each is listed as ignored, with that reason).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from runner.data.adapters._registry import register
 from runner.errors import DataError
 
 UNUSED_IMAGE = "image outside the class folders (ROOT/<class>/ or ROOT/<split>/<class>/)"
+UNUSED_MASK = "mask beside a class's images/ folder (class_folders reads the images only)"
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -27,8 +33,14 @@ def _split_dirs(root: Path) -> list[tuple[str, Path]]:
     return [(SPLIT_NAMES[d.name.casefold()], d) for d in _class_dirs(root) if d.name.casefold() in SPLIT_NAMES]
 
 
+def _image_folder(class_dir: Path) -> Path:
+    """The folder holding a class's images: the class folder, or its ``images/`` when only that holds them."""
+    inner = class_dir / "images"
+    return inner if not image_files(class_dir) and inner.is_dir() else class_dir
+
+
 def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -> list[Record]:
-    files = image_files(class_dir)
+    files = image_files(_image_folder(class_dir))
     if not files:
         raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS}: add images or remove the folder")
     return [Record(path=str(f.resolve()), label=class_dir.name, split=split,
@@ -60,4 +72,7 @@ class ClassFolders(DataAdapter):
         if not records:
             raise DataError(f"{root} has no class folders: the class_folders layout is ROOT/<class>/*.png")
         found, ignored = account_files(root, [r.path for r in records], UNUSED_IMAGE)
+        beside = {str(Path(r.path).parent.parent / "masks") for r in records if Path(r.path).parent.name == "images"}
+        ignored = [replace(i, reason=UNUSED_MASK) if os.path.dirname(os.path.realpath(i.path)) in beside else i
+                   for i in ignored]
         return Listing(records=records, problems=[], root=root, ignored=ignored, files_found=found)
