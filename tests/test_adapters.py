@@ -49,6 +49,30 @@ def test_class_folders_with_splits_keeps_them_and_merges_val(tmp_path: Path) -> 
     assert len(merged.split("train")) == 14
 
 
+def test_the_readmes_kaggle_patient_regex_reads_every_kind_of_kermany_name(tmp_path: Path) -> None:
+    """README's ``patient_regex`` for Kaggle chest-xray-pneumonia: NORMAL2-IM-0927 is another patient than
+    IM-0927, and a pneumonia patient's bacteria and virus images are one patient."""
+    names = {"NORMAL": ["IM-0115-0001.jpeg", "IM-0115-0002.jpeg", "NORMAL2-IM-0115-0001.jpeg"],
+             "PNEUMONIA": ["person1_bacteria_1.jpeg", "person1_virus_6.jpeg", "person23_bacteria_80.jpeg"]}
+    for folder, files in names.items():
+        for i, name in enumerate(files):
+            write_image(tmp_path / "train" / folder / name, seed=i)
+    dataset = load_dataset({"path": str(tmp_path), "patient_regex": r"^((?:NORMAL2-)?IM-\d+|person\d+)"})
+    assert sorted(r.patient_id for r in dataset.records) == ["IM-0115", "IM-0115", "NORMAL2-IM-0115", "person1",
+                                                           "person1", "person23"]
+
+
+def test_a_download_one_folder_above_the_data_set_names_the_folder_to_pass(tmp_path: Path) -> None:
+    """Kaggle's archive unpacks to chest_xray/{train,test,val}/ (beside a __MACOSX/ copy): pointed at the folder
+    above, chest_xray looked like a class without images."""
+    make_class_folders(tmp_path / "archive" / "chest_xray", {"NORMAL": 3, "PNEUMONIA": 3}, split="train")
+    (tmp_path / "archive" / "chest_xray" / "__MACOSX").mkdir()
+    with pytest.raises(DataError, match=rf"^class folder {re.escape(str(tmp_path / 'archive' / 'chest_xray'))} has "
+                                        r"no .* of its own but folders \(__MACOSX, train\): if it is the data set, "
+                                        r"pass .*chest_xray as the data path$"):
+        load_dataset(str(tmp_path / "archive"))
+
+
 def test_class_folders_patient_regex(tmp_path: Path) -> None:
     for i in range(3):
         write_image(tmp_path / "normal" / f"IM-000{i}-0001.png", seed=i)

@@ -42,6 +42,11 @@ def _image_folder(class_dir: Path) -> Path:
 def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -> list[Record]:
     files = image_files(_image_folder(class_dir))
     if not files:
+        inner = [d.name for d in _class_dirs(class_dir)]
+        if inner:  # Kaggle's download unpacks to archive/chest_xray/{train,test,val}/: one level too high
+            raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS} of its own but folders "
+                            f"({', '.join(inner[:4])}{', ...' if len(inner) > 4 else ''}): if it is the data set, "
+                            f"pass {class_dir} as the data path")
         raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS}: add images or remove the folder")
     return [Record(path=str(f.resolve()), label=class_dir.name, split=split,
                    patient_id=patient_from_name(f, pattern), where=str(f)) for f in files]
