@@ -86,6 +86,45 @@ def test_a_label_cell_listing_findings_with_a_separator(tmp_path: Path, separato
     assert [r.label for r in kept.records] == [r.label for r in dataset.records]  # data.classes matches case aside
 
 
+def test_nih_images_spread_over_numbered_folders_are_found_by_name(tmp_path: Path) -> None:
+    """NIH's download keeps its images in ``images_001/images/`` ... while ``Data_Entry_2017.csv`` names each by
+    file name alone: before, every row was a missing file and the data set 'had no usable images'. A name found
+    in two folders is skipped naming both (which is meant cannot be told); a path with a folder is not searched."""
+    labels = ["Cardiomegaly", "Effusion", "Consolidation", "Pneumothorax", "No Finding", "Cardiomegaly|Effusion"]
+    rows = [[f"{i:08d}_000.png", labels[i % 6], str(i)] for i in range(12)]
+    csv_path = _manifest(tmp_path, ["Image Index", "Finding Labels", "Patient ID"], rows)
+    for i, (name, _, _) in enumerate(rows):  # _manifest wrote them beside the CSV: spread them as NIH does
+        folder = tmp_path / f"images_{i // 5 + 1:03d}" / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).rename(folder / name)
+    write_image(tmp_path / "images_003" / "images" / "00000000_000.png", seed=99, size=(24, 24))  # a second copy
+    with csv_path.open("a", newline="") as handle:
+        csv.writer(handle).writerow(["images_001/images/missing.png", "Effusion", "12"])
+    spec = {"layout": "manifest", "path": str(csv_path), "path_column": "Image Index", "label_column": "Finding Labels",
+            "patient_column": "Patient ID", "label_separator": "|", "label_map": NIH_MAP}
+    dataset = TASK.load_data(spec, whole=True)
+    found = {Path(r.path).name: Path(r.path).parent.parent.name for r in dataset.records}
+    assert found == {f"{i:08d}_000.png": f"images_{i // 5 + 1:03d}" for i in range(1, 12)}
+    problems = sorted(str(problem) for problem in dataset.problems)
+    assert len(problems) == 2
+    assert "manifest.csv:2) Image Index matches 2 files under" in problems[0]
+    assert "images_001/images/00000000_000.png, images_003/images/00000000_000.png): keep one" in problems[0]
+    assert problems[1].endswith("manifest.csv:14) file listed in the data set does not exist: fix the path or remove "
+                                "its row")
+
+
+def test_data_without_one_of_the_tasks_findings_says_the_task_needs_it(tmp_path: Path) -> None:
+    """Before: "class 'opacity' has no images: ... drop it with data.classes", which cannot drop a finding the task
+    models."""
+    rows = [[f"{i}.png", ["Cardiomegaly", "Effusion", "Pneumothorax", "No Finding"][i % 4], str(i)] for i in range(8)]
+    csv_path = _manifest(tmp_path, ["Image Index", "Finding Labels", "Patient ID"], rows)
+    with pytest.raises(DataError, match=r"^no image holds the finding 'opacity' \(task 'findings' models cardiomegaly, "
+                                        r"effusion, opacity, pneumothorax, each needs images\): map your data's name "
+                                        r"for it with data.label_map, or register a task"):
+        TASK.load_data({"layout": "manifest", "path": str(csv_path), "path_column": "Image Index",
+                        "label_column": "Finding Labels", "label_separator": "|", "label_map": NIH_MAP}, whole=True)
+
+
 CHEXPERT = ["Path", "Cardiomegaly", "Effusion", "Opacity", "Pneumothorax"]
 CHEXPERT_ROWS = [["a.png", "1.0", "-1.0", "", "0.0"], ["b.png", "0", "1", "-1", "1"], ["c.png", "", "", "1", "-1"],
                  ["d.png", "-1", "0", "0", "0"]]

@@ -280,7 +280,19 @@ class MultilabelTask(Task):
             raise DataError(f"{holding[0].where or holding[0].path}: finding '{name}' is not one of "
                             f"{', '.join(self.classes)} ({len(holding)} images hold it): map it with data.label_map "
                             "(null drops it) or keep only some findings with data.classes")
+        self._check_every_finding_held(labelled)
         return labelled, self.classes, []
+
+    def _check_every_finding_held(self, labelled: Sequence[Record]) -> None:
+        """The task models each of its findings, so data without one cannot train it: ``data.classes`` only narrows
+        what is read (the generic advice to drop the class with it would not help)."""
+        held = {name for record in labelled for name in label_parts(record.label)}
+        missing = [name for name in self.classes
+                   if name not in held and f"{name}{UNCERTAIN_MARK}" not in held]
+        if missing and labelled:
+            raise DataError(f"no image holds the finding '{missing[0]}' (task '{self.name}' models "
+                            f"{', '.join(self.classes)}, each needs images): map your data's name for it with "
+                            "data.label_map, or register a task with the findings your data has")
 
     def split_needs(self) -> dict[str, tuple[ClassNeed, ...]]:
         needs = tuple(need for name in self.classes for need in (FindingNeed(name), FindingNeed(name, other_than=True)))

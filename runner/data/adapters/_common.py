@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,45 @@ def is_image_file(path: Path) -> bool:
 
 def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+class ImageFinder:
+    """A listed image by name, directly in ``root``, else anywhere below it: SIIM-ACR nests each DICOM in
+    ``<study>/<series>/``, NIH ChestX-ray14 spreads its images over ``images_001/images/`` to
+    ``images_012/images/`` while its CSV names the file alone. ``root`` is walked once, on the first name not found
+    directly. Each name is tried with each of ``suffixes`` (an ImageId without one); ``what`` names the column the
+    name came from, in the problems."""
+
+    def __init__(self, root: Path, suffixes: Sequence[str], what: str) -> None:
+        self.root = root
+        self.suffixes = tuple(suffixes)
+        self.what = what
+        self._below: dict[str, list[str]] | None = None
+
+    def _index(self) -> dict[str, list[str]]:
+        if self._below is None:
+            self._below = {}
+            for path in sorted(self.root.rglob("*")):
+                if path.parent != self.root and is_image_file(path):
+                    self._below.setdefault(path.name, []).append(str(path.relative_to(self.root)))
+        return self._below
+
+    def find(self, name: str, where: str) -> str | Problem:
+        """The image's path relative to the root, or the problem naming what was looked for: none, or several
+        (which is the listed one cannot be told)."""
+        names = [name + suffix for suffix in self.suffixes]
+        direct = next((each for each in names if (self.root / each).is_file()), None)
+        if direct is not None:
+            return direct
+        below = [found for each in names for found in self._index().get(each, [])]
+        if len(below) == 1:
+            return below[0]
+        if below:
+            return Problem(str(self.root / below[0]), f"({where}) {self.what} matches {len(below)} files under "
+                                                      f"{self.root} ({', '.join(below[:3])}): keep one")
+        wanted = names[0] if len(names) == 1 else f"{name} with suffix {'/'.join(s for s in self.suffixes if s)}"
+        return Problem(str(self.root / names[0]), f"({where}) {wanted} does not exist in or below {self.root}: fix "
+                                                  f"the {self.what} or image_root, or remove its rows")
 
 
 def read_csv_rows(csv_path: Path, delimiter: str = ",") -> list[dict[str, str]]:

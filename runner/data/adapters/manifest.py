@@ -1,7 +1,8 @@
-"""A CSV manifest: ``path`` (or ``file``), ``label`` [, ``patient_id``] [, ``split``] [, ``source``], paths relative
-to the CSV. Column names, an image folder, a mask folder and row filters are options, so public metadata files
-(e.g. covid-chestxray-dataset's ``metadata.csv``: ``filename``, ``finding``, ``patientid``, ``view``) load as they
-are, with ``label_map`` turning their findings into our classes.
+"""A CSV manifest: ``path`` (or ``file``), ``label`` [, ``patient_id``] [, ``split``] [, ``source``], paths relative to
+the CSV (a file name alone is looked for in ``image_root`` and, failing that, anywhere below it: NIH's
+``images_001/images/`` ...). Column names, an image folder, a mask folder and row filters are options, so public
+metadata files (e.g. covid-chestxray-dataset's ``metadata.csv``: ``filename``, ``finding``, ``patientid``, ``view``)
+load as they are, with ``label_map`` turning their findings into our classes.
 
 Multi-label manifests (several findings per image) come in two shapes, both read into one ``Record.label`` in the
 data layer's multi-label spelling (``runner.data._records.findings_label``): a label cell listing findings, e.g.
@@ -26,7 +27,14 @@ from runner.data._records import (
     Record,
     findings_label,
 )
-from runner.data.adapters._common import account_files, pick_column, read_csv_rows, require_root, resolve_inside
+from runner.data.adapters._common import (
+    ImageFinder,
+    account_files,
+    pick_column,
+    read_csv_rows,
+    require_root,
+    resolve_inside,
+)
 from runner.data.adapters._registry import register
 from runner.errors import DataError
 
@@ -136,6 +144,7 @@ class Manifest(DataAdapter):
         image_root = root / options["image_root"]
         mask_root = root / options["mask_root"] if options["mask_root"] else None
         allow_outside = bool(options["allow_outside_root"])
+        finder = ImageFinder(image_root, ("",), col["path"])
         records, problems = [], []
         for line, row in enumerate(rows, start=2):
             if not _keep_row(row, options["filters"]):
@@ -144,7 +153,13 @@ class Manifest(DataAdapter):
             if not row[col["path"]]:
                 problems.append(Problem(where, f"empty {col['path']}: fill it in or remove the row"))
                 continue
-            image, problem = resolve_inside(image_root, row[col["path"]], allow_outside, where)
+            listed = row[col["path"]]
+            if Path(listed).name == listed:  # a file name alone (NIH's Image Index) may lie in any folder below
+                listed = finder.find(listed, where)
+                if isinstance(listed, Problem):
+                    problems.append(listed)
+                    continue
+            image, problem = resolve_inside(image_root, listed, allow_outside, where)
             mask = None
             if problem is None and (mask_root is not None or col["mask"]):
                 relative = row[col["mask"]] if col["mask"] else Path(row[col["path"]]).name

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.data._records import IMAGE_SUFFIXES, DataAdapter, Listing, Problem, Record
-from runner.data.adapters._common import account_files, is_image_file, read_csv_rows, require_root, resolve_inside
+from runner.data.adapters._common import ImageFinder, account_files, read_csv_rows, require_root, resolve_inside
 from runner.data.adapters._registry import register
 from runner.data.images import DICOM_SUFFIXES
 from runner.data.masks import RLE_FORMATS, is_empty_rle
@@ -50,40 +50,6 @@ def _runs_by_image(csv_path: Path) -> tuple[dict[str, list[str]], list[str]]:
     return runs, warnings
 
 
-class _ImageFinder:
-    """``<ImageId><suffix>`` directly in the image folder, else anywhere below it (the folder is walked once, on
-    the first image not found directly). ``suffix`` None: any image suffix, DICOM's, or none (a DICOM file)."""
-
-    def __init__(self, root: Path, suffix: str | None) -> None:
-        self.root = root
-        self.suffixes = (suffix,) if suffix else (*IMAGE_SUFFIXES, *DICOM_SUFFIXES, "")
-        self._below: dict[str, list[str]] | None = None
-
-    def _index(self) -> dict[str, list[str]]:
-        if self._below is None:
-            self._below = {}
-            for path in sorted(self.root.rglob("*")):
-                if path.parent != self.root and is_image_file(path):
-                    self._below.setdefault(path.name, []).append(str(path.relative_to(self.root)))
-        return self._below
-
-    def find(self, image_id: str, where: str) -> str | Problem:
-        """The image's path relative to the root, or the problem naming what was looked for."""
-        names = [image_id + suffix for suffix in self.suffixes]
-        direct = next((name for name in names if (self.root / name).is_file()), None)
-        if direct is not None:
-            return direct
-        below = [found for name in names for found in self._index().get(name, [])]
-        if len(below) == 1:
-            return below[0]
-        if below:
-            return Problem(str(self.root / below[0]), f"({where}) ImageId matches {len(below)} files under "
-                                                      f"{self.root} ({', '.join(below[:3])}): keep one")
-        wanted = names[0] if len(names) == 1 else f"{image_id} with suffix {'/'.join(s for s in self.suffixes if s)}"
-        return Problem(str(self.root / names[0]), f"({where}) no image {wanted} in or below {self.root}: fix the "
-                                                  "ImageId or image_root, or remove its rows")
-
-
 @register
 class SiimRle(DataAdapter):
     name = "siim_rle"
@@ -101,7 +67,8 @@ class SiimRle(DataAdapter):
             raise DataError(f"rle_format '{options['rle_format']}' is unknown: use one of {', '.join(RLE_FORMATS)}")
         runs, warnings = _runs_by_image(csv_path)
         image_root = csv_path.parent / options["image_root"]
-        finder = _ImageFinder(image_root, options["image_suffix"])
+        suffix = options["image_suffix"]
+        finder = ImageFinder(image_root, (suffix,) if suffix else (*IMAGE_SUFFIXES, *DICOM_SUFFIXES, ""), "ImageId")
         records, problems = [], []
         for image_id, encoded in runs.items():
             where = f"{csv_path}, ImageId {image_id}"
