@@ -144,6 +144,15 @@ def test_manifest_missing_file_is_skipped_or_strict_error(tmp_path: Path) -> Non
         load_dataset({"path": str(csv), "strict": True})
 
 
+def test_a_manifest_whose_every_file_is_missing_names_the_first_one(tmp_path: Path) -> None:
+    """Before: 'no usable images left: check the path, label_map and classes options', with no file named."""
+    csv = _manifest(tmp_path, ["a.png,normal,p1", "b.png,pneumonia,p2"])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path))}: no usable images left \(2 listed files "
+                                        rf"skipped, the first: {re.escape(str(tmp_path / 'a.png'))}: .*a.png does not "
+                                        r"exist in or below .*\): check the path, label_map and classes options$"):
+        load_dataset(str(csv))
+
+
 def test_manifest_path_escaping_root_is_refused(tmp_path: Path) -> None:
     write_image(tmp_path / "outside.png")
     inner = tmp_path / "set"

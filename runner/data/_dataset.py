@@ -282,10 +282,12 @@ def _match_case(records: list[Record], wanted: Sequence[str]) -> list[Record]:
             else replace(r, label=by_folded[r.label.casefold()]) for r in records]
 
 
-def _check_classes(records: list[Record], classes: tuple[str, ...], root: Path, need_two: bool) -> None:
+def _check_classes(records: list[Record], classes: tuple[str, ...], root: Path, need_two: bool,
+                   problems: Sequence[Problem]) -> None:
     counts = Counter(part for r in records for part in label_parts(r.label))
-    if not records:
-        raise DataError(f"{root}: no usable images left: check the path, label_map and classes options")
+    if not records:  # with files skipped, the first reason is likely what to fix
+        skipped = f" ({len(problems)} listed files skipped, the first: {problems[0]})" if problems else ""
+        raise DataError(f"{root}: no usable images left{skipped}: check the path, label_map and classes options")
     for name in classes:
         if counts[name] == 0:
             raise DataError(f"{root}: class '{name}' has no images: add images of it or drop it with data.classes")
@@ -365,7 +367,7 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     labelled, classes, dropped = (read_labels(viewed, options) if read_labels
                                   else _apply_labels(viewed, options, expected_classes, known_classes))
     records, warnings = drop_duplicates(labelled)
-    _check_classes(records, classes, listing.root, need_two_classes)
+    _check_classes(records, classes, listing.root, need_two_classes, listing.problems)
     split_config = SplitConfig.from_options(options["split"])
     records = assign_splits(records, split_config)
     check_split_classes(records, split_needs or {})
