@@ -153,6 +153,23 @@ def test_a_manifest_whose_every_file_is_missing_names_the_first_one(tmp_path: Pa
         load_dataset(str(csv))
 
 
+def test_a_manifest_naming_images_without_a_suffix_finds_them_by_stem(tmp_path: Path) -> None:
+    """RSNA Pneumonia's labels CSV names each image by ``patientId`` (``stage_2_train_images/<patientId>.dcm``),
+    one row per box: each row finds its file, the repeated rows are kept once, and a stem held by two files is
+    skipped naming both."""
+    for i, name in enumerate(["p1", "p2", "p3", "p4"]):
+        write_image(tmp_path / "images" / f"{name}.png", seed=i)
+    write_image(tmp_path / "images" / "a" / "twice.png", seed=8)
+    write_image(tmp_path / "images" / "b" / "twice.jpg", seed=9)
+    csv = _manifest(tmp_path, ["p1,0", "p2,1", "p2,1", "p3,0", "p4,1", "twice,1"], header="patientId,Target")
+    dataset = load_dataset({"path": str(csv), "path_column": "patientId", "label_column": "Target",
+                            "image_root": "images", "label_map": {"0": "normal", "1": "pneumonia"}})
+    assert sorted(Path(r.path).name for r in dataset.records) == ["p1.png", "p2.png", "p3.png", "p4.png"]
+    assert dataset.warnings == ["1 duplicate rows removed (first: data.csv line 4 repeats line 3)"]
+    (problem,) = dataset.problems
+    assert "patientId matches 2 files under" in str(problem) and "(a/twice.png, b/twice.jpg)" in str(problem)
+
+
 def test_manifest_path_escaping_root_is_refused(tmp_path: Path) -> None:
     write_image(tmp_path / "outside.png")
     inner = tmp_path / "set"

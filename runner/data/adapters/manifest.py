@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.data._records import (
+    IMAGE_SUFFIXES,
     NO_FINDING,
     SPLIT_NAMES,
     SPLITS,
@@ -36,6 +37,7 @@ from runner.data.adapters._common import (
     resolve_inside,
 )
 from runner.data.adapters._registry import register
+from runner.data.images import DICOM_SUFFIXES
 from runner.errors import DataError
 
 #: A CheXpert label cell: present, absent (0 or blank: not mentioned in the report), or uncertain.
@@ -144,7 +146,7 @@ class Manifest(DataAdapter):
         image_root = root / options["image_root"]
         mask_root = root / options["mask_root"] if options["mask_root"] else None
         allow_outside = bool(options["allow_outside_root"])
-        finder = ImageFinder(image_root, ("",), col["path"])
+        finder = ImageFinder(image_root, ("", *IMAGE_SUFFIXES, *DICOM_SUFFIXES), col["path"])  # RSNA: patientId
         records, problems = [], []
         for line, row in enumerate(rows, start=2):
             if not _keep_row(row, options["filters"]):
@@ -154,7 +156,8 @@ class Manifest(DataAdapter):
                 problems.append(Problem(where, f"empty {col['path']}: fill it in or remove the row"))
                 continue
             listed = row[col["path"]]
-            if Path(listed).name == listed:  # a file name alone (NIH's Image Index) may lie in any folder below
+            if Path(listed).name == listed:  # a file name alone (NIH's Image Index) may lie in any folder below,
+                # and one without a suffix (RSNA's patientId) names <patientId>.dcm
                 listed = finder.find(listed, where)
                 if isinstance(listed, Problem):
                     problems.append(listed)
