@@ -34,8 +34,8 @@ class ImageFinder:
     """A listed image by name, directly in ``root``, else anywhere below it: SIIM-ACR nests each DICOM in
     ``<study>/<series>/``, NIH ChestX-ray14 spreads its images over ``images_001/images/`` to
     ``images_012/images/`` while its CSV names the file alone. ``root`` is walked once, on the first name not found
-    directly. Each name is tried with each of ``suffixes`` (an ImageId without one); ``what`` names the column the
-    name came from, in the problems."""
+    directly. A name without an image suffix is tried with each of ``suffixes`` (an ImageId, RSNA's patientId);
+    ``what`` names the column the name came from, in the problems."""
 
     def __init__(self, root: Path, suffixes: Sequence[str], what: str) -> None:
         self.root = root
@@ -54,7 +54,8 @@ class ImageFinder:
     def find(self, name: str, where: str) -> str | Problem:
         """The image's path relative to the root, or the problem naming what was looked for: none, or several
         (which is the listed one cannot be told)."""
-        names = [name + suffix for suffix in self.suffixes]
+        named = Path(name).suffix.lower() in (*IMAGE_SUFFIXES, *DICOM_SUFFIXES)  # a.png is a.png, not a.png.dcm
+        names = [name] if named else [name + suffix for suffix in self.suffixes]
         direct = next((each for each in names if (self.root / each).is_file()), None)
         if direct is not None:
             return direct
