@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import shutil
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -211,6 +212,7 @@ ITEMS: dict[str, Callable[[Path], Path]] = {
     "class_all_corrupt": lambda root: _corrupt_class(_good_set(root, ("normal",))),
     "split_class_all_corrupt": lambda root: _empty_files(_three_splits(root), "val/pneumonia"),
     "manifest_semicolon": lambda root: _semicolon(_manifest([])(root)),
+    "manifest_xlsx": lambda root: _workbook(root / "COVID.metadata.xlsx"),
     "manifest_symlink_loop": lambda root: _symlink_loop(_manifest(["images/loop/a.png,normal,p99"])(root)),
     "data_path_missing": lambda root: root / "no-such-folder",
     "good_class_folders": _good_set,
@@ -382,6 +384,15 @@ def _kaggle_folders(root: Path) -> Path:
     (root / "Train" / "NORMAL" / "scan.dcm").write_bytes(b"\0" * 128 + b"DICM")
     (root / "Test" / "PNEUMONIA" / "notes.txt").write_text("reader notes")
     return root
+
+
+def _workbook(path: Path) -> Path:
+    """An Excel workbook (a zip of XML parts) where a CSV manifest belongs, as public sets ship their metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as workbook:
+        workbook.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        workbook.writestr("xl/worksheets/sheet1.xml", "<worksheet><sheetData/></worksheet>")
+    return path
 
 
 def _semicolon(csv: Path) -> Path:

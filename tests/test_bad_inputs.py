@@ -252,6 +252,9 @@ CHECKS = {
     "manifest_semicolon": ("pneumonia", [], 2, [
         r"error: {path}: the header 'path;label;patient_id' looks semicolon-delimited \(';'\), not ',': save it as a "
         r"comma-separated CSV or set the data option delimiter: ';'"]),
+    "manifest_xlsx": ("covid", [], 2, [
+        r"error: {path} is a spreadsheet workbook, not a CSV: save it as CSV UTF-8 \(comma-separated\) and pass the "
+        r"\.csv"]),
     "manifest_semicolon:delimiter": ("pneumonia", ["delimiter=;"], 0, [r"files: 17 found, 17 used, 0 ignored"]),
     "manifest_symlink_loop": ("pneumonia", [], 0, [
         r"1 files skipped:",

@@ -17,6 +17,7 @@ IMAGE_KINDS = "/".join(IMAGE_SUFFIXES) + " images or DICOM files"
 NOT_AN_IMAGE_REASON = f"not an image file ({'/'.join(IMAGE_SUFFIXES)} or DICOM)"
 #: Delimiters a spreadsheet may have saved a "CSV" with; the adapters read comma CSVs unless told otherwise.
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 
 
 def is_image_file(path: Path) -> bool:
@@ -152,9 +153,14 @@ def require_root(path: Path | None, layout: str) -> Path:
 
 
 def require_exists(path: Path) -> None:
+    """A data path that is there, and not a spreadsheet: public sets ship their metadata as Excel workbooks (the
+    COVID-19 Radiography Database's ``COVID.metadata.xlsx``), which read as CSV text give a nonsense header."""
     if not path.exists():
         raise DataError(f"data path {path} does not exist: check the path (relative paths are from the current "
                         "directory)")
+    if path.is_file() and path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        raise DataError(f"{path} is a spreadsheet workbook, not a CSV: save it as CSV UTF-8 (comma-separated) and "
+                        "pass the .csv")
 
 
 def _reason_ignored(path: str, unused_image_reason: str) -> str:
