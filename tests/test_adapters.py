@@ -64,13 +64,20 @@ def test_the_readmes_kaggle_patient_regex_reads_every_kind_of_kermany_name(tmp_p
 
 def test_a_download_one_folder_above_the_data_set_names_the_folder_to_pass(tmp_path: Path) -> None:
     """Kaggle's archive unpacks to chest_xray/{train,test,val}/ (beside a __MACOSX/ copy): pointed at the folder
-    above, chest_xray looked like a class without images."""
+    above, chest_xray looked like a class without images. Patient sub-folders in a class are not read, and the
+    error says so rather than calling the class a data set."""
     make_class_folders(tmp_path / "archive" / "chest_xray", {"NORMAL": 3, "PNEUMONIA": 3}, split="train")
     (tmp_path / "archive" / "chest_xray" / "__MACOSX").mkdir()
     with pytest.raises(DataError, match=rf"^class folder {re.escape(str(tmp_path / 'archive' / 'chest_xray'))} has "
-                                        r"no .* of its own but folders \(__MACOSX, train\): if it is the data set, "
-                                        r"pass .*chest_xray as the data path$"):
+                                        r"no .* of its own but split folders \(__MACOSX, train\): it is the data "
+                                        r"set: pass .*chest_xray as the data path$"):
         load_dataset(str(tmp_path / "archive"))
+    make_class_folders(tmp_path / "by_patient" / "normal", {"patient1": 2, "patient2": 2})
+    make_class_folders(tmp_path / "by_patient" / "pneumonia", {"patient3": 2})
+    with pytest.raises(DataError, match=r"by_patient/normal has no .* of its own, only folders \(patient1, "
+                                        r"patient2\), which class_folders does not read: move the images into the "
+                                        r"class folder, or list them in a manifest CSV"):
+        load_dataset(str(tmp_path / "by_patient"))
 
 
 def test_class_folders_patient_regex(tmp_path: Path) -> None:

@@ -43,10 +43,14 @@ def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -
     files = image_files(_image_folder(class_dir))
     if not files:
         inner = [d.name for d in _class_dirs(class_dir)]
-        if inner:  # Kaggle's download unpacks to archive/chest_xray/{train,test,val}/: one level too high
-            raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS} of its own but folders "
-                            f"({', '.join(inner[:4])}{', ...' if len(inner) > 4 else ''}): if it is the data set, "
-                            f"pass {class_dir} as the data path")
+        listed = f"{', '.join(inner[:4])}{', ...' if len(inner) > 4 else ''}"
+        if _split_dirs(class_dir):  # Kaggle's download unpacks to archive/chest_xray/{train,test,val}/: one level up
+            raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS} of its own but split folders "
+                            f"({listed}): it is the data set: pass {class_dir} as the data path")
+        if inner:
+            raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS} of its own, only folders ({listed}), "
+                            "which class_folders does not read: move the images into the class folder, or list "
+                            "them in a manifest CSV (with a patient_id column where the folders are patients)")
         raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS}: add images or remove the folder")
     return [Record(path=str(f.resolve()), label=class_dir.name, split=split,
                    patient_id=patient_from_name(f, pattern), where=str(f)) for f in files]
