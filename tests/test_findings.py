@@ -105,6 +105,9 @@ def test_nih_images_spread_over_numbered_folders_are_found_by_name(tmp_path: Pat
     dataset = TASK.load_data(spec, whole=True)
     found = {Path(r.path).name: Path(r.path).parent.parent.name for r in dataset.records}
     assert found == {f"{i:08d}_000.png": f"images_{i // 5 + 1:03d}" for i in range(1, 12)}
+    assert [w for w in dataset.warnings if "sub-folders" in w] == [
+        f"11 listed Image Index values found in sub-folders of {tmp_path}, not in it (first: 00000001_000.png -> "
+        "images_001/images/00000001_000.png)"]  # said, not done unseen
     problems = sorted(str(problem) for problem in dataset.problems)
     assert len(problems) == 2
     assert "manifest.csv:2) Image Index matches 2 files under" in problems[0]

@@ -36,13 +36,15 @@ class ImageFinder:
     ``<study>/<series>/``, NIH ChestX-ray14 spreads its images over ``images_001/images/`` to
     ``images_012/images/`` while its CSV names the file alone. ``root`` is walked once, on the first name not found
     directly. A name without an image suffix is tried with each of ``suffixes`` (an ImageId, RSNA's patientId);
-    ``what`` names the column the name came from, in the problems."""
+    ``what`` names the column the name came from, in the problems. What was found below is counted
+    (``warnings``): the listing said where each file is, and a namesake in a sub-folder must not stand in unseen."""
 
     def __init__(self, root: Path, suffixes: Sequence[str], what: str) -> None:
         self.root = root
         self.suffixes = tuple(suffixes)
         self.what = what
         self._below: dict[str, list[str]] | None = None
+        self._found_below: list[tuple[str, str]] = []
 
     def _index(self) -> dict[str, list[str]]:
         if self._below is None:
@@ -62,6 +64,7 @@ class ImageFinder:
             return direct
         below = [found for each in names for found in self._index().get(each, [])]
         if len(below) == 1:
+            self._found_below.append((name, below[0]))
             return below[0]
         if below:
             return Problem(str(self.root / below[0]), f"({where}) {self.what} matches {len(below)} files under "
@@ -69,6 +72,14 @@ class ImageFinder:
         wanted = names[0] if len(names) == 1 else f"{name} with suffix {'/'.join(s for s in self.suffixes if s)}"
         return Problem(str(self.root / names[0]), f"({where}) {wanted} does not exist in or below {self.root}: fix "
                                                   f"the {self.what} or image_root, or remove its rows")
+
+    def warnings(self) -> list[str]:
+        """One line for the names found in sub-folders, if any: how many, and the first."""
+        if not self._found_below:
+            return []
+        name, found = self._found_below[0]
+        return [f"{len(self._found_below)} listed {self.what} values found in sub-folders of {self.root}, not in it "
+                f"(first: {name} -> {found})"]
 
 
 def read_csv_rows(csv_path: Path, delimiter: str = ",") -> list[dict[str, str]]:

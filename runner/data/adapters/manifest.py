@@ -182,4 +182,5 @@ class Manifest(DataAdapter):
         used = [csv_path, *(p.path for p in problems), *(r.path for r in records),
                 *(r.mask_path for r in records if r.mask_path)]
         found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)")
-        return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found)
+        return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found,
+                       warnings=finder.warnings())

@@ -86,4 +86,4 @@ class SiimRle(DataAdapter):
         used = [csv_path, *(p.path for p in problems), *(r.path for r in records)]
         found, ignored = account_files(csv_path.parent, used, f"image not listed in {csv_path.name}")
         return Listing(records=records, problems=problems, root=csv_path.parent, ignored=ignored,
-                       files_found=found, warnings=warnings)
+                       files_found=found, warnings=warnings + finder.warnings())
