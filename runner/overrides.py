@@ -37,9 +37,21 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set '{pair}': '{part}' is set both as a value and as a group")
-        node[leaf] = parse_value(value.strip())
+                raise _value_and_group(pair, part)
+        parsed = parse_value(value.strip())
+        if isinstance(node.get(leaf), dict):  # keys set before: a mapping adds to them, a value cannot replace them
+            if not isinstance(parsed, Mapping):
+                raise _value_and_group(pair, leaf)
+            parsed = deep_merge(node[leaf], parsed)
+        node[leaf] = parsed
     return result
+
+
+def _value_and_group(pair: str, key: str) -> ConfigError:
+    """``--set data=PATH`` beside ``--set data.label_map.X=Y``, in either order: neither may silently win."""
+    example = "{path: PATH, label_map: {...}}" if key == "data" else "{name: value, ...}"
+    return ConfigError(f"--set '{pair}': '{key}' is set both as a value and as a group: set it once, as a mapping "
+                       f"(--set '{key}={example}')")
 
 
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,17 @@ def test_set_values_read_as_the_files_do() -> None:
     assert (config.learning_rate, config.mixed_precision, config.data["n"]) == (0.001, "off", 200)
 
 
+@pytest.mark.parametrize("pairs", [["data=/scans", "data.label_map.COVID=covid"],
+                                   ["data.label_map.COVID=covid", "data=/scans"]])
+def test_a_key_set_as_a_value_and_as_a_group_is_refused_in_either_order(pairs: list[str]) -> None:
+    """Before: with the group first, ``data=/scans`` silently replaced it and the label_map was gone."""
+    with pytest.raises(ConfigError, match=r"^--set '.*': 'data' is set both as a value and as a group: set it once, "
+                                          r"as a mapping \(--set 'data=\{path: PATH, label_map: \{\.\.\.\}\}'\)$"):
+        parse_overrides(pairs)
+    assert parse_overrides(["data.n=5", "data={seed: 2}"]) == {"data": {"n": 5, "seed": 2}}  # a mapping adds to it
+    assert parse_overrides(["epochs=1", "epochs=3"]) == {"epochs": 3}  # a value given twice: the last, as ever
+
+
 def test_train_takes_an_exponent_learning_rate_from_set(tmp_path: Path, capsys) -> None:
     """Before: ``error: learning_rate='1e-3' must be a number > 0``. ``bootstrap`` is checked after the
     learning rate, so its error shows the rate was read as a number, and no training runs."""
