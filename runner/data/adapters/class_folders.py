@@ -33,14 +33,15 @@ def _split_dirs(root: Path) -> list[tuple[str, Path]]:
     return [(SPLIT_NAMES[d.name.casefold()], d) for d in _class_dirs(root) if d.name.casefold() in SPLIT_NAMES]
 
 
-def _image_folder(class_dir: Path) -> Path:
-    """The folder holding a class's images: the class folder, or its ``images/`` when only that holds them."""
+def _class_images(class_dir: Path) -> list[Path]:
+    """A class's images: those in its folder, or in its ``images/`` when only that holds them."""
+    files = image_files(class_dir)
     inner = class_dir / "images"
-    return inner if not image_files(class_dir) and inner.is_dir() else class_dir
+    return files if files or not inner.is_dir() else image_files(inner)
 
 
 def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -> list[Record]:
-    files = image_files(_image_folder(class_dir))
+    files = _class_images(class_dir)
     if not files:
         inner = [d.name for d in _class_dirs(class_dir)]
         listed = f"{', '.join(inner[:4])}{', ...' if len(inner) > 4 else ''}"
