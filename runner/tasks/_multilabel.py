@@ -265,7 +265,7 @@ class MultilabelTask(Task):
                 unknown.setdefault(mapped, []).append(record)
             return mapped
 
-        labelled = []
+        labelled, held = [], set()
         for record in records:
             parts = label_parts(record.label)
             if NO_FINDING in parts and len(parts) > 1:
@@ -275,21 +275,22 @@ class MultilabelTask(Task):
             found = {finding(name, record) for name in certain} - {None}
             unsure = {finding(name, record) for name in uncertain} - {None}
             labelled.append(replace(record, label=findings_label(found, unsure)))
+            held |= found | unsure
         if unknown:
             name, holding = next(iter(unknown.items()))
             raise DataError(f"{holding[0].where or holding[0].path}: finding '{name}' is not one of "
                             f"{', '.join(self.classes)} ({len(holding)} images hold it): map it with data.label_map "
                             "(null drops it) or keep only some findings with data.classes")
-        self._check_every_finding_held(labelled)
+        if labelled:
+            self._check_every_finding_held(held)
         return labelled, self.classes, []
 
-    def _check_every_finding_held(self, labelled: Sequence[Record]) -> None:
+    def _check_every_finding_held(self, held: set[str]) -> None:
         """The task models each of its findings, so data without one cannot train it: ``data.classes`` only narrows
-        what is read (the generic advice to drop the class with it would not help)."""
-        held = {name for record in labelled for name in label_parts(record.label)}
-        missing = [name for name in self.classes
-                   if name not in held and f"{name}{UNCERTAIN_MARK}" not in held]
-        if missing and labelled:
+        what is read (the generic advice to drop the class with it would not help). ``held``: every finding some
+        image holds, certain or uncertain."""
+        missing = [name for name in self.classes if name not in held]
+        if missing:
             raise DataError(f"no image holds the finding '{missing[0]}' (task '{self.name}' models "
                             f"{', '.join(self.classes)}, each needs images): map your data's name for it with "
                             "data.label_map, or register a task with the findings your data has")
