@@ -194,6 +194,109 @@ def test_bad_separated_labels_name_the_row(tmp_path: Path, cell: str, message: s
         TASK.load_data({"layout": "manifest", "path": str(path), "label_separator": "|"}, whole=True)
 
 
+VINDR = ["Aortic enlargement", "Cardiomegaly", "Consolidation", "Lung Opacity", "Pleural effusion", "Pneumothorax"]
+VINDR_MAP = {"Aortic enlargement": None, "Consolidation": "opacity", "Lung Opacity": "opacity",
+             "Pleural effusion": "effusion"}
+
+
+def _vindr(root: Path, images: int = 30) -> tuple[Path, Path, pd.DataFrame]:
+    """VinDr-CXR as PhysioNet ships it: ``train/<image_id>.dicom``, ``annotations/image_labels_train.csv`` (a row
+    per image and radiologist, a 0/1 column per finding, ``No finding`` last) and the Kaggle competition's
+    ``train.csv`` (a row per finding and radiologist, ``No finding`` for none, a box each). Three readers per
+    image, two for every fifth (a tie is possible), each missing some of the image's findings. Returns both CSVs
+    and the readings, one row per image and reader with a 0/1 column per finding."""
+    from test_dicom import write_dicom
+
+    rng = np.random.default_rng(0)
+    readings = []
+    for i in range(images):
+        image_id = f"{i:032x}"
+        write_dicom(root / "train" / f"{image_id}.dicom", rng.integers(0, 4096, (24, 24)))
+        truth = rng.random(len(VINDR)) < 0.35
+        for reader in range(2 if i % 5 == 0 else 3):
+            seen = truth & (rng.random(len(VINDR)) < 0.7)
+            readings.append({"image_id": image_id, "rad_id": f"R{reader + 1 + i % 4}",
+                             **{name: int(mark) for name, mark in zip(VINDR, seen, strict=True)}})
+    frame = pd.DataFrame(readings)
+    (root / "annotations").mkdir()
+    columns = root / "annotations" / "image_labels_train.csv"
+    frame.assign(**{"No finding": (frame[VINDR].sum(axis=1) == 0).astype(int)}).to_csv(columns, index=False)
+    boxes = [{"image_id": r["image_id"], "class_name": name, "rad_id": r["rad_id"], "x_min": 1, "y_min": 2,
+              "x_max": 9, "y_max": 8} for r in readings for name in [n for n in VINDR if r[n]] or ["No finding"]]
+    pd.DataFrame(boxes).sample(frac=1, random_state=0).to_csv(root / "train.csv", index=False)  # any row order
+    return columns, root / "train.csv", frame
+
+
+def _merged(readings: pd.DataFrame, majority: bool) -> dict[str, str]:
+    """Each image's findings from its readings, computed apart from the runner: a reader marks a task finding if
+    it marked any VinDr finding mapped onto it; present if any reader, or more than half of them, marked it."""
+    marks = pd.DataFrame({"image_id": readings["image_id"], "cardiomegaly": readings["Cardiomegaly"],
+                          "effusion": readings["Pleural effusion"], "pneumothorax": readings["Pneumothorax"],
+                          "opacity": readings[["Consolidation", "Lung Opacity"]].max(axis=1)})
+    per_image = marks.groupby("image_id")
+    votes, readers = per_image.sum(), per_image.size()
+    present = votes.gt(readers // 2, axis=0) if majority else votes > 0
+    return {image: "|".join(name for name in sorted(present.columns) if row[name]) or NO_FINDING
+            for image, row in present.iterrows()}
+
+
+def test_vindr_readers_rows_merge_into_one_image_by_any_or_majority(tmp_path: Path) -> None:
+    """VinDr-CXR lists each image once per radiologist. Before, every such image was a conflict ("keep one row
+    with the right one"), and its box file's ``No finding`` was read as a finding. Both of its files now give,
+    per image, the findings any reader or most readers marked, as pandas computes them from the readings; a
+    reader's several rows (one per box) are one vote, and a tie is absent."""
+    columns, boxes, readings = _vindr(tmp_path)
+    by_columns = {"layout": "manifest", "path": str(columns), "path_column": "image_id", "image_root": "../train",
+                  "label_columns": VINDR, "label_map": VINDR_MAP}
+    by_boxes = {"layout": "manifest", "path": str(boxes), "path_column": "image_id", "image_root": "train",
+                "label_column": "class_name", "label_separator": "|", "label_map": VINDR_MAP}
+    with pytest.raises(DataError, match=r"is listed twice with conflicting labels .* keep one row with the right one "
+                                        r"\(several readers' findings of one image, as in VinDr-CXR, merge with "
+                                        r"data.merge_rows: any or majority\)"):
+        TASK.load_data(by_columns, whole=True)
+    for majority in (False, True):
+        expected = _merged(readings, majority)
+        merge = {"merge_rows": "majority", "reader_column": "rad_id"} if majority else {"merge_rows": "any"}
+        for spec in (by_columns, by_boxes):
+            dataset = TASK.load_data({**spec, **merge}, whole=True)
+            assert {Path(r.path).stem: r.label for r in dataset.records} == expected
+            read = len(readings) if majority or spec is by_columns else len(pd.read_csv(boxes))  # a row each
+            assert f"{read} readings merged into 30 images (data.merge_rows: {merge['merge_rows']})" \
+                in dataset.warnings
+    two_readers = readings.groupby("image_id").filter(lambda image: len(image) == 2)
+    assert (two_readers.groupby("image_id")[VINDR].sum() == 1).any(axis=None)  # a tie, which is absent
+    assert _merged(readings, True) != _merged(readings, False)
+    with pytest.raises(ConfigError, match=r"^data.merge_rows: majority counts readers: name the column that says who "
+                                          r"read each row with data.reader_column \(VinDr-CXR: rad_id\)"):
+        TASK.load_data({**by_boxes, "merge_rows": "majority"}, whole=True)  # a row per box is not a reader
+
+
+@pytest.mark.parametrize(("options", "error", "message"), [
+    ({"merge_rows": "all"}, ConfigError, r"^data.merge_rows must be one of any, majority \(or null\), got 'all'$"),
+    ({"label_columns": ["Cardiomegaly", "No finding"]}, ConfigError,
+     r"^data.label_columns names 'No finding', which is the absence of the other findings"),
+    ({"label_columns": None, "label": None, "reader_column": "rad_id"}, ConfigError,
+     r"^data.reader_column unites each reader's rows of findings: it needs data.label_separator"),
+    ({"reader_column": "reader"}, DataError, r"image_labels_train.csv has no column 'reader' for reader"),
+    ({"merge_rows": "any", "patient_column": "rad_id"}, DataError,
+     r"is listed twice with conflicting patient ids 'R1' \(.*image_labels_train.csv:2\) and 'R2'"),
+])
+def test_bad_reader_options_are_one_error(tmp_path: Path, options: dict, error: type, message: str) -> None:
+    """Merged readers still disagree on nothing else: rows of one image that name two patients stay an error."""
+    columns, _, _ = _vindr(tmp_path, images=12)
+    spec = {"layout": "manifest", "path": str(columns), "path_column": "image_id", "image_root": "../train",
+            "label_columns": VINDR, "label_map": VINDR_MAP, **options}
+    with pytest.raises(error, match=message):
+        TASK.load_data({k: v for k, v in spec.items() if v is not None}, whole=True)
+
+
+def test_merging_rows_needs_a_multi_label_task(tmp_path: Path) -> None:
+    path = _manifest(tmp_path, ["path", "label"], [["a.png", "normal"], ["b.png", "pneumonia"]])
+    with pytest.raises(ConfigError, match=r"^data.merge_rows merges several readers' findings of one image: it needs "
+                                          r"a multi-label task \(findings\)"):
+        TASKS.get("pneumonia").load_data({"path": str(path), "merge_rows": "any"}, whole=True)
+
+
 def test_each_split_needs_a_positive_and_a_negative_of_every_finding(tmp_path: Path) -> None:
     """The split-needs check asks the labels finding by finding: here val's only effusion is uncertain."""
     rows = []

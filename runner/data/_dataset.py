@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from runner import yamlfile
-from runner.data._records import SPLITS, Ignored, Listing, Problem, Record, label_parts
+from runner.data._records import (
+    MERGE_RULES,
+    NO_FINDING,
+    SPLITS,
+    Ignored,
+    Listing,
+    Problem,
+    Record,
+    label_parts,
+    merge_findings,
+)
 from runner.data.adapters._common import require_exists
 from runner.data.adapters._registry import ADAPTERS
 from runner.data.images import is_dicom_file
@@ -25,6 +35,7 @@ from runner.paths import default_cache_dir
 #: Options every layout accepts; they are applied after listing, the same way for every layout.
 COMMON_OPTIONS: Mapping[str, Any] = {
     "classes": None, "label_map": None, "split": None, "strict": False, "allow_outside_root": False, "views": None,
+    "merge_rows": None,
 }
 DETECTION_ORDER = ("siim_rle", "image_masks", "split_lists", "manifest", "class_folders")
 BOOLEAN_OPTIONS = ("strict", "allow_outside_root")
@@ -135,6 +146,9 @@ def _check_common_types(options: dict[str, Any]) -> None:
             if not isinstance(key, str) or not (value is None or isinstance(value, str)):
                 raise ConfigError(f"data.label_map entry {key!r}: {value!r} must map a label to a class name or "
                                   "null: quote numbers and yes/no in YAML")
+    merge = options.get("merge_rows")
+    if merge is not None and merge not in MERGE_RULES:
+        raise ConfigError(f"data.merge_rows must be one of {', '.join(MERGE_RULES)} (or null), got {merge!r}")
     _check_names(options, "classes", "class names", "[normal, pneumonia]")
     _check_names(options, "views", "DICOM ViewPosition values", "[PA, AP]")
     for key in BOOLEAN_OPTIONS:
@@ -184,6 +198,26 @@ def _check_label_options(options: dict[str, Any]) -> None:
     if columns is not None and separator is not None:
         raise ConfigError("data.label_columns and data.label_separator are two ways to give several findings per "
                           "image: set one")
+    no_finding = next((c for c in columns or () if c.casefold() == NO_FINDING.casefold()), None)
+    if no_finding is not None:
+        raise ConfigError(f"data.label_columns names '{no_finding}', which is the absence of the other findings, not "
+                          "one of them: leave it out")
+    _check_reader_options(options, multilabel=columns is not None or separator is not None)
+
+
+def _check_reader_options(options: dict[str, Any], multilabel: bool) -> None:
+    """``reader_column`` unites one reader's rows of findings (VinDr-CXR's box file: a row per finding), so it
+    needs findings; ``majority`` counts readers, which only ``reader_column`` can tell apart from a reader's
+    several rows: without it, two findings of one reader would count as two votes against each other."""
+    reader = options.get("reader_column")
+    if reader is not None and not (isinstance(reader, str) and reader):
+        raise ConfigError(f"data.reader_column must be a column name, got {reader!r}")
+    if reader and not multilabel:
+        raise ConfigError("data.reader_column unites each reader's rows of findings: it needs data.label_separator "
+                          "or data.label_columns (several findings per image)")
+    if options.get("merge_rows") == "majority" and not reader:
+        raise ConfigError("data.merge_rows: majority counts readers: name the column that says who read each row "
+                          "with data.reader_column (VinDr-CXR: rad_id), or use merge_rows: any")
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -209,6 +243,9 @@ def map_label(raw: str, label_map: Mapping[str, Any]) -> str | None:
 
 def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: Sequence[str] | None,
                   known: Sequence[str] = ()) -> tuple[list[Record], tuple[str, ...], list[Ignored]]:
+    if options["merge_rows"]:
+        raise ConfigError("data.merge_rows merges several readers' findings of one image: it needs a multi-label "
+                          "task (findings); for a task with one class per image, keep one row per image")
     label_map = options["label_map"] or {}
     mapped, dropped = [], []
     for record in records:
@@ -234,10 +271,15 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: S
     return mapped, classes, dropped
 
 
-def drop_duplicates(records: Sequence[Record]) -> tuple[list[Record], list[str]]:
+def drop_duplicates(records: Sequence[Record], merge: str | None = None, *, findings: bool = False
+                    ) -> tuple[list[Record], list[str]]:
     """One record per file (by resolved path). A file listed twice alike is kept once with a counted warning;
     listed with two labels (or splits, patients, masks) it is an error naming both places, since either
-    could be the mistake, and one file in two splits is image-level leakage."""
+    could be the mistake, and one file in two splits is image-level leakage. ``merge`` (``data.merge_rows``,
+    ``findings`` labels only) first gives every row of a file the findings its rows agree on by that rule, so
+    readers who disagree are one image, while rows that disagree on its split or patient stay an error."""
+    if merge:
+        records = _merged_findings(records, merge)
     first: dict[str, Record] = {}
     kept, repeats = [], []
     for record in records:
@@ -247,11 +289,22 @@ def drop_duplicates(records: Sequence[Record]) -> tuple[list[Record], list[str]]
         elif earlier == record:
             repeats.append((record, earlier))
         else:
-            raise _conflict(earlier, record)
+            raise _conflict(earlier, record, findings)
     if not repeats:
         return kept, []
+    if merge:
+        return kept, [f"{len(records)} readings merged into {len(kept)} images (data.merge_rows: {merge})"]
     again, original = repeats[0]
     return kept, [f"{len(repeats)} duplicate rows removed (first: {_repeat(again.where, original.where)})"]
+
+
+def _merged_findings(records: Sequence[Record], rule: str) -> list[Record]:
+    """Each record with its file's findings merged by ``rule`` over all the file's rows (``merge_findings``)."""
+    readings: dict[str, list[str]] = {}
+    for record in records:
+        readings.setdefault(record.path, []).append(record.label)
+    merged = {path: merge_findings(labels, rule) for path, labels in readings.items()}
+    return [replace(record, label=merged[record.path]) for record in records]
 
 
 def _repeat(again: str | None, original: str | None) -> str:
@@ -263,15 +316,17 @@ def _repeat(again: str | None, original: str | None) -> str:
     return f"{again} repeats {original}"
 
 
-def _conflict(earlier: Record, later: Record) -> DataError:
+def _conflict(earlier: Record, later: Record, findings: bool = False) -> DataError:
     name = next(f for f in RECORD_FIELDS if getattr(earlier, f) != getattr(later, f))
     one, other = getattr(earlier, name), getattr(later, name)
     if name == "split":
         return DataError(f"{later.path} is in two splits, {one} ({earlier.where}) and {other} ({later.where}): "
                          "one image in two splits leaks it into its own evaluation (image-level leakage); keep "
                          "one row")
+    readers = (" (several readers' findings of one image, as in VinDr-CXR, merge with data.merge_rows: any or "
+               "majority)") if findings and name == "label" else ""
     return DataError(f"{later.path} is listed twice with conflicting {name.replace('_', ' ')}s '{one}' "
-                     f"({earlier.where}) and '{other}' ({later.where}): keep one row with the right one")
+                     f"({earlier.where}) and '{other}' ({later.where}): keep one row with the right one{readers}")
 
 
 def _match_case(records: list[Record], wanted: Sequence[str]) -> list[Record]:
@@ -366,7 +421,7 @@ def load_dataset(spec: str | Mapping[str, Any] | DataSpec, *, expected_classes: 
     viewed, other_views = _keep_views(_with_dicom_tags(listing.records), options["views"], listing.root)
     labelled, classes, dropped = (read_labels(viewed, options) if read_labels
                                   else _apply_labels(viewed, options, expected_classes, known_classes))
-    records, warnings = drop_duplicates(labelled)
+    records, warnings = drop_duplicates(labelled, options["merge_rows"], findings=read_labels is not None)
     _check_classes(records, classes, listing.root, need_two_classes, listing.problems)
     split_config = SplitConfig.from_options(options["split"])
     records = assign_splits(records, split_config)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +46,23 @@ def read_findings(label: str) -> tuple[frozenset[str], frozenset[str]]:
     parts = [part for part in label_parts(label) if part != NO_FINDING]
     uncertain = frozenset(p[:-1].strip() for p in parts if p.endswith(UNCERTAIN_MARK))
     return frozenset(p for p in parts if not p.endswith(UNCERTAIN_MARK)), uncertain
+
+
+#: How ``data.merge_rows`` combines the readings of one image (a row per reader: VinDr-CXR's three radiologists)
+#: into one set of findings: present if any reader marks it, or if more than half of them do.
+MERGE_RULES = ("any", "majority")
+
+
+def merge_findings(readings: Sequence[str], rule: str) -> str:
+    """One label from several readings of one image by ``rule`` (``MERGE_RULES``): a finding is present if
+    ``any`` reading or more than half of them (``majority``; a tie is absent) mark it present, uncertain if not,
+    but as many mark it present or uncertain."""
+    reads = [read_findings(label) for label in readings]
+    present = Counter(name for certain, _ in reads for name in certain)
+    marked = present + Counter(name for certain, uncertain in reads for name in uncertain - certain)
+    needed = 1 if rule == "any" else len(reads) // 2 + 1
+    return findings_label([name for name, votes in present.items() if votes >= needed],
+                          [name for name, votes in marked.items() if votes >= needed])
 
 
 @dataclass(frozen=True)

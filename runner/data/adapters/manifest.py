@@ -8,12 +8,15 @@ Multi-label manifests (several findings per image) come in two shapes, both read
 data layer's multi-label spelling (``runner.data._records.findings_label``): a label cell listing findings, e.g.
 NIH ChestX-ray14's ``Finding Labels`` ``Cardiomegaly|Effusion`` or ``No Finding`` (``label_separator``), or one
 column per finding, CheXpert style, holding 1 (present), 0 or blank (absent) or -1 (uncertain: kept marked, for
-the task's uncertain-label policy) (``label_columns``).
+the task's uncertain-label policy) (``label_columns``). Where each image has a row per reader (VinDr-CXR's
+radiologists), ``reader_column`` names the reader, and a reader's several rows of one image (a row per box) are
+united into one reading; how readings combine is the data option ``merge_rows`` (``runner.data._dataset``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from runner.data._records import (
     Problem,
     Record,
     findings_label,
+    merge_findings,
 )
 from runner.data.adapters._common import (
     ImageFinder,
@@ -66,7 +70,8 @@ def _keep_row(row: Mapping[str, str], filters: Mapping[str, Any]) -> bool:
 def _separated_labels(separator: str, column: str) -> Callable[[Mapping[str, str], str], str]:
     """Reads a label cell listing several findings (``Cardiomegaly|Effusion``, ``No Finding``)."""
     def read(row: Mapping[str, str], where: str) -> str:
-        findings = [name.strip() for name in row[column].split(separator) if name.strip()]
+        findings = [NO_FINDING if name.casefold() == NO_FINDING.casefold() else name  # VinDr: "No finding"
+                    for name in (part.strip() for part in row[column].split(separator)) if name]
         if not findings:
             raise DataError(f"{where}: empty {column}: list the findings, or write '{NO_FINDING}' for none")
         return findings_label(findings)
@@ -108,13 +113,23 @@ def _check_filter_columns(filters: Mapping[str, Any], columns: list[str], csv_pa
             raise DataError(f"{csv_path} has no column '{column}' to filter on: its columns are {', '.join(columns)}")
 
 
+def _one_record_per_reader(records: list[Record], readers: list[str | None]) -> list[Record]:
+    """A reader's rows of one image united into one record holding all their findings (VinDr-CXR's box file has a
+    row per finding and reader), so each reader is one vote for ``data.merge_rows``. Rows that differ in more
+    than their findings (a split, a patient) stay apart, for the duplicate check to report."""
+    united: dict[tuple[str | None, Record], list[str]] = {}
+    for record, reader in zip(records, readers, strict=True):
+        united.setdefault((reader, replace(record, label="")), []).append(record.label)
+    return [replace(record, label=merge_findings(labels, "any")) for (_, record), labels in united.items()]
+
+
 @register
 class Manifest(DataAdapter):
     name = "manifest"
     options: Mapping[str, Any] = {
         "path_column": None, "label_column": None, "patient_column": None, "split_column": None,
         "source_column": None, "mask_column": None, "image_root": "", "mask_root": None, "filters": {},
-        "delimiter": ",", "label_separator": None, "label_columns": None,
+        "delimiter": ",", "label_separator": None, "label_columns": None, "reader_column": None,
     }
 
     def detect(self, path: Path) -> bool:
@@ -140,6 +155,7 @@ class Manifest(DataAdapter):
             "source": pick_column(columns, options["source_column"], ("source",), "source", csv_path,
                                   required=False),
             "mask": pick_column(columns, options["mask_column"], (), "mask", csv_path, required=False),
+            "reader": pick_column(columns, options["reader_column"], (), "reader", csv_path, required=False),
         }
         _check_filter_columns(options["filters"], columns, csv_path)
         root = csv_path.parent
@@ -147,7 +163,7 @@ class Manifest(DataAdapter):
         mask_root = root / options["mask_root"] if options["mask_root"] else None
         allow_outside = bool(options["allow_outside_root"])
         finder = ImageFinder(image_root, ("", *IMAGE_SUFFIXES, *DICOM_SUFFIXES), col["path"])  # RSNA: patientId
-        records, problems = [], []
+        records, readers, problems = [], [], []
         for line, row in enumerate(rows, start=2):
             if not _keep_row(row, options["filters"]):
                 continue
@@ -177,10 +193,17 @@ class Manifest(DataAdapter):
                 source=row[col["source"]] or None if col["source"] else None,
                 mask_path=str(mask) if mask else None, where=where,
             ))
+            readers.append(row[col["reader"]] if col["reader"] else None)
+        warnings = finder.warnings()
+        if col["reader"]:
+            rows_read, records = len(records), _one_record_per_reader(records, readers)
+            if rows_read > len(records):
+                warnings.append(f"{rows_read} rows united into {len(records)} readings (one per image and "
+                                f"{col['reader']})")
         if not records and not problems:
             raise DataError(f"{csv_path}: no row passes the filters {dict(options['filters'])}: check the values")
         used = [csv_path, *(p.path for p in problems), *(r.path for r in records),
                 *(r.mask_path for r in records if r.mask_path)]
         found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)")
         return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found,
-                       warnings=finder.warnings())
+                       warnings=warnings)
