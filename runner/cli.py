@@ -42,7 +42,8 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
                                         "image_masks, siim_rle, demo")
     check.add_argument("--strict", action="store_true", help="unreadable images are errors, not skipped")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="data option, e.g. --set label_column=finding --set split.seed=1")
+                       help="data option, e.g. --set label_column=finding --set split.seed=1 (or with the data. "
+                            "prefix train and sweep use: --set data.split.seed=1)")
     check.add_argument("--cache-dir", type=Path, help="cache folder (default ~/.cache/cxr-runner)")
     check.set_defaults(handler=_data_check)
 
@@ -60,6 +61,22 @@ def _data_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_options(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``data check``'s ``--set`` values as data options: written as they are (``label_column=x``) or as ``train``
+    and ``sweep`` spell them (``data.label_column=x``), so a line copied from a sweep command checks the same
+    data. No layout has an option called ``data``."""
+    from runner.errors import ConfigError
+    from runner.overrides import deep_merge
+
+    prefixed = overrides.pop("data", None)
+    if prefixed is None:
+        return overrides
+    if not isinstance(prefixed, dict):
+        raise ConfigError(f"--set data={prefixed!r}: data check takes the data path as its argument; --set gives "
+                          "data options, as KEY=VALUE or data.KEY=VALUE")
+    return deep_merge(overrides, prefixed)
+
+
 def _data_check(args: argparse.Namespace) -> int:
     """``data check``. A folder holding several data sets (``data demo --out DIR``) fails as one data set
     with a misleading error (a class folder without images): the error names its sub-folders instead."""
@@ -70,7 +87,7 @@ def _data_check(args: argparse.Namespace) -> int:
     from runner.tasks import TASKS
 
     task = TASKS.get(args.task)
-    spec = parse_data_spec(args.path, layout=args.layout, overrides=parse_overrides(args.overrides))
+    spec = parse_data_spec(args.path, layout=args.layout, overrides=_data_options(parse_overrides(args.overrides)))
     try:
         dataset = task.load_data(spec, cache_dir=args.cache_dir)
     except DataError:

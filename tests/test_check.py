@@ -30,6 +30,21 @@ def test_check_prints_counts_and_exits_zero(tmp_path: Path, capsys) -> None:
     assert main(["data", "check", str(tmp_path), "--task", "pneumonia", "--strict"]) == 1
 
 
+def test_check_takes_data_options_with_or_without_the_data_prefix(tmp_path: Path, capsys) -> None:
+    """``train`` and ``sweep`` write data options ``--set data.KEY=V``; ``data check`` took only ``KEY=V`` and
+    called ``data`` an unknown option, so a line copied from a sweep command could not check its data."""
+    make_class_folders(tmp_path, {"normal": 12, "pneumonia": 12, "covid": 12})
+    outputs = []
+    for prefix in ("", "data."):
+        assert main(["data", "check", str(tmp_path), "--task", "pneumonia", f"--set={prefix}classes=normal,pneumonia",
+                     f"--set={prefix}split.train=0.5", "--set=split.val=0.25", "--set=split.test=0.25"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert "classes: normal, pneumonia\n  train     12 images" in outputs[0]  # the classes and ratios given, each
+    assert main(["data", "check", str(tmp_path), "--task", "pneumonia", "--set=data=demo"]) == 2
+    assert "--set data='demo': data check takes the data path as its argument" in capsys.readouterr().err
+
+
 def test_check_of_a_folder_of_data_sets_names_the_sub_folders_to_check(tmp_path: Path, capsys) -> None:
     """``data demo --out DIR`` writes one data set per layout; checking DIR itself names them, and a named one
     checks cleanly. A class-folder root with an empty class keeps its own error."""
