@@ -162,6 +162,37 @@ def test_chexpert_columns_and_each_uncertain_policy(tmp_path: Path, policy: str,
     np.testing.assert_array_equal(packed[:, 4:], np.array(known, np.float32))  # a left-out label weighs 0 in the loss
 
 
+def test_chexpert_as_shipped_paths_from_the_folder_above_and_patients_from_the_path(tmp_path: Path) -> None:
+    """CheXpert's ``CheXpert-v1.0-small/train.csv`` lists ``CheXpert-v1.0-small/train/patient00001/study1/...``
+    (relative to the folder above it) and has no patient column. Before, every row was a missing file, and with
+    that fixed every study was its own patient, so one patient's studies fell into train and test. Now the error
+    names the ``image_root`` that reads them, and ``patient_regex`` takes the patient id from the listed path."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for patient in range(1, 41):
+        for study in (1, 2, 3):
+            listed = f"CheXpert-v1.0-small/train/patient{patient:05d}/study{study}/view1_frontal.jpg"
+            write_image(tmp_path / listed, seed=patient * 3 + study, size=(24, 24))
+            rows.append([listed, *rng.choice(["1.0", "0.0", "", "-1.0"], 4, p=[0.45, 0.3, 0.15, 0.1])])
+    folder = tmp_path / "CheXpert-v1.0-small"
+    with (folder / "train.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([CHEXPERT, *rows])
+    spec = {"layout": "manifest", "path": str(folder / "train.csv"), "path_column": "Path",
+            "label_columns": CHEXPERT[1:]}
+    with pytest.raises(DataError, match=r"train.csv: no listed file is under .*CheXpert-v1.0-small, but the first is "
+                                        r"under .* \(CheXpert-v1.0-small/train/patient00001/study1/"
+                                        r"view1_frontal.jpg\): set data.image_root: ..$"):
+        TASK.load_data(spec)
+    dataset = TASK.load_data({**spec, "image_root": "..", "patient_regex": r"patient\d+"})
+    assert len(dataset.records) == len(rows) and dataset.patient_ids_known
+    assert {r.patient_id for r in dataset.records} == {f"patient{p:05d}" for p in range(1, 41)}
+    splits_of = pd.DataFrame({"patient": [Path(r.path).parts[-3] for r in dataset.records],
+                              "split": [r.split for r in dataset.records]}).groupby("patient")["split"].nunique()
+    assert (splits_of == 1).all() and len(splits_of) == 40  # each patient's studies in one split
+    with pytest.raises(ConfigError, match=r"^data.patient_column and data.patient_regex are two ways"):
+        TASK.load_data({**spec, "image_root": "..", "patient_regex": "patient", "patient_column": "Path"})
+
+
 @pytest.mark.parametrize(("change", "error", "message"), [
     ({"rows": [*CHEXPERT_ROWS[:2], ["c.png", "", "yes", "1", "0"]]}, DataError,
      r"manifest.csv:4: column 'Effusion' holds 'yes': a label column holds 1 \(present\), 0 or blank \(absent\) "

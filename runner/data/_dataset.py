@@ -176,6 +176,8 @@ def _check_layout_types(options: dict[str, Any]) -> None:
         except re.error as error:
             raise ConfigError(f"data.patient_regex '{pattern}' is not a valid regular expression ({error}): fix "
                               "it, e.g. (IM-\\d+|person\\d+)") from None
+        if options.get("patient_column"):
+            raise ConfigError("data.patient_column and data.patient_regex are two ways to give patient ids: set one")
     delimiter = options.get("delimiter")
     if delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1):
         raise ConfigError(f"data.delimiter must be one character such as ';', got {delimiter!r}")

@@ -146,11 +146,12 @@ def resolve_inside(root: Path, relative: str, allow_outside: bool, where: str) -
     return candidate, None
 
 
-def patient_from_name(path: Path, pattern: str | None) -> str | None:
-    """A patient id taken from a file name with the user's regex (first group, or the whole match)."""
+def patient_from_name(name: str, pattern: str | None) -> str | None:
+    """A patient id taken from a file name (class folders) or a listed path (a manifest's: CheXpert's
+    ``.../patient00001/study1/view1_frontal.jpg``) with the user's regex (first group, or the whole match)."""
     if not pattern:
         return None
-    match = re.search(pattern, path.name)
+    match = re.search(pattern, name)
     if not match:
         return None
     return match.group(1) if match.groups() else match.group(0)

@@ -15,6 +15,7 @@ united into one reading; how readings combine is the data option ``merge_rows`` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from runner.data._records import (
 from runner.data.adapters._common import (
     ImageFinder,
     account_files,
+    patient_from_name,
     pick_column,
     read_csv_rows,
     require_root,
@@ -113,6 +115,18 @@ def _check_filter_columns(filters: Mapping[str, Any], columns: list[str], csv_pa
             raise DataError(f"{csv_path} has no column '{column}' to filter on: its columns are {', '.join(columns)}")
 
 
+def _check_paths_from_the_folder_above(rows: list[dict[str, str]], column: str, image_root: Path, csv_path: Path
+                                       ) -> None:
+    """CheXpert's ``train.csv`` lies in ``CheXpert-v1.0-small/`` and lists ``CheXpert-v1.0-small/train/...``:
+    relative to the folder above it. When no listed file was found, but the first listed path is there, the
+    ``image_root`` that reads them is one line, not a missing-file problem per row."""
+    listed = next((row[column] for row in rows if row[column] and Path(row[column]).name != row[column]), None)
+    above = image_root.parent
+    if listed is not None and (above / listed).is_file():
+        raise DataError(f"{csv_path}: no listed file is under {image_root}, but the first is under {above} "
+                        f"({listed}): set data.image_root: {os.path.relpath(above, csv_path.parent)}")
+
+
 def _one_record_per_reader(records: list[Record], readers: list[str | None]) -> list[Record]:
     """A reader's rows of one image united into one record holding all their findings (VinDr-CXR's box file has a
     row per finding and reader), so each reader is one vote for ``data.merge_rows``. Rows that differ in more
@@ -130,6 +144,7 @@ class Manifest(DataAdapter):
         "path_column": None, "label_column": None, "patient_column": None, "split_column": None,
         "source_column": None, "mask_column": None, "image_root": "", "mask_root": None, "filters": {},
         "delimiter": ",", "label_separator": None, "label_columns": None, "reader_column": None,
+        "patient_regex": None,
     }
 
     def detect(self, path: Path) -> bool:
@@ -188,7 +203,8 @@ class Manifest(DataAdapter):
                 continue
             records.append(Record(
                 path=str(image), label=read_label(row, where),
-                patient_id=row[col["patient"]] or None if col["patient"] else None,
+                patient_id=(row[col["patient"]] or None if col["patient"]
+                            else patient_from_name(row[col["path"]], options["patient_regex"])),
                 split=normalise_split(row[col["split"]], where) if col["split"] else None,
                 source=row[col["source"]] or None if col["source"] else None,
                 mask_path=str(mask) if mask else None, where=where,
@@ -202,6 +218,8 @@ class Manifest(DataAdapter):
                                 f"{col['reader']})")
         if not records and not problems:
             raise DataError(f"{csv_path}: no row passes the filters {dict(options['filters'])}: check the values")
+        if not records:
+            _check_paths_from_the_folder_above(rows, col["path"], image_root, csv_path)
         used = [csv_path, *(p.path for p in problems), *(r.path for r in records),
                 *(r.mask_path for r in records if r.mask_path)]
         found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)")
