@@ -254,6 +254,33 @@ def test_option_of_the_wrong_type_is_one_error_naming_the_key(override: str, tmp
     assert capsys.readouterr().err.startswith(f"error: {OPTION_ERRORS[override]}")
 
 
+@pytest.mark.parametrize(("entries", "error"), [
+    ("{0: normal, 1: pneumonia}", None),
+    ('{"0": normal, 1: pneumonia}', None),
+    ("{1.0: pneumonia, 0: normal}", "data.label_map entry 1.0: 'pneumonia' must map a label to a class name or null: "
+                                    "quote decimal numbers and yes/no in YAML"),
+    ("{yes: pneumonia, 0: normal}", "data.label_map entry True: 'pneumonia'"),
+    ('{1: pneumonia, "1": normal, 0: normal}', "data.label_map maps the label '1' twice, once as a number: keep one"),
+])
+def test_a_yaml_label_map_keyed_by_integers_reads_the_cells_digits(entries: str, error: str | None,
+                                                                   tmp_path: Path) -> None:
+    """RSNA's ``Target`` is 0 / 1, and ``{0: normal, 1: pneumonia}`` is how YAML users write that map: it was
+    refused ("quote numbers"). An integer key now means its digits; a float or yes/no key, whose YAML value no
+    longer spells the cell, is still refused."""
+    for i in range(4):
+        write_image(tmp_path / f"p{i}.png", seed=i)
+    (tmp_path / "labels.csv").write_text("patientId,Target\n" + "".join(f"p{i},{t}\n" for i, t in enumerate("0101")))
+    (tmp_path / "data.yaml").write_text(f"layout: manifest\npath: labels.csv\npath_column: patientId\n"
+                                        f"label_column: Target\nlabel_map: {entries}\n")
+    if error:
+        with pytest.raises(ConfigError, match=f"^{re.escape(error)}"):
+            load_dataset(str(tmp_path / "data.yaml"))
+        return
+    dataset = load_dataset(str(tmp_path / "data.yaml"))
+    assert [(Path(r.path).name, r.label) for r in dataset.records] == [
+        ("p0.png", "normal"), ("p1.png", "pneumonia"), ("p2.png", "normal"), ("p3.png", "pneumonia")]
+
+
 def test_classes_as_a_string_is_a_list_never_letters() -> None:
     assert parse_data_spec({"layout": "demo", "classes": "normal"}).options["classes"] == ["normal"]
     spec = parse_data_spec({"layout": "demo"}, overrides=parse_overrides(["classes=normal, pneumonia"]))

@@ -142,10 +142,7 @@ def _check_common_types(options: dict[str, Any]) -> None:
         if not isinstance(label_map, Mapping):
             raise ConfigError(f"data.label_map must be a mapping of label -> class (or null to drop), got "
                               f"{label_map!r}: e.g. label_map: {{NORMAL: normal, PNEUMONIA: pneumonia}}")
-        for key, value in label_map.items():
-            if not isinstance(key, str) or not (value is None or isinstance(value, str)):
-                raise ConfigError(f"data.label_map entry {key!r}: {value!r} must map a label to a class name or "
-                                  "null: quote numbers and yes/no in YAML")
+        options["label_map"] = _label_map_of_strings(label_map)
     merge = options.get("merge_rows")
     if merge is not None and merge not in MERGE_RULES:
         raise ConfigError(f"data.merge_rows must be one of {', '.join(MERGE_RULES)} (or null), got {merge!r}")
@@ -154,6 +151,22 @@ def _check_common_types(options: dict[str, Any]) -> None:
     for key in BOOLEAN_OPTIONS:
         if key in options and not isinstance(options[key], bool):
             raise ConfigError(f"data.{key} must be true or false, got {options[key]!r}")
+
+
+def _label_map_of_strings(label_map: Mapping[Any, Any]) -> dict[str, str | None]:
+    """A label map keyed by the labels as a CSV cell spells them: an integer key (RSNA's ``Target``, written
+    ``{0: normal, 1: pneumonia}`` in YAML) is its digits. A float or yes/no key is refused, since YAML turns
+    ``1.0``, ``1.50`` or ``yes`` into values whose spelling is not the cell's."""
+    strings: dict[str, str | None] = {}
+    for key, value in label_map.items():
+        text = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+        if not isinstance(text, str) or not (value is None or isinstance(value, str)):
+            raise ConfigError(f"data.label_map entry {key!r}: {value!r} must map a label to a class name or "
+                              "null: quote decimal numbers and yes/no in YAML")
+        if text in strings:
+            raise ConfigError(f"data.label_map maps the label '{text}' twice, once as a number: keep one")
+        strings[text] = value
+    return strings
 
 
 def _check_names(options: dict[str, Any], key: str, what: str, example: str) -> None:
