@@ -190,6 +190,32 @@ def test_manifest_path_escaping_root_is_refused(tmp_path: Path) -> None:
     assert len(allowed.records) == 3
 
 
+def test_lists_written_on_windows_read_their_backslash_paths(tmp_path: Path) -> None:
+    """A manifest or split list saved on Windows names ``images\\a.png``: every row was a missing file. Now read
+    with ``/`` (CRLF line ends, upper-case suffixes, non-ASCII names and a space in the folder alike), unless a file
+    of the literal name exists; a Windows or another machine's absolute path is one error saying what to write."""
+    root = tmp_path / "my data"
+    names = ["Ärztin_1.PNG", "img 2.png", "sub\\literal.png", "x3.JPG"]
+    for i, name in enumerate(names):
+        write_image(root / ("images" if "literal" not in name else "") / name, seed=i)
+    listed = ["images\\Ärztin_1.PNG", "images\\img 2.png", "sub\\literal.png", "images/x3.JPG"]
+    rows = "".join(f"{path},{'normal' if i % 2 else 'pneumonia'}\r\n" for i, path in enumerate(listed))
+    (root / "manifest.csv").write_text("path,label\r\n" + rows, encoding="utf-8")
+    dataset = load_dataset(str(root / "manifest.csv"))
+    found = sorted(Path(r.path).relative_to(root.resolve()).as_posix() for r in dataset.records)
+    assert found == ["images/img 2.png", "images/x3.JPG", "images/Ärztin_1.PNG", "sub\\literal.png"]
+    (root / "train.txt").write_text("images\\Ärztin_1.PNG pneumonia\r\nimages\\x3.JPG normal\r\n")
+    split_list = load_dataset({"layout": "split_lists", "path": str(root)})
+    assert [Path(r.path).name for r in split_list.records] == ["Ärztin_1.PNG", "x3.JPG"]
+    for path, message in (("C:\\Users\\al\\x.png", r"path 'C:\\Users\\al\\x.png' is a Windows absolute path, which "
+                                                    r"names no file here: write paths relative"),
+                          ("/home/al/x.png", r"path '/home/al/x.png' is outside the data root .* and does not exist: "
+                                             r"write paths relative to the list's folder \(or to image_root\)")):
+        (root / "other.csv").write_text(f"path,label\n{path},normal\n")
+        with pytest.raises(DataError, match=rf"other.csv:2: {message}"):
+            load_dataset(str(root / "other.csv"))
+
+
 def test_manifest_errors_name_the_column(tmp_path: Path) -> None:
     csv = _manifest(tmp_path, ["a.png"], header="image")
     with pytest.raises(DataError, match=r"has no path column \(looked for path, file, filename\)"):

@@ -18,6 +18,7 @@ NOT_AN_IMAGE_REASON = f"not an image file ({'/'.join(IMAGE_SUFFIXES)} or DICOM)"
 #: Delimiters a spreadsheet may have saved a "CSV" with; the adapters read comma CSVs unless told otherwise.
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
+WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def is_image_file(path: Path) -> bool:
@@ -127,17 +128,33 @@ def pick_column(columns: Iterable[str], wanted: str | None, candidates: tuple[st
     return None
 
 
+def with_slashes(root: Path, listed: str) -> str:
+    """A path as a list written on Windows gives it (``images\\a.png``), with ``/``: unless a file of that
+    literal name exists, since a backslash is a legal character in a POSIX file name. A Windows absolute path
+    (``C:\\...``) is left as written, for ``resolve_inside`` to refuse."""
+    if "\\" in listed and not WINDOWS_ABSOLUTE.match(listed) and not (root / listed).exists():
+        return listed.replace("\\", "/")
+    return listed
+
+
 def resolve_inside(root: Path, relative: str, allow_outside: bool, where: str) -> tuple[Path | None, Problem | None]:
     """``root/relative``, or a Problem when the file is missing. A path that escapes ``root`` (``..``, an
     absolute path, a symlink out) is an error naming ``where`` (the list file and line) unless the user allowed
     it: a manifest is data, often from someone else, and must not point the runner at ``/etc/passwd``.
     """
+    if WINDOWS_ABSOLUTE.match(relative):
+        raise DataError(f"{where}: path '{relative}' is a Windows absolute path, which names no file here: write "
+                        "paths relative to the list's folder (or to image_root)")
+    relative = with_slashes(root, relative)
     try:
         candidate = (root / relative).resolve()
     except (RuntimeError, OSError) as error:  # a symlink loop: RuntimeError before Python 3.13, OSError after
         return None, Problem(str(root / relative), f"({where}) cannot follow the path ({error}): fix the "
                                                    "symlink or remove its row")
     if not allow_outside and not candidate.is_relative_to(root.resolve()):
+        if not candidate.exists():  # another machine's absolute path
+            raise DataError(f"{where}: path '{relative}' is outside the data root {root} and does not exist: write "
+                            "paths relative to the list's folder (or to image_root)")
         raise DataError(f"{where}: path '{relative}' escapes the data root {root}: fix the path, or set "
                         "allow_outside_root: true if files outside it are intended")
     if not candidate.is_file():

@@ -34,6 +34,7 @@ from runner.data._records import (
     merge_findings,
 )
 from runner.data.adapters._common import (
+    WINDOWS_ABSOLUTE,
     ImageFinder,
     account_files,
     patient_from_name,
@@ -41,6 +42,7 @@ from runner.data.adapters._common import (
     read_csv_rows,
     require_root,
     resolve_inside,
+    with_slashes,
 )
 from runner.data.adapters._registry import register
 from runner.data.images import DICOM_SUFFIXES
@@ -186,9 +188,10 @@ class Manifest(DataAdapter):
             if not row[col["path"]]:
                 problems.append(Problem(where, f"empty {col['path']}: fill it in or remove the row"))
                 continue
-            listed = row[col["path"]]
-            if Path(listed).name == listed:  # a file name alone (NIH's Image Index) may lie in any folder below,
-                # and one without a suffix (RSNA's patientId) names <patientId>.dcm
+            listed = with_slashes(image_root, row[col["path"]])  # images\a.png from a list written on Windows
+            # a file name alone (NIH's Image Index) may lie in any folder below, and one without a suffix (RSNA's
+            # patientId) names <patientId>.dcm
+            if Path(listed).name == listed and not WINDOWS_ABSOLUTE.match(listed):
                 listed = finder.find(listed, where)
                 if isinstance(listed, Problem):
                     problems.append(listed)
