@@ -93,7 +93,9 @@ def test_a_task_registered_in_one_call_is_usable_with_data_holding_its_classes(r
 def test_load_data_holds_what_its_kind_needs_and_an_external_set_is_used_whole(tmp_path: Path) -> None:
     """The one loading call of the trial, ``data check`` and ``sweep --dry-run``."""
     make_class_folders(tmp_path, {"normal": 3})
-    with pytest.raises(DataError, match=r"task 'pneumothorax' needs masks: use the image_masks or siim_rle layout"):
+    with pytest.raises(DataError, match=r"\(layout class_folders\) has no masks, and task 'pneumothorax' needs "
+                                        r"them: use the image_masks layout \(images/ beside masks/\), siim_rle, or a "
+                                        r"manifest with mask_root or mask_column"):
         TASKS.get("pneumothorax").load_data(str(tmp_path))
     with pytest.raises(DataError, match=r"only one class \(normal\) found"):
         TASKS.get("anomaly").load_data(str(tmp_path))

@@ -134,7 +134,9 @@ class Task(ABC):
                                need_two_classes=self.need_two_classes and not whole,
                                split_needs=None if whole else self.split_needs(), cache_dir=cache_dir)
         if self.needs_masks and not any(r.mask_path or r.mask_rle is not None for r in dataset.records):
-            raise DataError(f"{dataset.root}: task '{self.name}' needs masks: use the image_masks or siim_rle layout")
+            raise DataError(f"{dataset.root} (layout {dataset.spec.layout}) has no masks, and task '{self.name}' "
+                            "needs them: use the image_masks layout (images/ beside masks/), siim_rle, or a manifest "
+                            "with mask_root or mask_column (Kaggle's png_images/ beside png_masks/)")
         return dataset
 
     def bind_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
