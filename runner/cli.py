@@ -4,18 +4,38 @@ need them, so ``--help`` and the light commands start fast."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from runner import storage
 from runner.errors import ConfigError, CxrError
 
 if TYPE_CHECKING:
     from runner.sweep.space import SweepSpec
+
+
+class RegistryHelpFormatter(argparse.HelpFormatter):
+    """Help naming the registered tasks, models, layouts and sweeps where a help string says ``<tasks>`` (...):
+    each name is written once, in its registry, and a new model shows in ``--help`` without touching this file.
+    Read only when help is printed: the registries cost every other command half a second."""
+
+    REGISTRIES: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "tasks": ("runner.tasks", "TASKS"), "models": ("runner.models", "MODELS"),
+        "layouts": ("runner.data", "ADAPTERS"), "sweeps": ("runner.sweep.space", "SEARCH_SPACES"),
+    }
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        for kind, (module, name) in self.REGISTRIES.items():
+            if text and f"<{kind}>" in text:
+                names = getattr(importlib.import_module(module), name).names()
+                text = text.replace(f"<{kind}>", ", ".join(names))
+        return text
 
 
 def _add_data_commands(commands: argparse._SubParsersAction) -> None:
@@ -34,12 +54,11 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     demo.set_defaults(handler=_data_demo)
 
-    check = data_commands.add_parser("check", help="summarise a data set and report every problem")
+    check = data_commands.add_parser("check", help="summarise a data set and report every problem",
+                                     formatter_class=RegistryHelpFormatter)
     check.add_argument("path", help="data folder, CSV manifest, data spec .yaml, or 'demo'")
-    check.add_argument("--task", required=True, help="task the data is for (pneumonia, covid, anomaly, pneumothorax, "
-                                                    "findings)")
-    check.add_argument("--layout", help="layout (default: detected): class_folders, manifest, split_lists, "
-                                        "image_masks, siim_rle, demo")
+    check.add_argument("--task", required=True, help="task the data is for: <tasks>")
+    check.add_argument("--layout", help="layout (default: detected): <layouts>")
     check.add_argument("--strict", action="store_true", help="unreadable images are errors, not skipped")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="data option, e.g. --set label_column=finding --set split.seed=1 (or with the data. "
@@ -103,13 +122,13 @@ def _data_check(args: argparse.Namespace) -> int:
 
 def _add_train_command(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train and evaluate one configuration (no Ray)",
+                                formatter_class=RegistryHelpFormatter,
                                 description="Train one model on one task and evaluate it on validation, test "
                                             "and (optionally) an external test set. Writes a trial directory "
                                             "under --out: config.yaml, model.keras, predictions.parquet, "
                                             "result.json.")
-    train.add_argument("--task", help="pneumonia, covid, anomaly or pneumothorax")
-    train.add_argument("--model", help="baseline, small_cnn, vgg16, vgg19, inception_v3, densenet121, "
-                                       "conv_autoencoder, vgg16_unet")
+    train.add_argument("--task", help="<tasks>")
+    train.add_argument("--model", help="<models>")
     train.add_argument("--data", help="data folder, CSV manifest, data spec .yaml, or 'demo' (default: the "
                                       "task's demo data)")
     train.add_argument("--test-data", help="an external test set (another hospital): metrics as external_test_*")
@@ -144,12 +163,13 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
     from runner.sweep.assemble import AUTO_PROFILE
 
     sweep = commands.add_parser("sweep", help="run a search space as a Ray Tune sweep (the main command)",
+                                formatter_class=RegistryHelpFormatter,
                                 description="Run every trial of a search space (NAME: ./search_spaces/NAME.yaml, "
                                             "else a shipped one; or a YAML path) on Ray: Optuna proposes, ASHA "
                                             "stops poor trials early, each finished trial becomes a leaderboard "
                                             "row. Layers, later ones winning: the file < --profile < --quick < "
                                             "--set.")
-    sweep.add_argument("name", nargs="?", help="transfer, scratch, anomaly, segmentation, or a .yaml path")
+    sweep.add_argument("name", nargs="?", help="<sweeps>, or a .yaml path")
     sweep.add_argument("--list", action="store_true",
                        help="show the sweeps (or NAME), their spaces and where each file came from")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
