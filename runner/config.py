@@ -95,6 +95,24 @@ def _check_types(config: TrialConfig) -> None:
             raise ConfigError(f"{key}={getattr(config, key)!r} must be {what}")
 
 
+#: The config keys that hold a data spec.
+DATA_KEYS = ("data", "test_data")
+
+
+def names_data_set(value: Any) -> bool:
+    """A data spec that says which data set (a path or a layout), not one that only adjusts the task's demo
+    data (``{n: 240}``)."""
+    return isinstance(value, Mapping) and bool({"path", "layout"} & set(value))
+
+
+def merge_layers(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
+    """``upper`` over ``lower`` (``deep_merge``), except that a data spec naming a data set replaces one below
+    it that only adjusts the demo data: a ``cpu`` profile's ``data: {n: 240}`` sizes the demo, and merged into
+    the user's ``--set 'fixed.data={path: ..., label_map: ...}'`` it was an unknown option of their layout."""
+    return deep_merge(lower, upper, replaces=lambda key, below, value: key in DATA_KEYS and names_data_set(value)
+                      and not names_data_set(below))
+
+
 def normalise_data(value: Any, default: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """A data spec as a mapping with an absolute path (trials may run in another working directory).
 
@@ -103,13 +121,13 @@ def normalise_data(value: Any, default: Mapping[str, Any] | None = None) -> dict
     """
     if value is None or value == "":
         return dict(default) if default is not None else None
-    if isinstance(value, str):
-        from runner.data._dataset import spec_from_string
+    if isinstance(value, str | Mapping):
+        from runner.data._dataset import spec_options
 
-        value = spec_from_string(value)
+        value = spec_options(value)
     if not isinstance(value, Mapping):
         raise ConfigError(f"data must be a path, 'demo', a .yaml file or a mapping of data options, not {value!r}")
-    if "path" not in value and "layout" not in value and default is not None:
+    if not names_data_set(value) and default is not None:
         value = deep_merge(default, value)
     value = dict(value)
     if value.get("path"):
@@ -189,7 +207,7 @@ def resolve_config(*layers: Mapping[str, Any], printer: Callable[[str], None] = 
 
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged = deep_merge(merged, {k: v for k, v in layer.items() if v is not None})
+        merged = merge_layers(merged, {k: v for k, v in layer.items() if v is not None})
     config = make_config(merged)
     if config.model_params.get("weights") != AUTO:
         return config

@@ -4,7 +4,7 @@ expects)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -54,12 +54,15 @@ def _value_and_group(pair: str, key: str) -> ConfigError:
                        f"(--set '{key}={example}')")
 
 
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated with ``extra``, merging nested mappings instead of replacing them."""
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any],
+               replaces: Callable[[str, Mapping[str, Any], Mapping[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """``base`` updated with ``extra``, merging nested mappings instead of replacing them, unless
+    ``replaces(key, base's, extra's)`` says the one in ``extra`` stands for itself (at any depth)."""
     merged = dict(base)
     for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping) and not (replaces and replaces(key, below, value)):
+            merged[key] = deep_merge(below, value, replaces)
         else:
             merged[key] = value
     return merged

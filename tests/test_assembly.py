@@ -75,6 +75,46 @@ def test_quick_shrinks_the_demo_data_but_keeps_a_data_set_of_the_users(tmp_path:
     assert own.fixed["data"] == str(data) and own.fixed["epochs"] == 1
 
 
+def test_a_profiles_demo_size_never_becomes_an_option_of_the_users_data_set(tmp_path: Path) -> None:
+    """Every shipped ``cpu`` profile sizes the demo (``fixed.data: {n: 240}``), and merged into the user's
+    ``--set 'fixed.data={path: ..., label_map: ...}'`` (the form the error for ``data=X`` beside ``data.K=V``
+    asks for) it was "unknown data option 'n' for layout 'class_folders'" on every machine without a GPU. A
+    mapping naming a data set (a path or a layout) now replaces one that only adjusts the demo; one that adjusts
+    the demo still merges, and two naming a data set still merge (a label map kept when the path changes)."""
+    data = make_class_folders(tmp_path / "images", {"normal": 12, "pneumonia": 12})
+    own = {"path": str(data), "label_map": {"NORMAL": "normal"}}
+    for quick in (False, True):
+        spec = build_sweep("transfer", parse_overrides([f"fixed.data={own}", "tasks=[pneumonia]"]), profile="cpu",
+                           quick=quick)
+        assert spec.fixed["data"] == own
+    assert main(["sweep", "transfer", "--dry-run", "--set", f"fixed.data={own}", "--set", "tasks=[pneumonia]"]) == 0
+    demo = build_sweep("transfer", parse_overrides(["fixed.data.seed=3"]), profile="cpu")
+    assert demo.fixed["data"] == {"n": 240, "seed": 3}
+    elsewhere = make_class_folders(tmp_path / "other", {"normal": 12, "pneumonia": 12})
+    layered = {**LAYERED, "profiles": {"cpu": {"fixed": {"data": {"path": str(data)}}}},
+               "fixed": {**LAYERED["fixed"], "data": {"path": str(elsewhere), "classes": ["normal", "pneumonia"]}}}
+    assert build_sweep(layered, profile="cpu", name="two").fixed["data"] == {"path": str(data),
+                                                                             "classes": ["normal", "pneumonia"]}
+    config = resolve_config({"task": "pneumonia", "model": "baseline", "data": {"n": 100}}, {"data": own})
+    assert config.data["path"] == str(data) and "n" not in config.data
+
+
+def test_a_data_spec_file_named_as_the_path_of_a_mapping_takes_the_mappings_options(tmp_path: Path) -> None:
+    """``fixed.data=spec.yaml`` beside ``fixed.data.split.seed=1`` sets data both as a value and as a group, so
+    a data-spec file could not be adjusted from ``--set`` at all: ``{path: spec.yaml, ...}`` now reads the file
+    and lays the mapping's keys over it."""
+    data = make_class_folders(tmp_path / "images", {"NORMAL": 12, "PNEUMONIA": 12})
+    (tmp_path / "spec.yaml").write_text("data:\n  path: images\n  split: {train: 0.5, val: 0.25, test: 0.25}\n")
+    config = resolve_config({"task": "pneumonia", "model": "baseline"},
+                            {"data": {"path": str(tmp_path / "spec.yaml"), "split": {"seed": 4}}})
+    assert config.data == {"path": str(data.resolve()), "split": {"train": 0.5, "val": 0.25, "test": 0.25, "seed": 4}}
+    given = f"fixed.data={{path: {tmp_path / 'spec.yaml'}, split: {{seed: 4}}}}"
+    spec = build_sweep("transfer", parse_overrides([given, "tasks=[pneumonia]"]), profile="cpu")
+    assert spec.fixed["data"]["split"] == {"seed": 4}  # expanded when each trial's config is made
+    assert main(["sweep", "transfer", "--dry-run", "--set", f"fixed.data={{path: {tmp_path / 'spec.yaml'}}}",
+                 "--set", "tasks=[pneumonia]"]) == 0
+
+
 def test_quick_keeps_a_models_own_image_size_at_its_smallest() -> None:
     """InceptionV3 needs 75 px: ``transfer``'s own per-model sizes for it survive ``--quick`` (cut to the
     smallest), so the quick sweep loads instead of failing in every InceptionV3 trial."""

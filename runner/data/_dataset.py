@@ -106,15 +106,26 @@ def spec_from_string(text: str) -> dict[str, Any]:
     return {"path": text}
 
 
+def spec_options(spec: str | Mapping[str, Any]) -> dict[str, Any]:
+    """A data spec as a mapping of options. A mapping whose ``path`` is a data-spec file is that file's options
+    with the mapping's other keys over them: a sweep's ``data: {path: vindr.yaml, merge_rows: majority}``, the
+    one way to adjust a spec file from ``--set``, since ``data=vindr.yaml`` beside ``data.merge_rows=...`` would
+    set ``data`` both as a value and as a group."""
+    if isinstance(spec, str):
+        return spec_from_string(spec)
+    path = spec.get("path")
+    if isinstance(path, str) and path.endswith((".yaml", ".yml")):
+        return deep_merge(read_spec_file(Path(path)), {k: v for k, v in spec.items() if k != "path"})
+    return dict(spec)
+
+
 def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None = None,
                     overrides: Mapping[str, Any] | None = None) -> DataSpec:
     """Accept ``demo``, a data path, a ``.yaml`` file holding a data block, or a mapping with ``layout``,
     ``path`` and options. A missing layout is detected from the files."""
     if isinstance(spec, DataSpec):
         spec = {"layout": spec.layout, "path": spec.path, **spec.options}
-    if isinstance(spec, str):
-        spec = spec_from_string(spec)
-    options = deep_merge(spec, overrides or {})  # --set split.train=0.9 keeps the rest of the split block
+    options = deep_merge(spec_options(spec), overrides or {})  # --set split.train=0.9 keeps the rest of the split block
     _check_common_types(options)
     path = options.pop("path", None)
     chosen = layout or options.pop("layout", None)

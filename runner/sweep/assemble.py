@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import yamlfile
+from runner.config import merge_layers, names_data_set
 from runner.errors import ConfigError
 from runner.overrides import deep_merge
 from runner.sweep.space import SweepSpec, find_search_space, parse_spec
@@ -132,8 +133,8 @@ def _chosen(variants: Mapping[str | None, SweepSpec], gpus: Gpus, printer: Calla
 def _layered(raw: Mapping[str, Any], where: str, name: str, profile: str | None, quick: bool,
              overrides: Mapping[str, Any] | None) -> SweepSpec:
     """The file < ``profile`` < ``--quick`` < ``overrides``, validated; errors name the profile."""
-    layered = deep_merge(raw, raw["profiles"][profile]) if profile else raw
-    layered = deep_merge(_quick(layered), overrides or {}) if quick else deep_merge(layered, overrides or {})
+    layered = merge_layers(raw, raw["profiles"][profile]) if profile else raw
+    layered = merge_layers(_quick(layered) if quick else layered, overrides or {})
     source = f"{where} (profile '{profile}')" if profile else where
     return replace(parse_spec(layered, name, source), source=where)
 
@@ -148,7 +149,7 @@ def _quick(raw: Mapping[str, Any]) -> dict[str, Any]:
         return dict(raw)
     shrunk = deep_merge(raw, QUICK)
     fixed, data = shrunk["fixed"], shrunk["fixed"].get("data")
-    if raw.get("data") is None and (data is None or (isinstance(data, Mapping) and not {"path", "layout"} & set(data))):
+    if raw.get("data") is None and (data is None or (isinstance(data, Mapping) and not names_data_set(data))):
         fixed["data"] = {**(data or {}), "n": QUICK_DEMO_IMAGES}
     shrunk["space"] = {key: value for key, value in (raw.get("space") or {}).items() if key != "image_size"}
     shrunk["per_model"] = {model: _smallest_image_size(params)
