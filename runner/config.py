@@ -113,6 +113,18 @@ def merge_layers(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str
                       and not names_data_set(below))
 
 
+def absolute_data(value: Any) -> Any:
+    """A data spec with its path (a folder, CSV or data-spec YAML) made absolute from the current directory,
+    nothing read: Ray runs each trial in a working directory of its own, where a sweep's ``data=images`` named
+    nothing, so every trial failed while the checks, run in the sweep's directory, passed. ``demo``, a
+    mapping without a path and any other value are returned as they are."""
+    if isinstance(value, str) and value and value != "demo":
+        return str(Path(value).expanduser().resolve())
+    if isinstance(value, Mapping) and isinstance(value.get("path"), str) and value["path"]:
+        return {**value, "path": str(Path(value["path"]).expanduser().resolve())}
+    return value
+
+
 def normalise_data(value: Any, default: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """A data spec as a mapping with an absolute path (trials may run in another working directory).
 
@@ -129,10 +141,7 @@ def normalise_data(value: Any, default: Mapping[str, Any] | None = None) -> dict
         raise ConfigError(f"data must be a path, 'demo', a .yaml file or a mapping of data options, not {value!r}")
     if not names_data_set(value) and default is not None:
         value = deep_merge(default, value)
-    value = dict(value)
-    if value.get("path"):
-        value["path"] = str(Path(value["path"]).expanduser().resolve())
-    return value
+    return dict(absolute_data(value))
 
 
 def check_data_spec(value: Mapping[str, Any]) -> None:

@@ -99,6 +99,24 @@ def test_a_profiles_demo_size_never_becomes_an_option_of_the_users_data_set(tmp_
     assert config.data["path"] == str(data) and "n" not in config.data
 
 
+def test_relative_data_paths_are_made_absolute_where_the_sweep_starts(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray runs each trial in its own working directory: the sweep's data paths are resolved from the directory
+    it starts in, wherever they are given (``tests/test_sweep.py`` runs a sweep on one)."""
+    make_class_folders(tmp_path / "xray", {"normal": 12, "pneumonia": 12})
+    (tmp_path / "spec.yaml").write_text("path: xray\n")
+    monkeypatch.chdir(tmp_path)
+    spec = build_sweep({**LAYERED, "profiles": {}, "data": "xray",
+                        "fixed": {**LAYERED["fixed"], "test_data": {"path": "spec.yaml"}},
+                        "space": {**LAYERED["space"], "data": {"type": "categorical", "choices": ["xray", "demo"]}},
+                        "per_task": {"pneumonia": {"data": {"type": "categorical", "choices": ["spec.yaml"]}}}},
+                       name="relative")
+    assert spec.data == str(tmp_path / "xray")
+    assert spec.fixed["test_data"] == {"path": str(tmp_path / "spec.yaml")}
+    assert spec.space["data"]["choices"] == [str(tmp_path / "xray"), "demo"]
+    assert spec.per_task["pneumonia"]["data"]["choices"] == [str(tmp_path / "spec.yaml")]
+
+
 def test_a_data_spec_file_named_as_the_path_of_a_mapping_takes_the_mappings_options(tmp_path: Path) -> None:
     """``fixed.data=spec.yaml`` beside ``fixed.data.split.seed=1`` sets data both as a value and as a group, so
     a data-spec file could not be adjusted from ``--set`` at all: ``{path: spec.yaml, ...}`` now reads the file

@@ -306,13 +306,15 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
 
 
 def test_a_trial_that_keeps_failing_is_recorded_with_its_error(tmp_path: Path) -> None:
+    """The data path is relative, as users write it: before, each trial looked for it in the working directory
+    Ray gives the trial and failed on "data path ... does not exist", not on the file that is broken."""
     data = make_class_folders(tmp_path / "xray", {"NORMAL": 12, "PNEUMONIA": 12})
     (data / "PNEUMONIA" / "broken.png").write_bytes(b"not a png")
     spec = {**TINY, "num_samples": 2, "scheduler": {"type": "fifo"}, "max_failures": 0,  # no retry: see error_line
-            "fixed": {**TINY["fixed"], "data": {"path": str(data), "strict": True}}}
+            "fixed": {**TINY["fixed"], "data": {"path": "xray", "strict": True}}}
     path, results = _write(tmp_path, spec), tmp_path / "results"
     run = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results)],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "2 trials recorded" in run.stdout and "2 failed" in run.stdout
     from runner.leaderboard import load

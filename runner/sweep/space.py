@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.config import MAX_SEED, SEED_RANGE
+from runner.config import DATA_KEYS, MAX_SEED, SEED_RANGE, absolute_data
 from runner.errors import ConfigError, CxrError
 from runner.registry import Registry
 
@@ -355,7 +355,8 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     _check_keys(source, "scheduler.", raw.get("scheduler", {}), SCHEDULER_KEYS)
     _check_keys(source, "resources.", raw.get("resources", {}), RESOURCE_KEYS)
     _check_keys(source, "stop.", raw.get("stop", {}), STOP_KEYS)
-    values = {k: v for k, v in raw.items() if k not in ("scheduler", "resources", "warm_start", "stop")}
+    values = _with_absolute_data({k: v for k, v in raw.items() if k not in ("scheduler", "resources", "warm_start",
+                                                                          "stop")})
     spec = SweepSpec(name=name, source=source, **{**values, "tasks": tuple(raw["tasks"]),
                                                  "models": tuple(raw["models"])},
                      scheduler=Scheduler(**raw.get("scheduler", {})), resources=Resources(**raw.get("resources", {})),
@@ -382,6 +383,31 @@ def parse_spec(raw: Mapping[str, Any], name: str, source: str) -> SweepSpec:
     if spec.searcher == "grid":
         grid_points(spec)
     return spec
+
+
+def _with_absolute_data(values: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's data specs (``data``, ``fixed.data``, ``fixed.test_data``, and the choices of a searched one)
+    with absolute paths, from the directory the sweep starts in (``absolute_data``): its trials run elsewhere."""
+    if "data" in values:
+        values["data"] = absolute_data(values["data"])
+    if isinstance(values.get("fixed"), Mapping):
+        values["fixed"] = {key: absolute_data(value) if key in DATA_KEYS else value
+                           for key, value in values["fixed"].items()}
+    for block in ("space", "per_model", "per_task"):
+        if isinstance(values.get(block), Mapping):
+            values[block] = _absolute_choices(values[block], nested=block != "space")
+    return values
+
+
+def _absolute_choices(params: Mapping[str, Any], nested: bool) -> dict[str, Any]:
+    """A block's searched data sets (``data: {type: categorical, choices: [a, b]}``) with absolute paths; in
+    ``per_model`` / ``per_task`` each owner's parameters."""
+    if nested:
+        return {owner: _absolute_choices(block, False) if isinstance(block, Mapping) else block
+                for owner, block in params.items()}
+    return {key: {**value, "choices": [absolute_data(choice) for choice in value["choices"]]}
+            if key in DATA_KEYS and isinstance(value, Mapping) and isinstance(value.get("choices"), list) else value
+            for key, value in params.items()}
 
 
 def _checked_metric(spec: SweepSpec, mode_given: bool) -> SweepSpec:
