@@ -11,6 +11,7 @@ from conftest import make_class_folders, write_image, write_mask
 
 from runner.cli import main
 from runner.data import ADAPTERS, load_dataset, parse_data_spec, prepare
+from runner.data.adapters.class_folders import UNUSED_MASK
 from runner.data.masks import decode_rle, encode_rle
 from runner.errors import ConfigError, DataError
 
@@ -241,6 +242,25 @@ def test_kaggle_upper_case_folders_match_the_task_classes(tmp_path: Path) -> Non
     make_class_folders(tmp_path, {"NORMAL": 3, "PNEUMONIA": 2})
     dataset = load_dataset(str(tmp_path), expected_classes=("normal", "pneumonia"))
     assert dataset.classes == ("normal", "pneumonia") and _labels(dataset) == {"normal": 3, "pneumonia": 2}
+
+
+def test_covid_qu_ex_reads_split_class_images_and_names_its_lung_masks(tmp_path: Path) -> None:
+    """COVID-QU-Ex keeps ``<Split>/<class>/images/`` beside ``lung masks/`` (and ``infection masks/``): its masks
+    were "image outside the class folders"; they are masks beside the images, and said so."""
+    root = tmp_path / "Lung Segmentation Data"
+    for split_index, split in enumerate(("Train", "Val", "Test")):
+        for class_index, name in enumerate(("COVID-19", "Non-COVID", "Normal")):
+            for i in range(2):
+                stem = f"{name}_{split}_{i}.png"
+                write_image(root / split / name / "images" / stem, seed=split_index * 100 + class_index * 10 + i)
+                write_mask(root / split / name / "lung masks" / stem)
+                write_mask(root / split / name / "infection masks" / stem)
+    dataset = load_dataset({"path": str(root), "label_map": {"COVID-19": "covid", "Non-COVID": "pneumonia"}},
+                           expected_classes=("covid", "normal", "pneumonia"))
+    assert {(r.split, r.label) for r in dataset.records} == {(s, c) for s in ("train", "val", "test")
+                                                             for c in ("covid", "normal", "pneumonia")}
+    assert {Path(i.path).parent.name: i.reason for i in dataset.ignored} == {
+        "lung masks": UNUSED_MASK, "infection masks": UNUSED_MASK}
 
 
 def _radiography_database(root: Path) -> Path:

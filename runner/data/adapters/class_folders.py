@@ -4,7 +4,8 @@ Split folders are matched case-folded, with the usual spellings (``Train``, ``va
 Kaggle ``valid/`` folder read as a class named ``valid`` would silently train on the validation images.
 A class folder holding no image but an ``images/`` folder is read from there: the COVID-19 Radiography
 Database (Kaggle) keeps each class's radiographs in ``<class>/images/`` beside their lung masks in
-``<class>/masks/``, which a classifier does not read (each is listed as ignored, with that reason).
+``<class>/masks/`` (COVID-QU-Ex: ``lung masks/``), which a classifier does not read (each is listed as ignored,
+with that reason).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -
                    patient_id=patient_from_name(f.name, pattern), where=str(f)) for f in files]
 
 
+def _in_a_mask_folder(path: str, class_dirs: set[str]) -> bool:
+    """A file in a mask folder beside a class's ``images/``: ``masks/`` (the COVID-19 Radiography Database) or
+    ``lung masks/``, ``infection masks/`` (COVID-QU-Ex)."""
+    folder = os.path.dirname(os.path.realpath(path))
+    return os.path.dirname(folder) in class_dirs and "mask" in os.path.basename(folder).casefold()
+
+
 @register
 class ClassFolders(DataAdapter):
     name = "class_folders"
@@ -82,7 +90,6 @@ class ClassFolders(DataAdapter):
         if not records:
             raise DataError(f"{root} has no class folders: the class_folders layout is ROOT/<class>/*.png")
         found, ignored = account_files(root, [r.path for r in records], UNUSED_IMAGE)
-        beside = {str(Path(r.path).parent.parent / "masks") for r in records if Path(r.path).parent.name == "images"}
-        ignored = [replace(i, reason=UNUSED_MASK) if os.path.dirname(os.path.realpath(i.path)) in beside else i
-                   for i in ignored]
+        classes = {str(Path(r.path).parent.parent) for r in records if Path(r.path).parent.name == "images"}
+        ignored = [replace(i, reason=UNUSED_MASK) if _in_a_mask_folder(i.path, classes) else i for i in ignored]
         return Listing(records=records, problems=[], root=root, ignored=ignored, files_found=found)
