@@ -116,6 +116,41 @@ def test_nih_images_spread_over_numbered_folders_are_found_by_name(tmp_path: Pat
                                 "its row")
 
 
+def test_nih_official_split_lists_set_the_test_split(tmp_path: Path) -> None:
+    """NIH ChestX-ray14 ships its patient-wise split as ``train_val_list.txt`` / ``test_list.txt``, which papers
+    report on; there was no way to read it (a split column only). ``split_files`` gives each row its list's
+    split: the test split is exactly the test list, validation is carved from train_val by patient, and the
+    lists are files the data set uses."""
+    labels = ["Cardiomegaly", "Effusion", "Consolidation", "Pneumothorax", "No Finding", "Cardiomegaly|Effusion"]
+    rows = [[f"{p:08d}_{f:03d}.png", labels[(p + f) % 6], str(p)] for p in range(1, 41) for f in range(2)]
+    csv_path = _manifest(tmp_path, ["Image Index", "Finding Labels", "Patient ID"], rows)
+    test_list = {name for name, _, patient in rows if int(patient) > 30}
+    (tmp_path / "test_list.txt").write_text("\n".join(sorted(test_list)) + "\n")
+    (tmp_path / "train_val_list.txt").write_text("".join(f"{name}\n" for name, _, _ in rows if name not in test_list))
+    spec = {"layout": "manifest", "path": str(csv_path), "path_column": "Image Index", "label_column": "Finding Labels",
+            "patient_column": "Patient ID", "label_separator": "|", "label_map": NIH_MAP,
+            "split_files": {"train": "train_val_list.txt", "Test": "test_list.txt"}}
+    dataset = TASK.load_data(spec)
+    split_of = {Path(r.path).name: r.split for r in dataset.records}
+    assert {name for name, split in split_of.items() if split == "test"} == test_list
+    assert {split_of[name] for name in split_of if name not in test_list} == {"train", "val"}
+    patients = pd.DataFrame({"patient": [r.patient_id for r in dataset.records], "split": list(split_of.values())})
+    assert (patients.groupby("patient")["split"].nunique() == 1).all()
+    assert not [i for i in dataset.ignored if i.path.endswith(".txt")]
+    with (tmp_path / "test_list.txt").open("a") as handle:
+        handle.write("00000001_000.png\n")
+    with pytest.raises(DataError, match=r"^00000001_000.png is listed in both the train and the test split_files"):
+        TASK.load_data(spec)
+    (tmp_path / "test_list.txt").write_text("\n".join(sorted(test_list - {"00000040_001.png"})))
+    with pytest.raises(DataError, match=r"manifest.csv:81: 00000040_001.png is in none of the split_files "
+                                        r"\(train_val_list.txt, test_list.txt; 1 such rows\)"):
+        TASK.load_data(spec)
+    for change, message in (({"split_column": "Patient ID"}, "data.split_column and data.split_files are two ways"),
+                            ({"split_files": ["test_list.txt"]}, "data.split_files must map a split to a file")):
+        with pytest.raises(ConfigError, match=f"^{message}"):
+            TASK.load_data({**spec, **change})
+
+
 def test_data_without_one_of_the_tasks_findings_says_the_task_needs_it(tmp_path: Path) -> None:
     """Before: "class 'opacity' has no images: ... drop it with data.classes", which cannot drop a finding the task
     models."""

@@ -206,6 +206,21 @@ def _check_layout_types(options: dict[str, Any]) -> None:
     if delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1):
         raise ConfigError(f"data.delimiter must be one character such as ';', got {delimiter!r}")
     _check_label_options(options)
+    _check_split_files(options)
+
+
+def _check_split_files(options: dict[str, Any]) -> None:
+    """A manifest's ``split_files``: split name -> a file listing that split's images (NIH ChestX-ray14's
+    ``train_val_list.txt`` / ``test_list.txt``), and not beside a ``split_column``, which would say it twice."""
+    files = options.get("split_files")
+    if files is None:
+        return
+    if not isinstance(files, Mapping) or not files or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                             for k, v in files.items()):
+        raise ConfigError(f"data.split_files must map a split to a file listing its images, got {files!r}: e.g. "
+                          "split_files: {train: train_val_list.txt, test: test_list.txt}")
+    if options.get("split_column"):
+        raise ConfigError("data.split_column and data.split_files are two ways to give the split: set one")
 
 
 def _check_label_options(options: dict[str, Any]) -> None:

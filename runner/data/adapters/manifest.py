@@ -117,6 +117,38 @@ def _check_filter_columns(filters: Mapping[str, Any], columns: list[str], csv_pa
             raise DataError(f"{csv_path} has no column '{column}' to filter on: its columns are {', '.join(columns)}")
 
 
+def _read_split_files(files: Mapping[str, str], root: Path) -> dict[str, str]:
+    """Image name -> split, from files listing each split's images one per line (NIH ChestX-ray14's
+    ``train_val_list.txt`` and ``test_list.txt``, beside its CSV). A name in two lists is one error: that
+    image would be evaluated on what it was trained on."""
+    split_of: dict[str, str] = {}
+    for name, listed in files.items():
+        split = normalise_split(name, "data.split_files")
+        path = root / listed
+        if not path.is_file():
+            raise DataError(f"data.split_files: {split} list {path} does not exist: check the path (relative to "
+                            f"{root})")
+        for line in path.read_text(encoding="utf-8-sig").splitlines():
+            image = line.strip()
+            if image and split_of.setdefault(image, split) != split:
+                raise DataError(f"{image} is listed in both the {split_of[image]} and the {split} split_files: one "
+                                "image in two splits leaks it into its own evaluation; keep it in one list")
+    return split_of
+
+
+def _listed_split(split_of: Mapping[str, str], listed: str) -> str | None:
+    """A row's split from the split files, by the name the row gives (or its file name)."""
+    return split_of.get(listed) or split_of.get(Path(listed).name)
+
+
+def _check_every_row_listed(records: list[Record], files: Mapping[str, str]) -> None:
+    missing = [r for r in records if r.split is None]
+    if missing:
+        raise DataError(f"{missing[0].where}: {Path(missing[0].path).name} is in none of the split_files "
+                        f"({', '.join(files.values())}; {len(missing)} such rows): list every image in one of "
+                        "them, or filter those rows out")
+
+
 def _check_paths_from_the_folder_above(rows: list[dict[str, str]], column: str, image_root: Path, csv_path: Path
                                        ) -> None:
     """CheXpert's ``train.csv`` lies in ``CheXpert-v1.0-small/`` and lists ``CheXpert-v1.0-small/train/...``:
@@ -146,7 +178,7 @@ class Manifest(DataAdapter):
         "path_column": None, "label_column": None, "patient_column": None, "split_column": None,
         "source_column": None, "mask_column": None, "image_root": "", "mask_root": None, "filters": {},
         "delimiter": ",", "label_separator": None, "label_columns": None, "reader_column": None,
-        "patient_regex": None,
+        "patient_regex": None, "split_files": None,
     }
 
     def detect(self, path: Path) -> bool:
@@ -180,6 +212,7 @@ class Manifest(DataAdapter):
         mask_root = root / options["mask_root"] if options["mask_root"] else None
         allow_outside = bool(options["allow_outside_root"])
         finder = ImageFinder(image_root, ("", *IMAGE_SUFFIXES, *DICOM_SUFFIXES), col["path"])  # RSNA: patientId
+        split_of = _read_split_files(options["split_files"], root) if options["split_files"] else None
         records, readers, problems = [], [], []
         for line, row in enumerate(rows, start=2):
             if not _keep_row(row, options["filters"]):
@@ -208,7 +241,8 @@ class Manifest(DataAdapter):
                 path=str(image), label=read_label(row, where),
                 patient_id=(row[col["patient"]] or None if col["patient"]
                             else patient_from_name(row[col["path"]], options["patient_regex"])),
-                split=normalise_split(row[col["split"]], where) if col["split"] else None,
+                split=(normalise_split(row[col["split"]], where) if col["split"]
+                       else _listed_split(split_of, row[col["path"]]) if split_of is not None else None),
                 source=row[col["source"]] or None if col["source"] else None,
                 mask_path=str(mask) if mask else None, where=where,
             ))
@@ -221,9 +255,12 @@ class Manifest(DataAdapter):
                                 f"{col['reader']})")
         if not records and not problems:
             raise DataError(f"{csv_path}: no row passes the filters {dict(options['filters'])}: check the values")
+        if split_of is not None:
+            _check_every_row_listed(records, options["split_files"])
         if not records:
             _check_paths_from_the_folder_above(rows, col["path"], image_root, csv_path)
-        used = [csv_path, *(p.path for p in problems), *(r.path for r in records),
+        used = [csv_path, *(root / listed for listed in (options["split_files"] or {}).values()),
+                *(p.path for p in problems), *(r.path for r in records),
                 *(r.mask_path for r in records if r.mask_path)]
         found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)")
         return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found,
