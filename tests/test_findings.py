@@ -329,6 +329,9 @@ def test_vindr_readers_rows_merge_into_one_image_by_any_or_majority(tmp_path: Pa
             read = len(readings) if majority or spec is by_columns else len(pd.read_csv(boxes))  # a row each
             assert f"{read} readings merged into 30 images (data.merge_rows: {merge['merge_rows']})" \
                 in dataset.warnings
+    (tmp_path / "train" / "notes.txt").write_text("not an image")  # the CSV's folder is annotations/: counted too
+    listed = TASK.load_data({**by_columns, "merge_rows": "any"}, whole=True)
+    assert listed.files_found == 32 and [Path(i.path).name for i in listed.ignored] == ["notes.txt"]
     two_readers = readings.groupby("image_id").filter(lambda image: len(image) == 2)
     assert (two_readers.groupby("image_id")[VINDR].sum() == 1).any(axis=None)  # a tie, which is absent
     assert _merged(readings, True) != _merged(readings, False)

@@ -204,16 +204,33 @@ def _reason_ignored(path: str, unused_image_reason: str) -> str:
     return NOT_AN_IMAGE_REASON
 
 
-def account_files(root: Path, used: Iterable[str | Path], unused_image_reason: str) -> tuple[int, list[Ignored]]:
-    """How many files lie under ``root``, and each one the layout does not read with the reason, so nothing
-    is left out without a word (a ``valid/`` folder, a stray image). Names only: no file is opened (an
-    extension-less DICOM left out is counted as not an image).
+def _outermost_folders(paths: Iterable[Path]) -> list[str]:
+    """The folders (a file's own folder) that hold all of ``paths``, none inside another."""
+    folders = sorted({os.path.dirname(real) if os.path.isfile(real) else real
+                      for real in (os.path.realpath(p) for p in paths)}, key=len)
+    kept: list[str] = []
+    for folder in folders:
+        if not any(folder == top or folder.startswith(top.rstrip(os.sep) + os.sep) for top in kept):
+            kept.append(folder)
+    return kept
+
+
+def account_files(root: Path, used: Iterable[str | Path], unused_image_reason: str, also: Iterable[Path] = ()
+                  ) -> tuple[int, list[Ignored]]:
+    """How many files lie under ``root`` (and ``also``: folders outside it the layout reads from, a manifest's
+    ``image_root: ../train``), and each one the layout does not read with the reason, so nothing is left out
+    without a word (a ``valid/`` folder, a stray image). Names only: no file is opened (an extension-less DICOM
+    left out is counted as not an image).
     A hidden folder counts as one entry and is not walked (``.git`` would swamp the summary)."""
     used_paths = {os.path.realpath(p) for p in used}
     found, ignored = 0, []
-    top = os.path.realpath(root)
-    if os.path.isfile(top):
-        top = os.path.dirname(top)
+    for top in _outermost_folders([root, *also]):
+        found += _account_folder(top, used_paths, unused_image_reason, ignored)
+    return found, ignored
+
+
+def _account_folder(top: str, used_paths: set[str], unused_image_reason: str, ignored: list[Ignored]) -> int:
+    found = 0
     for folder, dirs, files in os.walk(top):
         hidden = sorted(d for d in dirs if d.startswith("."))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -222,7 +239,7 @@ def account_files(root: Path, used: Iterable[str | Path], unused_image_reason: s
             found += 1
             if path not in used_paths and os.path.realpath(path) not in used_paths:
                 ignored.append(Ignored(path, _reason_ignored(path, unused_image_reason)))
-    return found, ignored
+    return found
 
 
 def option_columns(options: Mapping[str, Any]) -> dict[str, str | None]:

@@ -262,6 +262,7 @@ class Manifest(DataAdapter):
         used = [csv_path, *(root / listed for listed in (options["split_files"] or {}).values()),
                 *(p.path for p in problems), *(r.path for r in records),
                 *(r.mask_path for r in records if r.mask_path)]
-        found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)")
+        found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)",
+                                       also=[image_root, *([mask_root] if mask_root else [])])
         return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found,
                        warnings=warnings)
