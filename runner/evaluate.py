@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -35,7 +35,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from runner import storage
-from runner.errors import ConfigError
+from runner.errors import ConfigError, CxrError
+
+if TYPE_CHECKING:
+    from runner.config import TrialConfig
+    from runner.data import CachedData
+    from runner.tasks import Task
 
 __all__ = ["EVALUATION_TYPES", "add_evaluate_command", "choose_trials", "evaluate_trial", "load_evaluations",
            "write_evaluation"]
@@ -118,9 +123,10 @@ def choose_trials(board: pd.DataFrame, sweep_id: str, results: str, trials: Sequ
 def evaluate_trial(row: dict[str, Any], spec: Any, printer: Callable[[str], None] = print) -> dict[str, Any]:
     """One leaderboard row's trial evaluated on the data set ``spec``: the evaluation row (not yet written)."""
     from runner.data import Record
+    from runner.data.cache import refuse_seen_images
     from runner.rerun import config_of
     from runner.tasks import TASKS, Split
-    from runner.trial import Evaluation, add_split, load_splits, load_whole, setup_backend
+    from runner.trial import Evaluation, add_split, load_whole, setup_backend
 
     config = config_of(row)
     task = TASKS.get(config.task)
@@ -136,8 +142,11 @@ def evaluate_trial(row: dict[str, Any], spec: Any, printer: Callable[[str], None
     val_scores = task.recorded_scores(val_rows)
     setup_backend(config)
     cached, split = load_whole(config, task, spec)
+    own, own_splits = _own_data(config, task, printer)
+    if own is not None:
+        refuse_seen_images(cached, own)
     # a score read against the training images (anomaly ``score: latent``) needs them; no other does
-    train = load_splits(config, task, printer)[1]["train"] if task.model_features(config.task_params) else None
+    train = own_splits["train"] if task.model_features(config.task_params) else None
     scores = task.predict(_load_model(folder), split, config.task_params, train)
     temperature = row.get("val_temperature")
     temperature = None if temperature is None or pd.isna(temperature) else float(temperature)
@@ -152,6 +161,22 @@ def evaluate_trial(row: dict[str, Any], spec: Any, printer: Callable[[str], None
             "n_images": len(split.records), "data_skipped": len(dataset.problems) + len(cached.skipped),
             "temperature": temperature, "evaluated_at": datetime.now(timezone.utc),
             **{f"{METRIC_PREFIX}{key}": value for key, value in found.metrics[split.name].items()}}
+
+
+def _own_data(config: TrialConfig, task: Task, printer: Callable[[str], None]) -> tuple[CachedData | None, dict]:
+    """The trial's own data (from its cache, when still there), to refuse an evaluation set holding its train or
+    val images; where it cannot be read (the trial ran on another machine), said in a line and skipped, unless
+    the task's scores need the training images."""
+    from runner.trial import load_splits
+
+    try:
+        return load_splits(config, task, printer)
+    except CxrError as error:
+        if task.model_features(config.task_params):
+            raise
+        printer(f"note: the trial's own data cannot be read here ({error}): not checked for images shared with "
+                "the evaluation set")
+        return None, {}
 
 
 def _load_model(folder: str):

@@ -28,6 +28,7 @@ from runner import calibration, privacy
 from runner import metrics as m
 from runner.config import TrialConfig, save_config
 from runner.data import CachedData, prepare
+from runner.data.cache import refuse_seen_images
 from runner.gpu import GpuSampler
 from runner.tasks import TASKS, Split, Task
 
@@ -351,9 +352,14 @@ def _scalar(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def load_external(config: TrialConfig, task: Task) -> Split | None:
-    """The ``test_data`` set, every usable image of it, at the trial's image size."""
-    return load_whole(config, task, config.test_data)[1] if config.test_data else None
+def load_external(config: TrialConfig, task: Task, own: CachedData) -> Split | None:
+    """The ``test_data`` set, every usable image of it, at the trial's image size; refused where it holds an
+    image of ``own``'s train or val split (``refuse_seen_images``)."""
+    if not config.test_data:
+        return None
+    cached, split = load_whole(config, task, config.test_data)
+    refuse_seen_images(cached, own)
+    return split
 
 
 def load_whole(config: TrialConfig, task: Task, spec: Any) -> tuple[CachedData, Split]:
@@ -452,7 +458,7 @@ def run_trial(config: TrialConfig, out_dir: Path, *, trial_id: str | None = None
     started = datetime.now(timezone.utc)
     device = setup_backend(config)
     cached, splits = load_splits(config, task, printer)
-    external = load_external(config, task)
+    external = load_external(config, task, cached)
     model = build_model(config, task, jit="auto" if device.startswith("GPU") else False, strategy=strategy)
     if checkpointing and checkpointing.resume:
         checkpointing.resume.restore_weights(model)

@@ -3,6 +3,7 @@ gave on that set as its external test set; rows are idempotent, join the leaderb
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from conftest import make_class_folders
 from runner import leaderboard
 from runner.cli import main
 from runner.config import make_config
+from runner.errors import DataError
 from runner.evaluate import load_evaluations
 from runner.html_report import render_report
 from runner.tasks import TASKS
@@ -95,6 +97,29 @@ def test_a_data_set_with_other_classes_or_an_unknown_trial_is_one_error(recorded
     assert f"sweep '{SWEEP}' has no completed trial 'nope': its completed trials include {trial.trial_id}" in err
     assert main(["evaluate", "no-such-sweep", "--data", str(other), "--results", str(results)]) == 2
     assert "no sweep 'no-such-sweep'" in capsys.readouterr().err
+
+
+def test_an_external_set_holding_an_image_the_trial_trained_on_is_refused(recorded, tmp_path: Path, capsys) -> None:
+    """Before, evaluating on the trial's own data (or a folder with a copy of one of its training images) gave
+    'external' metrics with no word said. A byte-identical copy of a train or val image is refused, by
+    ``evaluate`` and by ``train --test-data``; one of the trial's test images is not (the model never saw it)."""
+    results, _, trial = recorded
+    own = TASKS.get("pneumonia").load_data(trial.result["config"]["data"], cache_dir=results.parent / "cache")
+    train_image = next(r for r in own.records if r.split == "train" and r.label == "pneumonia")
+    test_image = next(r for r in own.records if r.split == "test" and r.label == "pneumonia")
+    folder = make_class_folders(tmp_path / "hospital_b", {"normal": 4, "pneumonia": 4}, seed=500)
+    shutil.copy(test_image.path, folder / "pneumonia" / "from_test.png")
+    assert main(["evaluate", SWEEP, "--data", str(folder), "--results", str(results)]) == 0
+    capsys.readouterr()
+    shutil.copy(train_image.path, folder / "pneumonia" / "copy.png")
+    assert main(["evaluate", SWEEP, "--data", str(folder), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: external test set {folder}: 1 of its images are byte-identical to images of the trial's "
+                   f"own train or val split (first: {(folder / 'pneumonia' / 'copy.png').resolve()} = "
+                   f"{train_image.path}, train): evaluate on images the model never saw; remove them\n")
+    config = make_config({**trial.result["config"], "test_data": str(folder), "epochs": 1})
+    with pytest.raises(DataError, match=r"1 of its images are byte-identical to images of the trial's own train"):
+        run_trial(config, tmp_path / "trials", verbose=False)
 
 
 def test_evaluate_a_real_ray_sweeps_best_and_all_trials(tmp_path: Path, capsys) -> None:

@@ -365,6 +365,29 @@ class CachedData:
         return sorted(found, key=lambda group: (-len(group), group[0].path))
 
 
+#: The splits of a trial's own data that an external test set must not share an image with: what it trained
+#: on, and what tuned its threshold, calibration and early stopping.
+SEEN_SPLITS = ("train", "val")
+
+
+def refuse_seen_images(external: CachedData, own: CachedData) -> None:
+    """An external test set (``test_data``, ``runner evaluate --data``) holding a byte-identical copy of an
+    image the model trained or was tuned on measures memory, not generalisation, and inflates exactly the
+    figure a reviewer trusts most: one error naming the first pair and the count."""
+    seen: dict[str, Record] = {}
+    for record, digest in zip(own.valid_records(), own.columns("content_hash")["content_hash"], strict=True):
+        if record.split in SEEN_SPLITS:
+            seen.setdefault(digest, record)
+    shared = [(record, seen[digest]) for record, digest in
+              zip(external.valid_records(), external.columns("content_hash")["content_hash"], strict=True)
+              if digest in seen]
+    if shared:
+        ours, theirs = shared[0]
+        raise DataError(f"external test set {external.dataset.root}: {len(shared)} of its images are byte-identical "
+                        f"to images of the trial's own {' or '.join(SEEN_SPLITS)} split (first: {ours.path} = "
+                        f"{theirs.path}, {theirs.split}): evaluate on images the model never saw; remove them")
+
+
 def _undecoded_class_errors(dataset: DataSet, cached: CachedData) -> list[str]:
     """A class of ``dataset.classes`` none of whose images decoded (a whole class lost), or a split need
     (``DataSet.split_needs``: what the task trains or measures on) that the listing met and decoding lost.
