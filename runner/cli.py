@@ -84,7 +84,6 @@ def _data_options(overrides: dict[str, Any]) -> dict[str, Any]:
     """``data check``'s ``--set`` values as data options: written as they are (``label_column=x``) or as ``train``
     and ``sweep`` spell them (``data.label_column=x``), so a line copied from a sweep command checks the same
     data. No layout has an option called ``data``."""
-    from runner.errors import ConfigError
     from runner.overrides import deep_merge
 
     prefixed = overrides.pop("data", None)

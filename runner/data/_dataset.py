@@ -200,13 +200,19 @@ def _check_layout_types(options: dict[str, Any]) -> None:
         except re.error as error:
             raise ConfigError(f"data.patient_regex '{pattern}' is not a valid regular expression ({error}): fix "
                               "it, e.g. (IM-\\d+|person\\d+)") from None
-        if options.get("patient_column"):
-            raise ConfigError("data.patient_column and data.patient_regex are two ways to give patient ids: set one")
+        _refuse_both(options, "patient_column", "patient_regex", "patient ids")
     delimiter = options.get("delimiter")
     if delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1):
         raise ConfigError(f"data.delimiter must be one character such as ';', got {delimiter!r}")
     _check_label_options(options)
     _check_split_files(options)
+
+
+def _refuse_both(options: Mapping[str, Any], one: str, other: str, what: str) -> None:
+    """Two options that say the same thing another way, both given (``one``: a non-empty column or list;
+    ``other``: set at all): one error, rather than one silently winning."""
+    if options.get(one) and options.get(other) is not None:
+        raise ConfigError(f"data.{one} and data.{other} are two ways to give {what}: set one")
 
 
 def _check_split_files(options: dict[str, Any]) -> None:
@@ -219,8 +225,7 @@ def _check_split_files(options: dict[str, Any]) -> None:
                                                              for k, v in files.items()):
         raise ConfigError(f"data.split_files must map a split to a file listing its images, got {files!r}: e.g. "
                           "split_files: {train: train_val_list.txt, test: test_list.txt}")
-    if options.get("split_column"):
-        raise ConfigError("data.split_column and data.split_files are two ways to give the split: set one")
+    _refuse_both(options, "split_column", "split_files", "the split")
 
 
 def _check_label_options(options: dict[str, Any]) -> None:
@@ -236,9 +241,7 @@ def _check_label_options(options: dict[str, Any]) -> None:
                                 or not all(isinstance(c, str) and c for c in columns)):
         raise ConfigError(f"data.label_columns must be a list of column names, got {columns!r}: e.g. label_columns: "
                           "[Atelectasis, Cardiomegaly, Edema]")
-    if columns is not None and separator is not None:
-        raise ConfigError("data.label_columns and data.label_separator are two ways to give several findings per "
-                          "image: set one")
+    _refuse_both(options, "label_columns", "label_separator", "several findings per image")
     no_finding = next((c for c in columns or () if c.casefold() == NO_FINDING.casefold()), None)
     if no_finding is not None:
         raise ConfigError(f"data.label_columns names '{no_finding}', which is the absence of the other findings, not "
