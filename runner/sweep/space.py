@@ -393,18 +393,17 @@ def _with_absolute_data(values: dict[str, Any]) -> dict[str, Any]:
     if isinstance(values.get("fixed"), Mapping):
         values["fixed"] = {key: absolute_data(value) if key in DATA_KEYS else value
                            for key, value in values["fixed"].items()}
-    for block in ("space", "per_model", "per_task"):
+    if isinstance(values.get("space"), Mapping):
+        values["space"] = _absolute_choices(values["space"])
+    for block in ("per_model", "per_task"):  # each owner's parameters
         if isinstance(values.get(block), Mapping):
-            values[block] = _absolute_choices(values[block], nested=block != "space")
+            values[block] = {owner: _absolute_choices(params) if isinstance(params, Mapping) else params
+                             for owner, params in values[block].items()}
     return values
 
 
-def _absolute_choices(params: Mapping[str, Any], nested: bool) -> dict[str, Any]:
-    """A block's searched data sets (``data: {type: categorical, choices: [a, b]}``) with absolute paths; in
-    ``per_model`` / ``per_task`` each owner's parameters."""
-    if nested:
-        return {owner: _absolute_choices(block, False) if isinstance(block, Mapping) else block
-                for owner, block in params.items()}
+def _absolute_choices(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A block's searched data sets (``data: {type: categorical, choices: [a, b]}``) with absolute paths."""
     return {key: {**value, "choices": [absolute_data(choice) for choice in value["choices"]]}
             if key in DATA_KEYS and isinstance(value, Mapping) and isinstance(value.get("choices"), list) else value
             for key, value in params.items()}
