@@ -293,6 +293,26 @@ def test_class_folders_read_a_class_from_its_images_folder_beside_its_masks(tmp_
     assert "holds 4 data sets, one per sub-folder" in capsys.readouterr().err
 
 
+def test_a_list_file_in_a_windows_code_page_or_a_folder_is_one_error(tmp_path: Path) -> None:
+    """A split list (or a manifest's ``split_files`` list) saved in cp1252 was a UnicodeDecodeError traceback; a
+    folder named as a ``split_files`` list was said not to exist."""
+    for i in range(4):
+        write_image(tmp_path / "imgs" / f"r\u00e9sum\u00e9{i}.png", seed=i)
+    lines = "".join(f"imgs/r\u00e9sum\u00e9{i}.png a\n" for i in range(4))
+    (tmp_path / "train.txt").write_bytes(lines.encode("cp1252"))
+    with pytest.raises(DataError, match=r"^split list .*train.txt is not UTF-8 text \(invalid continuation byte\): "
+                                        r"save it as UTF-8$"):
+        load_dataset(str(tmp_path))
+    (tmp_path / "train.txt").unlink()
+    csv = _manifest(tmp_path, [f"imgs/r\u00e9sum\u00e9{i}.png,a,p{i}" for i in range(4)])
+    (tmp_path / "test.txt").write_bytes("r\u00e9sum\u00e90.png\n".encode("cp1252"))
+    (tmp_path / "train_list.txt").write_text("".join(f"r\u00e9sum\u00e9{i}.png\n" for i in range(1, 4)))
+    for listed, message in (("test.txt", r"test list .*test.txt is not UTF-8 text"),
+                            ("imgs", r"test list .*imgs is a folder, not a list file: name the .txt file")):
+        with pytest.raises(DataError, match=rf"^data.split_files: {message}"):
+            load_dataset({"path": str(csv), "split_files": {"train": "train_list.txt", "test": listed}})
+
+
 def test_split_lists_two_and_four_columns(tmp_path: Path) -> None:
     for split in ("train", "test"):
         for i in range(4):

@@ -97,6 +97,17 @@ def read_csv_rows(csv_path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     return rows
 
 
+def read_list_lines(path: Path, what: str) -> list[str]:
+    """The lines of a list file (a split list, NIH's ``test_list.txt``): one error where it is a folder or not
+    UTF-8 text (a list saved in a Windows code page), not a traceback."""
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a folder, not a list file: name the .txt file that lists the images")
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        raise DataError(f"{what} {path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
+
+
 def _check_delimiter(header: list[str], delimiter: str, csv_path: Path) -> None:
     """A one-column header holding another delimiter is a spreadsheet's semicolon (or tab) CSV: say so,
     rather than report a missing ``label`` column in a header that plainly has one."""

@@ -40,6 +40,7 @@ from runner.data.adapters._common import (
     patient_from_name,
     pick_column,
     read_csv_rows,
+    read_list_lines,
     require_root,
     resolve_inside,
     with_slashes,
@@ -125,10 +126,10 @@ def _read_split_files(files: Mapping[str, str], root: Path) -> dict[str, str]:
     for name, listed in files.items():
         split = normalise_split(name, "data.split_files")
         path = root / listed
-        if not path.is_file():
+        if not path.exists():
             raise DataError(f"data.split_files: {split} list {path} does not exist: check the path (relative to "
                             f"{root})")
-        for line in path.read_text(encoding="utf-8-sig").splitlines():
+        for line in read_list_lines(path, f"data.split_files: {split} list"):
             image = line.strip()
             if image and split_of.setdefault(image, split) != split:
                 raise DataError(f"{image} is listed in both the {split_of[image]} and the {split} split_files: one "

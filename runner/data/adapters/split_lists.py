@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.data._records import SPLITS, DataAdapter, Listing, Problem, Record
-from runner.data.adapters._common import account_files, require_root, resolve_inside
+from runner.data.adapters._common import account_files, read_list_lines, require_root, resolve_inside
 from runner.data.adapters._registry import register
 from runner.errors import DataError
 
@@ -46,7 +46,7 @@ class SplitLists(DataAdapter):
         records, problems = [], []
         for split, list_file in lists.items():
             image_root = root / options["image_root"] / (split if options["split_subfolders"] else "")
-            for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+            for number, line in enumerate(read_list_lines(list_file, "split list"), start=1):
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
                 where = f"{list_file}:{number}"
