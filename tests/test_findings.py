@@ -359,6 +359,21 @@ def test_bad_reader_options_are_one_error(tmp_path: Path, options: dict, error: 
         TASK.load_data({k: v for k, v in spec.items() if v is not None}, whole=True)
 
 
+def test_a_row_without_its_reader_is_skipped_naming_the_column(tmp_path: Path) -> None:
+    """With ``reader_column``, a blank reader cell would make one more 'reader' of every blank row of an image
+    and shift its majority: the row is skipped, naming the column, as a row without a path is."""
+    columns, _, readings = _vindr(tmp_path, images=12)
+    text = columns.read_text().splitlines()
+    text[1] = text[1].replace(f",{readings['rad_id'].iloc[0]},", ",,", 1)
+    columns.write_text("\n".join(text) + "\n")
+    dataset = TASK.load_data({"layout": "manifest", "path": str(columns), "path_column": "image_id",
+                              "image_root": "../train", "label_columns": VINDR, "label_map": VINDR_MAP,
+                              "reader_column": "rad_id", "merge_rows": "majority"}, whole=True)
+    (problem,) = dataset.problems
+    assert str(problem).endswith("image_labels_train.csv:2: empty rad_id: fill it in or remove the row")
+    assert len(dataset.records) == 12
+
+
 def test_merging_rows_needs_a_multi_label_task(tmp_path: Path) -> None:
     path = _manifest(tmp_path, ["path", "label"], [["a.png", "normal"], ["b.png", "pneumonia"]])
     with pytest.raises(ConfigError, match=r"^data.merge_rows merges several readers' findings of one image: it needs "

@@ -219,8 +219,9 @@ class Manifest(DataAdapter):
             if not _keep_row(row, options["filters"]):
                 continue
             where = f"{csv_path}:{line}"
-            if not row[col["path"]]:
-                problems.append(Problem(where, f"empty {col['path']}: fill it in or remove the row"))
+            empty = next((col[key] for key in ("path", "reader") if col[key] and not row[col[key]]), None)
+            if empty is not None:  # a blank reader would make one more reader of every blank row of an image
+                problems.append(Problem(where, f"empty {empty}: fill it in or remove the row"))
                 continue
             listed = with_slashes(image_root, row[col["path"]])  # images\a.png from a list written on Windows
             # a file name alone (NIH's Image Index) may lie in any folder below, and one without a suffix (RSNA's
