@@ -231,15 +231,16 @@ def _sweep(args: argparse.Namespace) -> int:
                        storage=storage.resolve(args.storage) if args.storage else storage.join(results, "tune"),
                        source=args.name,
                        overrides=_overrides(args), profile=args.profile, quick=args.quick,
-                       mlflow=args.mlflow)
+                       mlflow=args.mlflow, workdir=os.getcwd())
     address = None if args.local else args.address
     storage.check_writable(run.results)
     record = storage.join(run.results, "sweeps", f"{run.sweep_id}.json")
     with SweepConsole(log_path(run), verbose=args.verbose, started=lambda: storage.is_file(record)) as console:
         # a bad file, key, profile or data set or an unknown warm-start sweep fail before Ray starts: on this
         # machine, build_sweep counts the GPUs without Ray; a sweep refused here leaves no log, so names none
-        spec = build_sweep(run.source, run.overrides, run.profile, run.quick, gpus=_cluster_gpus(address),
-                           printer=console.line)
+        with run.start_directory(console.line):
+            spec = build_sweep(run.source, run.overrides, run.profile, run.quick, gpus=_cluster_gpus(address),
+                               printer=console.line)
         if args.resume is None and spec.warm_start.sweeps:
             earlier_rows(run.results, spec.warm_start.sweeps)
         if not args.verbose:

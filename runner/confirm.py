@@ -296,8 +296,9 @@ def _train(original: SweepRun, confirm: SweepRun, runs: dict[str, ConfirmRun], a
     from runner.sweep.assemble import build_sweep
     from runner.sweep.run import run_confirm, stop_ray
 
-    spec = build_sweep(original.source, original.overrides, original.profile, original.quick,
-                       resolve_weights=False, printer=printer)
+    with original.start_directory(printer):
+        spec = build_sweep(original.source, original.overrides, original.profile, original.quick,
+                           resolve_weights=False, printer=printer)
     try:
         return run_confirm(spec, confirm, runs, address=address, printer=printer)
     except KeyboardInterrupt:

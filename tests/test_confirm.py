@@ -49,9 +49,9 @@ class Confirmed:
     report_before: str  # the sweep's report before confirm ran
 
 
-def _runner(work: Path, *args: str) -> str:
+def _runner(work: Path, *args: str, cwd: Path | None = None) -> str:
     run = subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "CXR_RUNNER_CACHE": str(work / "cache")})
+                         env={**os.environ, "CXR_RUNNER_CACHE": str(work / "cache")}, cwd=cwd or work)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run.stdout + run.stderr
 
@@ -59,9 +59,10 @@ def _runner(work: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def confirmed(tmp_path_factory: pytest.TempPathFactory) -> Confirmed:
     work = tmp_path_factory.mktemp("confirm")
-    results = work / "results"
-    (work / "tiny.yaml").write_text(yaml.safe_dump(SWEEP))
-    _runner(work, "sweep", str(work / "tiny.yaml"), "--results", str(results))
+    results, start = work / "results", work / "start"
+    start.mkdir()
+    (start / "tiny.yaml").write_text(yaml.safe_dump(SWEEP))
+    _runner(work, "sweep", "tiny.yaml", "--results", str(results), cwd=start)  # confirm runs from work
     sweep_id = leaderboard.load(results)["sweep_id"].iloc[0]
     before = render_report(str(results), sweep_id)
     command = ("confirm", sweep_id, "--top", str(TOP), "--seeds", str(SEEDS), "--results", str(results))
@@ -98,6 +99,8 @@ def test_confirm_shows_a_line_per_run_event_and_nothing_of_ray_or_tensorflow(con
 
     log = confirmed.results / "sweeps" / f"{confirm_sweep_id(confirmed.sweep_id)}.log"
     assert f"log: {log} " in confirmed.first and "Running in local mode" in log.read_text()
+    start = confirmed.results.parent / "start"
+    assert f"reading the sweep's relative paths from {start}, where it started" in confirmed.first
     runs = sorted(confirmed.rows_after_first["trial_id"])
     assert sorted(re.findall(r"^started  (\S+)  pneumonia small_cnn \(", confirmed.first, re.M)) == runs
     ended = re.findall(rf"^\[(\d)/{len(runs)}\] (\S+)  small_cnn  val_roc_auc \d\.\d{{4}}  completed at epoch",

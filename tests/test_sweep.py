@@ -240,22 +240,27 @@ def test_resume_after_killed_driver_gives_exactly_one_row_per_trial(tmp_path: Pa
     has it running), which sees its row and returns: the row stands, unchanged (it was once replaced by a
     'failed' row: Tune could not restore the checkpoint the writer had deleted). Killed mid-trial, the resumed
     sweep continues that trial from the checkpoint of its first epoch, the last one Tune saved. Either way:
-    one row per trial, no configuration run twice, and a study that matches the rows."""
+    one row per trial, no configuration run twice, and a study that matches the rows. The sweep starts with a
+    relative space file and is resumed from another directory: it is rebuilt from the one it started in."""
     spec = {**TINY, "num_samples": 2, "max_concurrent_trials": 1, "scheduler": {"type": "fifo"},
             "fixed": {**TINY["fixed"], "epochs": 3}}
-    path, results = _write(tmp_path, spec), tmp_path / "results"
-    killed = subprocess.run([sys.executable, "-c", KILLING_DRIVER, point, "sweep", str(path), "--results",
-                             str(results)], capture_output=True, text=True, timeout=600, start_new_session=True)
+    start, results = tmp_path / "start", tmp_path / "results"
+    start.mkdir()
+    path = _write(start, spec)
+    killed = subprocess.run([sys.executable, "-c", KILLING_DRIVER, point, "sweep", path.name, "--results",
+                             str(results)], capture_output=True, text=True, timeout=600, start_new_session=True,
+                            cwd=start)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
     from runner.leaderboard import load
 
     first = load(results)
     assert len(first) == (1 if point == "row" else 0), first
 
-    resumed = subprocess.run([sys.executable, "-m", "runner", "sweep", str(path), "--results", str(results),
-                              "--resume"], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([sys.executable, "-m", "runner", "sweep", path.name, "--results", str(results),
+                              "--resume"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming tiny-" in resumed.stdout and "2 trials recorded" in resumed.stdout
+    assert f"reading the sweep's relative paths from {start}, where it started" in resumed.stdout
     assert "Could not recover" not in resumed.stdout + resumed.stderr
     stands = re.findall(r"trial (\S+) had ended before the sweep was interrupted: its row stands", resumed.stdout)
     assert stands == (first["trial_id"].tolist() if point == "row" else []), resumed.stdout[-3000:]

@@ -6,10 +6,13 @@ Its own module because the driver (``run``), the Optuna study (``study``) and th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from runner import storage
@@ -33,6 +36,9 @@ class SweepRun:
     started_at: str | None = None
     #: ``{"rule": "patience", "reason": "..."}`` once ``stop:`` ended the sweep early; ``--resume`` refuses it.
     stopped: dict[str, str] | None = None
+    #: The directory the sweep started in: ``--resume`` reads its relative paths (the space file, ``--set
+    #: data=images``, a space's ``./search_spaces``) from there, wherever it is run from.
+    workdir: str | None = None
 
     @property
     def trials_dir(self) -> str:
@@ -42,6 +48,20 @@ class SweepRun:
     def train_storage(self) -> str:
         """Ray Train's runs of this sweep's trials (``resources.workers: 1``)."""
         return storage.join(self.storage, self.sweep_id, "train")
+
+    def start_directory(self, printer: Callable[[str], None]) -> contextlib.AbstractContextManager:
+        """Where the sweep is rebuilt (``--resume``, ``confirm``): the directory it started in, so a command
+        run from elsewhere reads the same space file and data as the trials before it (a relative
+        ``data=images`` would name another folder, or none). A record whose directory is not here (another
+        machine) is rebuilt from the current one, with a line saying so."""
+        if self.workdir is None or Path(self.workdir) == Path.cwd():
+            return contextlib.nullcontext()
+        if not Path(self.workdir).is_dir():
+            printer(f"note: sweep {self.sweep_id} started in {self.workdir}, which is not here (another machine, "
+                    "or removed): its relative paths (space file, data) are read from the current directory")
+            return contextlib.nullcontext()
+        printer(f"reading the sweep's relative paths from {self.workdir}, where it started")
+        return contextlib.chdir(self.workdir)
 
     def save(self) -> None:
         """Writes the record atomically (``storage.write_text``): a crash mid-write keeps the old record."""
