@@ -81,6 +81,25 @@ def test_a_download_one_folder_above_the_data_set_names_the_folder_to_pass(tmp_p
         load_dataset(str(tmp_path / "by_patient"))
 
 
+def test_a_data_set_whose_labels_are_in_a_csv_is_pointed_to_the_manifest(tmp_path: Path) -> None:
+    """VinDr-CXR unpacks to annotations/*.csv beside train/ and test/ folders of images: read as class folders
+    it has none, and the error names the CSV and the manifest layout. Images directly in a split folder (no
+    class folders) are named as such."""
+    root = tmp_path / "vindr"
+    for split in ("train", "test"):
+        write_image(root / split / f"{split}1.png", seed=1)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(root))} has no class folders: .* \(or ROOT/<split>/"
+                                        rf"<class>/\*\.png\); {re.escape(str(root / 'test'))} holds images but no "
+                                        r"class folders: sort them into one folder per class, or list them"):
+        load_dataset(str(root))
+    (root / "annotations").mkdir()
+    (root / "annotations" / "image_labels_train.csv").write_text("image_id,rad_id,Cardiomegaly\ntrain1,R1,1\n")
+    with pytest.raises(DataError, match=r"has no class folders: .*; it holds CSV files \(annotations/image_labels_"
+                                        r"train\.csv\): for labels in a CSV, pass the CSV as the data path, or "
+                                        r"write a data spec with layout: manifest"):
+        load_dataset(str(root))
+
+
 def test_class_folders_patient_regex(tmp_path: Path) -> None:
     for i in range(3):
         write_image(tmp_path / "normal" / f"IM-000{i}-0001.png", seed=i)

@@ -58,6 +58,22 @@ def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -
                    patient_id=patient_from_name(f.name, pattern), where=str(f)) for f in files]
 
 
+def _no_class_folders(root: Path, split_dirs: list[tuple[str, Path]]) -> str:
+    """Why ``root`` lists no image, with what the folder looks like instead: VinDr-CXR's download is
+    ``annotations/*.csv`` beside ``train/`` and ``test/`` folders of images, with the labels in the CSVs."""
+    message = f"{root} has no class folders: the class_folders layout is ROOT/<class>/*.png"
+    tables = sorted(root.glob("*.csv")) + sorted(root.glob("*/*.csv"))
+    if tables:
+        named = ", ".join(str(t.relative_to(root)) for t in tables[:3]) + (", ..." if len(tables) > 3 else "")
+        return (f"{message}; it holds CSV files ({named}): for labels in a CSV, pass the CSV as the data path, "
+                "or write a data spec with layout: manifest (README: Data layouts)")
+    loose = [folder for _, folder in split_dirs if image_files(folder)]
+    if loose:
+        return (f"{message} (or ROOT/<split>/<class>/*.png); {loose[0]} holds images but no class folders: sort "
+                "them into one folder per class, or list them with their labels in a manifest CSV")
+    return message
+
+
 def _in_a_mask_folder(path: str, class_dirs: set[str]) -> bool:
     """A file in a mask folder beside a class's ``images/``: ``masks/`` (the COVID-19 Radiography Database) or
     ``lung masks/``, ``infection masks/`` (COVID-QU-Ex)."""
@@ -88,7 +104,7 @@ class ClassFolders(DataAdapter):
             for class_dir in _class_dirs(root):
                 records += _records_of_class(class_dir, None, pattern)
         if not records:
-            raise DataError(f"{root} has no class folders: the class_folders layout is ROOT/<class>/*.png")
+            raise DataError(_no_class_folders(root, split_dirs))
         found, ignored = account_files(root, [r.path for r in records], UNUSED_IMAGE)
         classes = {str(Path(r.path).parent.parent) for r in records if Path(r.path).parent.name == "images"}
         ignored = [replace(i, reason=UNUSED_MASK) if _in_a_mask_folder(i.path, classes) else i for i in ignored]
