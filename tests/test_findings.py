@@ -374,6 +374,102 @@ def test_a_row_without_its_reader_is_skipped_naming_the_column(tmp_path: Path) -
     assert len(dataset.records) == 12
 
 
+MIMIC = ["Cardiomegaly", "Consolidation", "Lung Opacity", "Pleural Effusion", "Pneumothorax"]
+MIMIC_SPEC = {"layout": "manifest", "path": "mimic-cxr-2.0.0-split.csv.gz", "path_column": "dicom_id",
+              "image_root": "files", "patient_column": "subject_id", "split_column": "split",
+              "join": [{"csv": "mimic-cxr-2.0.0-chexpert.csv.gz", "key": ["subject_id", "study_id"]},
+                       {"csv": "mimic-cxr-2.0.0-metadata.csv.gz", "key": "dicom_id"}],
+              "filters": {"ViewPosition": ["PA", "AP"]}, "label_columns": MIMIC,
+              "label_map": {"Pleural Effusion": "effusion", "Consolidation": "opacity", "Lung Opacity": "opacity"}}
+
+
+def _mimic(root: Path, subjects: int = 12) -> dict[str, pd.DataFrame]:
+    """MIMIC-CXR-JPG as PhysioNet ships it: ``files/p10/p<subject>/s<study>/<dicom_id>.jpg`` and three gzipped
+    CSVs: the image list with the official split (``validate``, not ``val``), the CheXpert labels per study
+    (1.0 / 0.0 / -1.0 / blank), and the metadata with each image's view. Two studies per subject, two images
+    per study (one lateral); the last study has no label row, as a few in the real file do not."""
+    rng = np.random.default_rng(3)
+    images, labels, views = [], [], []
+    for s in range(subjects):
+        subject = 10000000 + s
+        split = ("train", "train", "validate", "test")[s % 4]
+        for k in range(2):
+            study = 50000000 + 10 * s + k
+            labels.append({"subject_id": subject, "study_id": study, **{
+                name: rng.choice(["1.0", "0.0", "", "-1.0"], p=[0.35, 0.35, 0.2, 0.1]) for name in MIMIC}})
+            for view in ("PA" if s % 2 else "AP", "LATERAL"):
+                dicom = f"{subject:x}-{study:x}-{view}"
+                write_image(root / "files" / f"p{str(subject)[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom}.jpg",
+                            seed=len(images), size=(24, 24))
+                images.append({"dicom_id": dicom, "study_id": study, "subject_id": subject, "split": split})
+                views.append({"dicom_id": dicom, "subject_id": subject, "study_id": study, "ViewPosition": view})
+    frames = {"split": pd.DataFrame(images), "chexpert": pd.DataFrame(labels[:-1]), "metadata": pd.DataFrame(views)}
+    for name, frame in frames.items():
+        frame.to_csv(root / f"mimic-cxr-2.0.0-{name}.csv.gz", index=False)  # gzip, by the suffix
+    return frames
+
+
+def test_mimic_cxr_jpg_as_shipped_joins_study_labels_and_views_onto_its_images(tmp_path: Path) -> None:
+    """MIMIC-CXR-JPG labels studies, not images, and keeps views in a third file: ``join`` gives each image
+    row its study's labels and its view, read as pandas merges the three files; the official split's
+    ``validate`` is val; an image whose study has no label row is skipped, naming the row."""
+    frames = _mimic(tmp_path)
+    dataset = TASK.load_data({**MIMIC_SPEC, "path": str(tmp_path / MIMIC_SPEC["path"])}, whole=True)
+    merged = (frames["split"].merge(frames["chexpert"], on=["subject_id", "study_id"])
+              .merge(frames["metadata"], on=["dicom_id", "subject_id", "study_id"]))
+    merged = merged[merged["ViewPosition"].isin(["PA", "AP"])].fillna("")
+    marks = {"cardiomegaly": ["Cardiomegaly"], "effusion": ["Pleural Effusion"], "pneumothorax": ["Pneumothorax"],
+             "opacity": ["Consolidation", "Lung Opacity"]}
+
+    def expected(row: pd.Series) -> str:
+        present = [name for name, columns in marks.items() if any(row[c] == "1.0" for c in columns)]
+        unsure = [name for name, columns in marks.items() if name not in present
+                  and any(row[c] == "-1.0" for c in columns)]
+        return findings_label(present, unsure)
+
+    read = {Path(r.path).stem: (r.label, r.split, r.patient_id) for r in dataset.records}
+    assert read == {row["dicom_id"]: (expected(row), {"validate": "val"}.get(row["split"], row["split"]),
+                                      str(row["subject_id"])) for _, row in merged.iterrows()}
+    unlabelled = frames["split"].merge(frames["chexpert"], how="left", indicator=True, on=["subject_id", "study_id"])
+    assert (unlabelled["_merge"] == "left_only").sum() == len(dataset.problems) == 2
+    assert all("no row in mimic-cxr-2.0.0-chexpert.csv.gz with subject_id=10000011, study_id=50000111: add it, or "
+               "filter the row out" in p.message for p in dataset.problems)
+
+
+@pytest.mark.parametrize(("change", "error", "message"), [
+    ({"join": [{"csv": "mimic-cxr-2.0.0-chexpert.csv.gz", "key": "subject_id"}]}, DataError,
+     r"mimic-cxr-2.0.0-chexpert.csv.gz:3 has the subject_id=10000000 of line 2: join on columns that name one row"),
+    ({"join": [{"csv": "mimic-cxr-2.0.0-chexpert.csv.gz", "key": "study"}]}, DataError,
+     r"^data.join: the manifest has no column 'study' to join on: its columns are dicom_id, study_id"),
+    ({"join": [{"csv": "labels.csv", "key": "study_id"}]}, DataError, r"^data.join: .*labels.csv does not exist"),
+    ({"join": {"csv": "mimic-cxr-2.0.0-chexpert.csv.gz"}}, ConfigError,
+     r"^data.join entry .* must be \{csv: FILE, key: COLUMN or \[COLUMNS\]\}"),
+    ({"join": "mimic-cxr-2.0.0-chexpert.csv.gz"}, ConfigError, r"^data.join must be a list of \{csv: FILE, key"),
+])
+def test_bad_joins_are_one_error(tmp_path: Path, change: dict, error: type, message: str) -> None:
+    _mimic(tmp_path, subjects=4)
+    with pytest.raises(error, match=message):
+        TASK.load_data({**MIMIC_SPEC, "path": str(tmp_path / MIMIC_SPEC["path"]), **change}, whole=True)
+
+
+def test_joined_files_that_disagree_skip_the_row_and_a_cut_gzip_is_one_error(tmp_path: Path) -> None:
+    """A shared column (subject_id) that the two files give differently is the row's problem, naming both
+    places; a gzipped CSV cut short by a broken download is one error saying to fetch it again."""
+    frames = _mimic(tmp_path, subjects=4)
+    metadata = frames["metadata"].copy()
+    metadata.loc[0, "subject_id"] = 19999999
+    metadata.to_csv(tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
+    dataset = TASK.load_data({**MIMIC_SPEC, "path": str(tmp_path / MIMIC_SPEC["path"])}, whole=True)
+    assert [p.message for p in dataset.problems if "disagree" in p.message] == [
+        "subject_id is '10000000' here but '19999999' in mimic-cxr-2.0.0-metadata.csv.gz:2: the two files disagree; "
+        "fix one"]
+    whole = (tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz").read_bytes()
+    (tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"mimic-cxr-2.0.0-metadata.csv.gz is not a whole gzip file .*: download it "
+                                        r"again, or name the unpacked .csv"):
+        TASK.load_data({**MIMIC_SPEC, "path": str(tmp_path / MIMIC_SPEC["path"])}, whole=True)
+
+
 def test_merging_rows_needs_a_multi_label_task(tmp_path: Path) -> None:
     path = _manifest(tmp_path, ["path", "label"], [["a.png", "normal"], ["b.png", "pneumonia"]])
     with pytest.raises(ConfigError, match=r"^data.merge_rows merges several readers' findings of one image: it needs "

@@ -206,6 +206,7 @@ def _check_layout_types(options: dict[str, Any]) -> None:
         raise ConfigError(f"data.delimiter must be one character such as ';', got {delimiter!r}")
     _check_label_options(options)
     _check_split_files(options)
+    _check_join(options)
 
 
 def _refuse_both(options: Mapping[str, Any], one: str, other: str, what: str) -> None:
@@ -226,6 +227,29 @@ def _check_split_files(options: dict[str, Any]) -> None:
         raise ConfigError(f"data.split_files must map a split to a file listing its images, got {files!r}: e.g. "
                           "split_files: {train: train_val_list.txt, test: test_list.txt}")
     _refuse_both(options, "split_column", "split_files", "the split")
+
+
+def _check_join(options: dict[str, Any]) -> None:
+    """A manifest's ``join``: one ``{csv: FILE, key: COLUMN}`` or a list of them, each ``key`` made a list of
+    column names (``key: [subject_id, study_id]``), before any file is read."""
+    joins = options.get("join")
+    if joins is None:
+        return
+    example = "join: [{csv: mimic-cxr-2.0.0-chexpert.csv.gz, key: [subject_id, study_id]}]"
+    entries = [joins] if isinstance(joins, Mapping) else joins
+    if not isinstance(entries, list | tuple) or not entries:
+        raise ConfigError(f"data.join must be a list of {{csv: FILE, key: COLUMNS}}, got {joins!r}: e.g. {example}")
+    checked = []
+    for entry in entries:
+        key = entry.get("key") if isinstance(entry, Mapping) else None
+        key = [key] if isinstance(key, str) else key
+        if (not isinstance(entry, Mapping) or set(entry) != {"csv", "key"} or not isinstance(entry["csv"], str)
+                or not entry["csv"] or not isinstance(key, list | tuple) or not key
+                or not all(isinstance(name, str) and name for name in key)):
+            raise ConfigError(f"data.join entry {entry!r} must be {{csv: FILE, key: COLUMN or [COLUMNS]}} (the CSV "
+                              f"relative to the manifest's folder, the columns both share): e.g. {example}")
+        checked.append({"csv": entry["csv"], "key": list(key)})
+    options["join"] = checked
 
 
 def _check_label_options(options: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: The usual spellings of split names (folder names, a manifest's split column), compared case-folded.
 SPLIT_NAMES: Mapping[str, str] = {
-    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "validate": "val",
+    "dev": "val",
     "test": "test", "testing": "test",
 }
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,10 +85,17 @@ class ImageFinder:
                 f"(first: {name} -> {found})"]
 
 
+def is_csv(path: Path) -> bool:
+    """A CSV file, or one gzipped as MIMIC-CXR ships its metadata (``mimic-cxr-2.0.0-split.csv.gz``)."""
+    return path.is_file() and path.name.lower().endswith((".csv", ".csv.gz"))
+
+
 def read_csv_rows(csv_path: Path, delimiter: str = ",") -> list[dict[str, str]]:
-    """Rows of a CSV with header names stripped (SIIM's header is ``ImageId, EncodedPixels``)."""
+    """Rows of a CSV with header names stripped (SIIM's header is ``ImageId, EncodedPixels``); a ``.gz`` file is
+    read through gzip, as it is downloaded."""
+    opener = gzip.open if csv_path.suffix.lower() == ".gz" else open
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        with opener(csv_path, "rt", newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle, skipinitialspace=True, delimiter=delimiter)
             if reader.fieldnames is None:
                 raise DataError(f"{csv_path} is empty: a manifest needs a header row and one row per image")
@@ -94,6 +103,9 @@ def read_csv_rows(csv_path: Path, delimiter: str = ",") -> list[dict[str, str]]:
             rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     except UnicodeDecodeError as error:
         raise DataError(f"{csv_path} is not a UTF-8 text CSV ({error.reason}): save it as CSV UTF-8") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise DataError(f"{csv_path} is not a whole gzip file ({error or 'cut short'}): download it again, or "
+                        "name the unpacked .csv") from None
     return rows
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.data._records import SPLIT_NAMES, DataAdapter, Listing, Record
-from runner.data.adapters._common import IMAGE_KINDS, account_files, image_files, patient_from_name, require_root
+from runner.data.adapters._common import (
+    IMAGE_KINDS,
+    account_files,
+    image_files,
+    is_csv,
+    patient_from_name,
+    require_root,
+)
 from runner.data.adapters._registry import register
 from runner.errors import DataError
 
@@ -62,7 +69,7 @@ def _no_class_folders(root: Path, split_dirs: list[tuple[str, Path]]) -> str:
     """Why ``root`` lists no image, with what the folder looks like instead: VinDr-CXR's download is
     ``annotations/*.csv`` beside ``train/`` and ``test/`` folders of images, with the labels in the CSVs."""
     message = f"{root} has no class folders: the class_folders layout is ROOT/<class>/*.png"
-    tables = sorted(root.glob("*.csv")) + sorted(root.glob("*/*.csv"))
+    tables = sorted(path for path in [*root.iterdir(), *root.glob("*/*")] if is_csv(path))
     if tables:
         named = ", ".join(str(t.relative_to(root)) for t in tables[:3]) + (", ..." if len(tables) > 3 else "")
         return (f"{message}; it holds CSV files ({named}): for labels in a CSV, pass the CSV as the data path, "

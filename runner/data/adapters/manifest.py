@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from runner.data.adapters._common import (
     WINDOWS_ABSOLUTE,
     ImageFinder,
     account_files,
+    is_csv,
     patient_from_name,
     pick_column,
     read_csv_rows,
@@ -172,6 +173,69 @@ def _one_record_per_reader(records: list[Record], readers: list[str | None]) -> 
     return [replace(record, label=merge_findings(labels, "any")) for (_, record), labels in united.items()]
 
 
+@dataclass(frozen=True)
+class _Join:
+    """One ``join`` entry: another CSV's rows by their ``key`` values. MIMIC-CXR-JPG lists its images in
+    ``mimic-cxr-2.0.0-split.csv.gz`` but labels studies in ``mimic-cxr-2.0.0-chexpert.csv.gz`` and keeps the
+    view in ``mimic-cxr-2.0.0-metadata.csv.gz``: each image row takes its study's labels and its view."""
+
+    csv_path: Path
+    key: tuple[str, ...]
+    rows: Mapping[tuple[str, ...], tuple[int, dict[str, str]]]
+
+
+def _read_joins(entries: list[Mapping[str, Any]], root: Path, delimiter: str, columns: list[str]
+                ) -> tuple[list[_Join], list[str]]:
+    """The ``join`` CSVs (relative to the manifest's folder), and the columns a joined row has. A key naming
+    two rows of a joined CSV is one error: which row an image takes would be the file's order."""
+    joins, columns = [], list(columns)
+    for entry in entries:
+        path = root / entry["csv"]
+        if not path.is_file():
+            raise DataError(f"data.join: {path} does not exist: check the path (relative to {root})")
+        rows = read_csv_rows(path, delimiter)
+        if not rows:
+            raise DataError(f"data.join: {path} has a header but no rows")
+        for name in entry["key"]:
+            for where, names in (("the manifest" if len(joins) == 0 else "the rows joined so far", columns),
+                                 (str(path), list(rows[0]))):
+                if name not in names:
+                    raise DataError(f"data.join: {where} has no column '{name}' to join on: its columns are "
+                                    f"{', '.join(names)}")
+        by_key: dict[tuple[str, ...], tuple[int, dict[str, str]]] = {}
+        for line, row in enumerate(rows, start=2):
+            key = tuple(row[name] for name in entry["key"])
+            if key in by_key:
+                raise DataError(f"{path}:{line} has the {_key_text(entry['key'], key)} of line {by_key[key][0]}: "
+                                "join on columns that name one row of it")
+            by_key[key] = (line, row)
+        joins.append(_Join(path, tuple(entry["key"]), by_key))
+        columns += [name for name in rows[0] if name not in columns]
+    return joins, columns
+
+
+def _key_text(columns: tuple[str, ...] | list[str], values: tuple[str, ...]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in zip(columns, values, strict=True))
+
+
+def _joined(row: dict[str, str], joins: list[_Join], where: str) -> tuple[dict[str, str], Problem | None]:
+    """A manifest row with the columns of its rows in the ``join`` CSVs. No row to join, or a shared column
+    whose values disagree (an image filed under another patient), is a problem: the row is skipped, named."""
+    for join in joins:
+        key = tuple(row[name] for name in join.key)
+        found = join.rows.get(key)
+        if found is None:
+            return row, Problem(where, f"no row in {join.csv_path.name} with {_key_text(join.key, key)}: add it, or "
+                                       "filter the row out")
+        line, other = found
+        clash = next((name for name, value in other.items() if row.get(name, value) != value), None)
+        if clash is not None:
+            return row, Problem(where, f"{clash} is {row[clash]!r} here but {other[clash]!r} in "
+                                       f"{join.csv_path.name}:{line}: the two files disagree; fix one")
+        row = {**row, **other}
+    return row, None
+
+
 @register
 class Manifest(DataAdapter):
     name = "manifest"
@@ -179,11 +243,11 @@ class Manifest(DataAdapter):
         "path_column": None, "label_column": None, "patient_column": None, "split_column": None,
         "source_column": None, "mask_column": None, "image_root": "", "mask_root": None, "filters": {},
         "delimiter": ",", "label_separator": None, "label_columns": None, "reader_column": None,
-        "patient_regex": None, "split_files": None,
+        "patient_regex": None, "split_files": None, "join": None,
     }
 
     def detect(self, path: Path) -> bool:
-        return (path.is_file() and path.suffix.lower() == ".csv") or (path / "manifest.csv").is_file()
+        return is_csv(path) or (path / "manifest.csv").is_file()
 
     def list_records(self, path: Path, options: Mapping[str, Any], cache_dir: Path) -> Listing:
         csv_path = require_root(path, self.name)
@@ -194,7 +258,8 @@ class Manifest(DataAdapter):
         rows = read_csv_rows(csv_path, options["delimiter"])
         if not rows:
             raise DataError(f"{csv_path} has a header but no rows: add one row per image")
-        columns = list(rows[0])
+        root = csv_path.parent
+        joins, columns = _read_joins(options["join"] or [], root, options["delimiter"], list(rows[0]))
         path_column = pick_column(columns, options["path_column"], ("path", "file", "filename"), "path", csv_path)
         read_label = _label_reader(options, columns, csv_path)
         col = {
@@ -208,7 +273,6 @@ class Manifest(DataAdapter):
             "reader": pick_column(columns, options["reader_column"], (), "reader", csv_path, required=False),
         }
         _check_filter_columns(options["filters"], columns, csv_path)
-        root = csv_path.parent
         image_root = root / options["image_root"]
         mask_root = root / options["mask_root"] if options["mask_root"] else None
         allow_outside = bool(options["allow_outside_root"])
@@ -216,9 +280,13 @@ class Manifest(DataAdapter):
         split_of = _read_split_files(options["split_files"], root) if options["split_files"] else None
         records, readers, problems = [], [], []
         for line, row in enumerate(rows, start=2):
+            where = f"{csv_path}:{line}"
+            row, problem = _joined(row, joins, where)
+            if problem is not None:
+                problems.append(problem)
+                continue
             if not _keep_row(row, options["filters"]):
                 continue
-            where = f"{csv_path}:{line}"
             empty = next((col[key] for key in ("path", "reader") if col[key] and not row[col[key]]), None)
             if empty is not None:  # a blank reader would make one more reader of every blank row of an image
                 problems.append(Problem(where, f"empty {empty}: fill it in or remove the row"))
@@ -262,6 +330,7 @@ class Manifest(DataAdapter):
         if not records:
             _check_paths_from_the_folder_above(rows, col["path"], image_root, csv_path)
         used = [csv_path, *(root / listed for listed in (options["split_files"] or {}).values()),
+                *(join.csv_path for join in joins),
                 *(p.path for p in problems), *(r.path for r in records),
                 *(r.mask_path for r in records if r.mask_path)]
         found, ignored = account_files(root, used, f"image not listed in {csv_path.name} (or filtered out)",
