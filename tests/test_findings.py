@@ -249,7 +249,8 @@ def test_bad_label_columns_are_one_error_naming_file_row_and_column(tmp_path: Pa
 
 
 @pytest.mark.parametrize(("cell", "message"), [
-    ("", r"manifest.csv:3: empty label: list the findings, or write 'No Finding' for none"),
+    ("['effusion', opacity]", r"manifest.csv:3: label \"\['effusion', opacity\]\" looks like a list but is not one "
+                              r"of quoted names"),
     ("No Finding|effusion", r"manifest.csv:3: label 'No Finding\|effusion' says 'No Finding' and names findings"),
     ("effusion|Hernia", r"manifest.csv:3: finding 'Hernia' is not one of cardiomegaly, effusion, opacity, "
                         r"pneumothorax \(1 images hold it\): map it with data.label_map \(null drops it\)"),
@@ -258,6 +259,39 @@ def test_bad_separated_labels_name_the_row(tmp_path: Path, cell: str, message: s
     path = _manifest(tmp_path, ["path", "label"], [["a.png", "cardiomegaly|opacity|pneumothorax"], ["b.png", cell]])
     with pytest.raises(DataError, match=message):
         TASK.load_data({"layout": "manifest", "path": str(path), "label_separator": "|"}, whole=True)
+
+
+PADCHEST_MAP = {"normal": None, "pleural effusion": "effusion", "consolidation": "opacity", "infiltrates": "opacity",
+                "cardiomegaly": "cardiomegaly", "pneumothorax": "pneumothorax", "*": None}
+
+
+def test_padchest_label_cells_written_as_lists_are_read_as_their_items(tmp_path: Path) -> None:
+    """PadChest writes its Labels as Python lists (``['pleural effusion', 'kyphosis']``, ``['normal']``) in a
+    gzipped CSV, with a few rows unlabelled. Split on ``,`` those gave ``['pleural effusion'``, which
+    ``"*": null`` dropped without a word: every image came out a negative. Now each cell's items are its
+    findings (as ``json`` reads the cell here), and an unlabelled row is skipped, naming its line."""
+    rng = np.random.default_rng(5)
+    names = [name for name in PADCHEST_MAP if name != "*"] + ["kyphosis", "chronic changes"]
+    rows = []
+    for i in range(40):
+        image = f"{i // 3}/2165{i:04d}.png"
+        write_image(tmp_path / image, seed=i, size=(24, 24))
+        picked = ["normal"] if i % 5 == 0 else [str(n) for n in rng.choice(names[1:], size=1 + i % 3, replace=False)]
+        rows.append({"ImageID": Path(image).name, "PatientID": f"pt{i // 2}", "Labels": str(picked)})
+    rows[7]["Labels"] = ""
+    pd.DataFrame(rows).to_csv(tmp_path / "PADCHEST_labels.csv.gz", index=False)
+    dataset = TASK.load_data({"layout": "manifest", "path": str(tmp_path / "PADCHEST_labels.csv.gz"),
+                              "path_column": "ImageID", "patient_column": "PatientID", "label_column": "Labels",
+                              "label_separator": ",", "label_map": PADCHEST_MAP}, whole=True)
+    expected = {}
+    for row in rows:
+        if row["Labels"]:
+            mapped = {PADCHEST_MAP.get(name) for name in json.loads(row["Labels"].replace("'", '"'))} - {None}
+            expected[Path(row["ImageID"]).stem] = "|".join(sorted(mapped)) or NO_FINDING
+    assert {Path(r.path).stem: r.label for r in dataset.records} == expected
+    assert len({label for label in expected.values()}) > 5, "the cells hold a variety of findings"
+    assert [p.message for p in dataset.problems] == ["empty Labels: list the findings, or write 'No Finding' for none"]
+    assert dataset.problems[0].path.endswith("PADCHEST_labels.csv.gz:9")
 
 
 VINDR = ["Aortic enlargement", "Cardiomegaly", "Consolidation", "Lung Opacity", "Pleural effusion", "Pneumothorax"]

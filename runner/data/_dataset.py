@@ -321,7 +321,8 @@ def _apply_labels(records: list[Record], options: Mapping[str, Any], expected: S
         if label is not None and label != "":
             mapped.append(replace(record, label=str(label)))
         else:
-            dropped.append(Ignored(record.path, f"label '{record.label}' dropped by data.label_map"))
+            dropped.append(Ignored(record.path, f"label '{record.label}' dropped by data.label_map" if record.label
+                                   else "empty label cell"))
     wanted = options["classes"] or expected
     mapped = _match_case(mapped, wanted or known)
     if wanted:

@@ -15,6 +15,7 @@ united into one reading; how readings combine is the data option ``merge_rows`` 
 
 from __future__ import annotations
 
+import ast
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -73,14 +74,30 @@ def _keep_row(row: Mapping[str, str], filters: Mapping[str, Any]) -> bool:
     return True
 
 
-def _separated_labels(separator: str, column: str) -> Callable[[Mapping[str, str], str], str]:
-    """Reads a label cell listing several findings (``Cardiomegaly|Effusion``, ``No Finding``)."""
-    def read(row: Mapping[str, str], where: str) -> str:
+def _listed_findings(cell: str, separator: str, column: str, where: str) -> list[str]:
+    """A label cell's findings: split on ``separator``, or, for a cell written as a Python list (PadChest's
+    ``['pleural effusion', 'cardiomegaly']``), its items; split on ``,`` that cell would give names in quotes
+    and brackets, which no ``label_map`` key matches, and a ``"*": null`` would drop every one unseen."""
+    if not (cell.startswith("[") and cell.endswith("]")):
+        return cell.split(separator)
+    try:
+        items = ast.literal_eval(cell)
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
+        items = None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise DataError(f"{where}: {column} {cell[:80]!r} looks like a list but is not one of quoted names "
+                        "(['a', 'b']): fix the cell, or list the findings with data.label_separator")
+    return items
+
+
+def _separated_labels(separator: str, column: str) -> Callable[[Mapping[str, str], str], str | None]:
+    """Reads a label cell listing several findings (``Cardiomegaly|Effusion``, ``No Finding``); None for an
+    empty one, which the row's reader skips by name (PadChest has rows without labels)."""
+    def read(row: Mapping[str, str], where: str) -> str | None:
         findings = [NO_FINDING if name.casefold() == NO_FINDING.casefold() else name  # VinDr: "No finding"
-                    for name in (part.strip() for part in row[column].split(separator)) if name]
-        if not findings:
-            raise DataError(f"{where}: empty {column}: list the findings, or write '{NO_FINDING}' for none")
-        return findings_label(findings)
+                    for name in (part.strip() for part in _listed_findings(row[column], separator, column, where))
+                    if name]
+        return findings_label(findings) if findings else None
 
     return read
 
@@ -99,7 +116,7 @@ def _column_labels(columns: list[str]) -> Callable[[Mapping[str, str], str], str
 
 
 def _label_reader(options: Mapping[str, Any], columns: list[str], csv_path: Path
-                  ) -> Callable[[Mapping[str, str], str], str]:
+                  ) -> Callable[[Mapping[str, str], str], str | None]:
     """How this manifest's rows give their label: one class per ``label`` cell (the default), several findings
     in one cell (``label_separator``), or one column per finding (``label_columns``)."""
     per_finding = options["label_columns"]
@@ -299,6 +316,11 @@ class Manifest(DataAdapter):
                 if isinstance(listed, Problem):
                     problems.append(listed)
                     continue
+            label = read_label(row, where)
+            if label is None:
+                problems.append(Problem(where, f"empty {options['label_column'] or 'label'}: list the findings, or "
+                                               f"write '{NO_FINDING}' for none"))
+                continue
             image, problem = resolve_inside(image_root, listed, allow_outside, where)
             mask = None
             if problem is None and (mask_root is not None or col["mask"]):
@@ -308,7 +330,7 @@ class Manifest(DataAdapter):
                 problems.append(problem)
                 continue
             records.append(Record(
-                path=str(image), label=read_label(row, where),
+                path=str(image), label=label,
                 patient_id=(row[col["patient"]] or None if col["patient"]
                             else patient_from_name(row[col["path"]], options["patient_regex"])),
                 split=(normalise_split(row[col["split"]], where) if col["split"]
