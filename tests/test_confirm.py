@@ -35,6 +35,9 @@ SWEEP = {
     "resources": {"cpu": 1, "gpu": 0, "workers": 0},
 }
 TOP, SEEDS = 2, 2
+#: The tests of one real sweep and its confirmation (about a minute to set up, shared): in the slow run, which
+#: CI runs too, to keep the default run inside its budget.
+SLOW = pytest.mark.slow
 COLUMNS = ("val_roc_auc", "test_roc_auc", "external_test_roc_auc")
 SECTION = "<h2>Confirmation with new seeds</h2>"
 
@@ -71,6 +74,7 @@ def confirmed(tmp_path_factory: pytest.TempPathFactory) -> Confirmed:
     return Confirmed(results, sweep_id, first, _runner(work, *command), rows, before)
 
 
+@SLOW
 def test_confirm_records_k_times_s_runs_with_new_seeds(confirmed: Confirmed) -> None:
     """One row per run, in the confirmation's own sweep, each naming its original trial; the original's config
     but for the seed, which is the original's + 1 + index; ordinary rows keep a null confirm_of."""
@@ -92,6 +96,7 @@ def test_confirm_records_k_times_s_runs_with_new_seeds(confirmed: Confirmed) -> 
     assert runs["trial_dir"].map(lambda folder: (Path(folder) / "model.keras").is_file()).all()
 
 
+@SLOW
 def test_confirm_shows_a_line_per_run_event_and_nothing_of_ray_or_tensorflow(confirmed: Confirmed) -> None:
     """Behind the sweep's console: without a terminal, each run's start and end as one plain line named by its
     run id, the log's path, and none of Ray's, Tune's or TensorFlow's output, which is in the log."""
@@ -117,6 +122,7 @@ def _printed(output: str, trial_id: str) -> list[str]:
     return re.split(r"\s{2,}", line.strip())
 
 
+@SLOW
 def test_printed_statistics_are_numpys_from_the_rows(confirmed: Confirmed) -> None:
     """Mean ± sd (ddof=1) and the 95% t-interval of each metric column over each configuration's runs, as
     NumPy and SciPy compute them from the leaderboard rows; the winner by mean and the single-run winner's
@@ -145,6 +151,7 @@ def test_printed_statistics_are_numpys_from_the_rows(confirmed: Confirmed) -> No
     assert (f"the single-run winner {single} kept its rank" in confirmed.first) == kept
 
 
+@SLOW
 def test_the_same_command_again_trains_nothing(confirmed: Confirmed) -> None:
     """Every run has its row: nothing is trained, no row added or rewritten, the same table printed."""
     again = leaderboard.load(confirmed.results, sweep=confirm_sweep_id(confirmed.sweep_id))
@@ -155,6 +162,7 @@ def test_the_same_command_again_trains_nothing(confirmed: Confirmed) -> None:
     assert len(table) == 3 and all(line in confirmed.again.splitlines() for line in table)
 
 
+@SLOW
 def test_the_report_shows_the_confirmation_once_there_are_runs(confirmed: Confirmed) -> None:
     assert SECTION not in confirmed.report_before
     page = render_report(str(confirmed.results), confirmed.sweep_id)

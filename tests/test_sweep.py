@@ -329,6 +329,7 @@ def test_a_trial_that_keeps_failing_is_recorded_with_its_error(tmp_path: Path) -
     assert board["error"].str.contains("broken.png").all(), board["error"].tolist()
 
 
+@pytest.mark.slow  # about 45 s: a sweep that fails, a fix, and a resume that reruns the failed trial
 def test_retry_failed_reruns_a_failed_trial_in_place_and_keeps_its_error(tmp_path: Path) -> None:
     """One of two trials fails for a cause outside its configuration (its cache folder lies under a file, as
     a full or missing disk would fail it). A plain resume leaves it failed; once the cause is gone,
