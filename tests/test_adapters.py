@@ -24,7 +24,8 @@ def _labels(dataset) -> dict[str, int]:
 
 
 def test_registry_lists_every_layout() -> None:
-    assert ADAPTERS.names() == ["class_folders", "demo", "image_masks", "manifest", "siim_rle", "split_lists"]
+    assert ADAPTERS.names() == ["class_folders", "demo", "file_names", "image_masks", "manifest", "siim_rle",
+                                "split_lists"]
 
 
 def test_class_folders_flat(tmp_path: Path) -> None:
@@ -98,6 +99,43 @@ def test_a_data_set_whose_labels_are_in_a_csv_is_pointed_to_the_manifest(tmp_pat
                                         r"train\.csv\): for labels in a CSV, pass the CSV as the data path, or "
                                         r"write a data spec with layout: manifest"):
         load_dataset(str(root))
+
+
+def test_file_names_reads_labels_from_names_and_never_a_sub_folder(tmp_path: Path) -> None:
+    """Shenzhen and Montgomery name each image ``CHNCXR_0001_0.png`` (``_1``: tuberculosis), in one flat folder.
+    Montgomery keeps lung masks of the same names in ``ManualMask/leftMask/`` beside it: pointed at the set's
+    root, the error names the folder to pass, and a sub-folder's images are never read. A name the pattern does
+    not match is accounted for with the reason."""
+    root = tmp_path / "MontgomerySet" / "CXR_png"
+    names = [f"MCUCXR_{i:04d}_{i % 2}.png" for i in range(8)]
+    for i, name in enumerate(names):
+        write_image(root / name, seed=i)
+        write_mask(root.parent / "ManualMask" / "leftMask" / name)
+    write_image(root / "Thumbs.png", seed=99)
+    with pytest.raises(DataError, match=r"cannot tell the layout of .*CXR_png: pass a layout, .*; its images lie in "
+                                        r"it directly: for labels in their file names .* use layout: file_names"):
+        load_dataset(str(root))
+    write_image(root / "old" / names[0], seed=0)
+    spec = {"layout": "file_names", "path": str(root), "label_regex": r"_(\d)\.png$",
+            "patient_regex": r"MCUCXR_(\d+)", "label_map": {0: "normal", 1: "pneumonia"}}
+    dataset = load_dataset(spec)
+    assert {Path(r.path).name: (r.label, r.patient_id) for r in dataset.records} == {
+        name: (("normal", "pneumonia")[i % 2], f"{i:04d}") for i, name in enumerate(names)}
+    reasons = {Path(i.path).relative_to(root).as_posix(): i.reason for i in dataset.ignored}
+    assert reasons["Thumbs.png"] == r"file name does not match data.label_regex '_(\d)\.png$'"
+    assert reasons[f"old/{names[0]}"] == "image in a sub-folder (file_names reads the folder's own images)"
+    with pytest.raises(DataError, match=rf"{re.escape(str(root.parent))} has no .* of its own \(file_names reads a "
+                                        rf"folder's own images, not its sub-folders'\): CXR_png/ holds 9: pass "
+                                        rf"{re.escape(str(root))} as the data path"):
+        load_dataset({**spec, "path": str(root.parent)})
+    with pytest.raises(ConfigError, match=r"^layout file_names reads each label from its file name: set "
+                                          r"data.label_regex"):
+        load_dataset({"layout": "file_names", "path": str(root)})
+    with pytest.raises(ConfigError, match=re.escape("data.label_regex '_(\\d\\.png' is not a valid regular "
+                                                    "expression")):
+        load_dataset({**spec, "label_regex": r"_(\d\.png"})
+    with pytest.raises(DataError, match=r"no file name in .* matches data.label_regex '_TB_' \(first: MCUCXR_0000_0"):
+        load_dataset({**spec, "label_regex": "_TB_"})
 
 
 def test_class_folders_patient_regex(tmp_path: Path) -> None:

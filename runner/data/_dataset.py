@@ -24,7 +24,7 @@ from runner.data._records import (
     label_parts,
     merge_findings,
 )
-from runner.data.adapters._common import require_exists
+from runner.data.adapters._common import is_image_file, require_exists
 from runner.data.adapters._registry import ADAPTERS
 from runner.data.images import is_dicom_file
 from runner.data.splits import ClassNeed, SplitConfig, assign_splits, check_split_classes
@@ -94,7 +94,11 @@ def _detect_layout(path: Path) -> str:
     found = detected_layout(path)
     if found is not None:
         return found
-    raise DataError(f"cannot tell the layout of {path}: pass a layout, one of {', '.join(ADAPTERS.names())}")
+    hint = ""
+    if path.is_dir() and any(is_image_file(child) for child in path.iterdir()):
+        hint = ("; its images lie in it directly: for labels in their file names (Shenzhen's CHNCXR_0001_0.png) "
+                "use layout: file_names with data.label_regex, else sort them into one folder per class")
+    raise DataError(f"cannot tell the layout of {path}: pass a layout, one of {', '.join(ADAPTERS.names())}{hint}")
 
 
 def spec_from_string(text: str) -> dict[str, Any]:
@@ -191,15 +195,9 @@ def _check_names(options: dict[str, Any], key: str, what: str, example: str) -> 
 
 
 def _check_layout_types(options: dict[str, Any]) -> None:
-    pattern = options.get("patient_regex")
-    if pattern is not None:
-        if not isinstance(pattern, str):
-            raise ConfigError(f"data.patient_regex must be a regular expression string, got {pattern!r}")
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ConfigError(f"data.patient_regex '{pattern}' is not a valid regular expression ({error}): fix "
-                              "it, e.g. (IM-\\d+|person\\d+)") from None
+    _check_regex(options, "patient_regex", "(IM-\\d+|person\\d+)")
+    _check_regex(options, "label_regex", "_(\\d)\\.png$")
+    if options.get("patient_regex") is not None:
         _refuse_both(options, "patient_column", "patient_regex", "patient ids")
     delimiter = options.get("delimiter")
     if delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1):
@@ -207,6 +205,19 @@ def _check_layout_types(options: dict[str, Any]) -> None:
     _check_label_options(options)
     _check_split_files(options)
     _check_join(options)
+
+
+def _check_regex(options: Mapping[str, Any], key: str, example: str) -> None:
+    pattern = options.get(key)
+    if pattern is None:
+        return
+    if not isinstance(pattern, str):
+        raise ConfigError(f"data.{key} must be a regular expression string, got {pattern!r}")
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ConfigError(f"data.{key} '{pattern}' is not a valid regular expression ({error}): fix it, e.g. "
+                          f"{example}") from None
 
 
 def _refuse_both(options: Mapping[str, Any], one: str, other: str, what: str) -> None:

@@ -186,9 +186,10 @@ def resolve_inside(root: Path, relative: str, allow_outside: bool, where: str) -
     return candidate, None
 
 
-def patient_from_name(name: str, pattern: str | None) -> str | None:
-    """A patient id taken from a file name (class folders) or a listed path (a manifest's: CheXpert's
-    ``.../patient00001/study1/view1_frontal.jpg``) with the user's regex (first group, or the whole match)."""
+def part_of_name(name: str, pattern: str | None) -> str | None:
+    """What the user's regex finds in a file name or a listed path (its first group, or the whole match): a
+    patient id (``patient_regex``: CheXpert's ``.../patient00001/study1/view1_frontal.jpg``) or a label
+    (``file_names``' ``label_regex``: Shenzhen's ``CHNCXR_0001_0.png``); None where it does not match."""
     if not pattern:
         return None
     match = re.search(pattern, name)

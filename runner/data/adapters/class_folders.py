@@ -22,7 +22,7 @@ from runner.data.adapters._common import (
     account_files,
     image_files,
     is_csv,
-    patient_from_name,
+    part_of_name,
     require_root,
 )
 from runner.data.adapters._registry import register
@@ -62,7 +62,7 @@ def _records_of_class(class_dir: Path, split: str | None, pattern: str | None) -
                             "them in a manifest CSV (with a patient_id column where the folders are patients)")
         raise DataError(f"class folder {class_dir} has no {IMAGE_KINDS}: add images or remove the folder")
     return [Record(path=str(f.resolve()), label=class_dir.name, split=split,
-                   patient_id=patient_from_name(f.name, pattern), where=str(f)) for f in files]
+                   patient_id=part_of_name(f.name, pattern), where=str(f)) for f in files]
 
 
 def _no_class_folders(root: Path, split_dirs: list[tuple[str, Path]]) -> str:

@@ -39,7 +39,7 @@ from runner.data.adapters._common import (
     ImageFinder,
     account_files,
     is_csv,
-    patient_from_name,
+    part_of_name,
     pick_column,
     read_csv_rows,
     read_list_lines,
@@ -332,7 +332,7 @@ class Manifest(DataAdapter):
             records.append(Record(
                 path=str(image), label=label,
                 patient_id=(row[col["patient"]] or None if col["patient"]
-                            else patient_from_name(row[col["path"]], options["patient_regex"])),
+                            else part_of_name(row[col["path"]], options["patient_regex"])),
                 split=(normalise_split(row[col["split"]], where) if col["split"]
                        else _listed_split(split_of, row[col["path"]]) if split_of is not None else None),
                 source=row[col["source"]] or None if col["source"] else None,
