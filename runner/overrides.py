@@ -12,17 +12,27 @@ import yaml
 from runner import yamlfile
 from runner.errors import ConfigError
 
+#: How a value starts when it can only be meant as YAML: a mapping, a list, a quoted string.
+YAML_OPENERS = ("{", "[", '"', "'")
+
 
 def parse_value(text: str) -> Any:
-    """A value as the runner's YAML files read it; text that is not YAML (``a: b: c``) stays the text typed."""
+    """A value as the runner's YAML files read it; text that is not YAML (``a: b: c``) stays the text typed,
+    unless it opens a mapping, list or quoted string: ``data={path: x, label_regex: "_(\\d)"}`` (an unknown
+    escape in double quotes) became a data path named by the whole text, and a quoted regex kept its quotes."""
     if text == "":
         return ""
     try:
         return yamlfile.load(text)
     except yamlfile.DuplicateKeyError as error:
         raise ConfigError(f"--set value '{text}': {error}") from None
-    except yaml.YAMLError:
-        return text
+    except yaml.YAMLError as error:
+        if not text.startswith(YAML_OPENERS):
+            return text
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        fix = ("in double quotes write a backslash as \\\\, or use single quotes" if "escape" in problem
+               else "close each bracket and quote, and quote names holding ': ' or '#'")
+        raise ConfigError(f"--set value '{text}' is not valid YAML ({problem}): {fix}") from None
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:

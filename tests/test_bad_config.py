@@ -51,6 +51,22 @@ def test_set_values_read_as_the_files_do() -> None:
     assert (config.learning_rate, config.mixed_precision, config.data["n"]) == (0.001, "off", 200)
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ('data={path: x, label_regex: "_(\\d)\\.png$"}', r"\(found unknown escape character 'd'\): in double quotes "
+                                                     r"write a backslash as \\\\, or use single quotes$"),
+    ('data.label_regex="_(\\d)"', r"\(found unknown escape character 'd'\)"),
+    ("tasks=[pneumonia, covid", r"\(expected ',' or '\]', but got '<stream end>'\): close each bracket and quote"),
+])
+def test_a_set_value_that_opens_yaml_but_is_not_is_one_error(value: str, message: str) -> None:
+    """Before: the text stayed a string, so a data mapping with a double-quoted regex became a data path named
+    by the whole mapping ('data path .../{layout: ...} does not exist'), and a quoted regex kept its quotes.
+    Text that does not open a mapping, list or quoted string still stays the text typed."""
+    with pytest.raises(ConfigError, match=r"^--set value '.*' is not valid YAML " + message):
+        parse_overrides([value])
+    assert parse_overrides(["name=a: b: c", "data.label_regex='_(\\d)'"]) == {
+        "data": {"label_regex": "_(\\d)"}, "name": "a: b: c"}
+
+
 @pytest.mark.parametrize("pairs", [["data=/scans", "data.label_map.COVID=covid"],
                                    ["data.label_map.COVID=covid", "data=/scans"]])
 def test_a_key_set_as_a_value_and_as_a_group_is_refused_in_either_order(pairs: list[str]) -> None:
