@@ -211,6 +211,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from runner.sweep.assemble import build_sweep
     from runner.sweep.console import SweepConsole, log_path
     from runner.sweep.record import SweepRun, find_sweep, new_sweep_id
+    from runner.sweep.space import space_digest
     from runner.sweep.warm import earlier_rows
 
     results = storage.resolve(args.results)
@@ -218,9 +219,12 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--retry-failed reruns the failed trials of an earlier sweep: add --resume [SWEEP_ID]")
     if args.resume is not None:
         run = find_sweep(results, Path(args.name).stem, args.resume or None)
-        if args.mlflow or args.warm_start:
-            raise CxrError(f"--mlflow and --warm-start are chosen when a sweep starts: --resume continues "
-                           f"{run.sweep_id} as it started; leave them out")
+        started_with = _start_only_options(args)
+        if started_with:
+            raise CxrError(f"{', '.join(started_with)}: chosen when a sweep starts, and --resume continues "
+                           f"{run.sweep_id} as it started (its record: "
+                           f"{storage.join(run.results, 'sweeps', run.sweep_id + '.json')}); leave that out, or "
+                           "start a new sweep")
         if run.stopped:
             print(f"sweep {run.sweep_id} stopped early ({run.stopped['reason']}): nothing to resume; start a new "
                   f"sweep (with another stop.{run.stopped['rule']} to search further)")
@@ -231,7 +235,7 @@ def _sweep(args: argparse.Namespace) -> int:
                        storage=storage.resolve(args.storage) if args.storage else storage.join(results, "tune"),
                        source=args.name,
                        overrides=_overrides(args), profile=args.profile, quick=args.quick,
-                       mlflow=args.mlflow, workdir=os.getcwd())
+                       mlflow=args.mlflow, workdir=os.getcwd(), space_digest=space_digest(args.name))
     address = None if args.local else args.address
     storage.check_writable(run.results)
     record = storage.join(run.results, "sweeps", f"{run.sweep_id}.json")
@@ -239,6 +243,8 @@ def _sweep(args: argparse.Namespace) -> int:
         # a bad file, key, profile or data set or an unknown warm-start sweep fail before Ray starts: on this
         # machine, build_sweep counts the GPUs without Ray; a sweep refused here leaves no log, so names none
         with run.start_directory(console.line):
+            if args.resume is not None:
+                run.check_space_unchanged()
             spec = build_sweep(run.source, run.overrides, run.profile, run.quick, gpus=_cluster_gpus(address),
                                printer=console.line)
         if args.resume is None and spec.warm_start.sweeps:
@@ -277,6 +283,16 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"stopped early: {outcome.stopped}")
     print(f"python -m runner leaderboard --sweep {run.sweep_id} --results {run.results}")
     return 0
+
+
+def _start_only_options(args: argparse.Namespace) -> list[str]:
+    """The options given with ``--resume`` that only a new sweep reads: the record holds what it started with,
+    and a resume that took ``--set fixed.batch_size=8`` without a word would still run the recorded value."""
+    from runner.sweep.assemble import AUTO_PROFILE
+
+    given = {"--set": args.overrides, "--quick": args.quick, "--profile": args.profile != AUTO_PROFILE,
+             "--storage": args.storage, "--mlflow": args.mlflow, "--warm-start": args.warm_start}
+    return [flag for flag, value in given.items() if value]
 
 
 def _list(name: str | None) -> int:

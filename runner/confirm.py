@@ -297,6 +297,7 @@ def _train(original: SweepRun, confirm: SweepRun, runs: dict[str, ConfirmRun], a
     from runner.sweep.run import run_confirm, stop_ray
 
     with original.start_directory(printer):
+        original.check_space_unchanged()
         spec = build_sweep(original.source, original.overrides, original.profile, original.quick,
                            resolve_weights=False, printer=printer)
     try:

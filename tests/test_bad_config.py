@@ -211,6 +211,31 @@ def test_truncated_sweep_record_says_which_file_and_how_to_recover(tmp_path: Pat
     assert not ray.is_initialized()
 
 
+def test_a_resume_refuses_start_options_and_a_space_file_changed_since_the_start(tmp_path: Path, capsys) -> None:
+    """Before: ``--resume --set fixed.batch_size=8`` (or ``--quick``, ``--profile``, ``--storage``) ran the
+    recorded values without a word, and a space file edited since the start gave the trials still to run other
+    fixed values than the ones before them, under one sweep id. Both are one error, before Ray starts."""
+    import yaml
+
+    from runner.sweep.space import space_digest
+
+    path, results = tmp_path / "tiny.yaml", tmp_path / "results"
+    path.write_text(yaml.safe_dump(TINY_SWEEP))
+    SweepRun(sweep_id="tiny-1", name="tiny", results=str(results), storage=str(results / "tune"), source=str(path),
+             overrides={}, profile=None, space_digest=space_digest(str(path))).save()
+    resume = ["sweep", str(path), "--resume", "tiny-1", "--results", str(results)]
+    assert main([*resume, "--set", "fixed.batch_size=8", "--quick"]) == 2
+    assert capsys.readouterr().err == (f"error: --set, --quick: chosen when a sweep starts, and --resume continues "
+                                       f"tiny-1 as it started (its record: {results}/sweeps/tiny-1.json); leave that "
+                                       "out, or start a new sweep\n")
+    path.write_text(yaml.safe_dump({**TINY_SWEEP, "num_samples": 9}))
+    assert main(resume) == 2
+    assert capsys.readouterr().err == (f"error: search space {path} has changed since sweep tiny-1 started: the "
+                                       "trials run now would not match the ones before them; put the file back as "
+                                       "it was, or start a new sweep\n")
+    assert not ray.is_initialized()
+
+
 def test_sweep_record_is_replaced_whole(tmp_path: Path) -> None:
     """``save`` writes a new file and renames it over the old one (a new inode): a reader, or a crash mid-write,
     sees the old record or the new one, never a mix; no temporary file stays behind."""

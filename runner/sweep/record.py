@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import storage
-from runner.errors import ConfigError
+from runner.errors import ConfigError, CxrError
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class SweepRun:
     #: The directory the sweep started in: ``--resume`` reads its relative paths (the space file, ``--set
     #: data=images``, a space's ``./search_spaces``) from there, wherever it is run from.
     workdir: str | None = None
+    #: SHA-256 of the search-space file when the sweep started: ``--resume`` refuses a file changed since.
+    space_digest: str | None = None
 
     @property
     def trials_dir(self) -> str:
@@ -62,6 +64,17 @@ class SweepRun:
             return contextlib.nullcontext()
         printer(f"reading the sweep's relative paths from {self.workdir}, where it started")
         return contextlib.chdir(self.workdir)
+
+    def check_space_unchanged(self) -> None:
+        """A resume or ``confirm`` rebuilds the sweep from its file (in ``start_directory``): a file edited since
+        the start would give the trials still to run, or the confirmation runs, other fixed values, data or
+        resources than the trials before them, under one sweep id."""
+        from runner.sweep.space import space_digest
+
+        if self.space_digest is not None and space_digest(self.source) != self.space_digest:
+            raise CxrError(f"search space {self.source} has changed since sweep {self.sweep_id} started: the trials "
+                           "run now would not match the ones before them; put the file back as it was, or start a "
+                           "new sweep")
 
     def save(self) -> None:
         """Writes the record atomically (``storage.write_text``): a crash mid-write keeps the old record."""

@@ -15,6 +15,7 @@ starts, so a typo fails in a second with the file and key named.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -85,6 +86,12 @@ def find_search_space(name_or_path: str) -> SpaceFile:
     if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
         return SpaceFile(path, GIVEN)
     return SEARCH_SPACES.get(name_or_path)
+
+
+def space_digest(name_or_path: str) -> str | None:
+    """The SHA-256 of the file ``find_search_space`` names (None where there is none: the load reports it)."""
+    path = find_search_space(name_or_path).path
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 @dataclass(frozen=True)
