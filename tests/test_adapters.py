@@ -410,6 +410,31 @@ def test_image_masks_with_manifest_and_problems(tmp_path: Path) -> None:
     assert {r.label for r in with_manifest.records} == {"x0", "x1"}
 
 
+def test_image_masks_reads_other_folder_names_and_kaggles_mixed_mask_names(tmp_path: Path) -> None:
+    """Kaggle's Shenzhen + Montgomery lung masks: ``CXR_png/`` and ``masks/``, Shenzhen's masks named
+    ``CHNCXR_0001_0_mask.png``, Montgomery's ``MCUCXR_0001_0.png``, and images without a mask (and a ``test/``
+    folder of images without any). Before, only ``images/`` + ``masks/`` read, and other names needed a
+    manifest; now the folders are options and one ``mask_suffix`` pairs both kinds of name."""
+    root = tmp_path / "Lung Segmentation"
+    pairs = {"MCUCXR_0001_0.png": "MCUCXR_0001_0.png", "MCUCXR_0002_1.png": "MCUCXR_0002_1.png",
+             "CHNCXR_0001_0.png": "CHNCXR_0001_0_mask.png", "CHNCXR_0002_1.png": "CHNCXR_0002_1_mask.png"}
+    for i, (image, mask) in enumerate(pairs.items()):
+        write_image(root / "CXR_png" / image, seed=i)
+        write_mask(root / "masks" / mask)
+    write_image(root / "CXR_png" / "CHNCXR_0003_1.png", seed=9)
+    write_image(root / "test" / "CHNCXR_0100_0.png", seed=10)
+    with pytest.raises(DataError, match=r"Lung Segmentation needs images/ and masks/ folders for the image_masks "
+                                        r"layout: name others with data.image_folder and data.mask_folder"):
+        load_dataset({"layout": "image_masks", "path": str(root)})
+    dataset = load_dataset({"layout": "image_masks", "path": str(root), "image_folder": "CXR_png",
+                            "mask_suffix": "_mask"})
+    assert {Path(r.path).name: Path(r.mask_path).name for r in dataset.records} == pairs
+    assert [str(p).split(": ", 1)[1] for p in dataset.problems] == [
+        "no mask for this image: add masks/CHNCXR_0003_1_mask.png or remove the image"]
+    assert {(Path(i.path).name, i.reason) for i in dataset.ignored} == {
+        ("CHNCXR_0100_0.png", "image outside CXR_png/ and masks/")}
+
+
 @pytest.mark.parametrize("rle_format", ["relative", "absolute"])
 def test_rle_round_trip(rle_format: str) -> None:
     rng = np.random.default_rng(0)

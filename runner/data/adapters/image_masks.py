@@ -1,5 +1,7 @@
 """``ROOT/images/*`` with ``ROOT/masks/*`` of the same file stem (masks in any binary encoding: see
-``runner.data.masks``), for segmentation.
+``runner.data.masks``), for segmentation. The folders' names are options: Kaggle's Shenzhen + Montgomery lung
+masks are ``CXR_png/`` and ``masks/``, with ``_mask`` after the Shenzhen masks' stems only (``mask_suffix``
+is removed where a stem has it, so one suffix reads both).
 
 An optional ``ROOT/manifest.csv`` (``file,label,patient_id[,...]``, files named as in ``images/``) adds patient
 ids and labels; without one, the label is ``pneumothorax`` when the mask has any foreground, ``normal`` when
@@ -64,35 +66,39 @@ def _manifest_by_file(root: Path) -> dict[str, dict[str, str]]:
 class ImageMasks(DataAdapter):
     name = "image_masks"
     options: Mapping[str, Any] = {"mask_suffix": "", "positive_label": "pneumothorax", "negative_label": "normal",
-                                  "mask_threshold": None}
+                                  "mask_threshold": None, "image_folder": "images", "mask_folder": "masks"}
 
     def detect(self, path: Path) -> bool:
         return path.is_dir() and (path / "images").is_dir() and (path / "masks").is_dir()
 
     def list_records(self, path: Path, options: Mapping[str, Any], cache_dir: Path) -> Listing:
         root = require_root(path, self.name)
-        if not self.detect(root):
-            raise DataError(f"{root} needs images/ and masks/ folders for the image_masks layout")
-        masks = {p.stem.removesuffix(options["mask_suffix"]): p for p in image_files(root / "masks")}
+        image_dir, mask_dir = root / options["image_folder"], root / options["mask_folder"]
+        if not (image_dir.is_dir() and mask_dir.is_dir()):
+            raise DataError(f"{root} needs {options['image_folder']}/ and {options['mask_folder']}/ folders for the "
+                            "image_masks layout: name others with data.image_folder and data.mask_folder (Kaggle's "
+                            "lung masks: CXR_png and masks)")
+        masks = {p.stem.removesuffix(options["mask_suffix"]): p for p in image_files(mask_dir)}
         manifest = _manifest_by_file(root)
         records, problems = [], []
-        images = image_files(root / "images")
+        images = image_files(image_dir)
         if not images:
-            raise DataError(f"{root / 'images'} has no {IMAGE_KINDS}: add images")
+            raise DataError(f"{image_dir} has no {IMAGE_KINDS}: add images")
         for image in images:
             mask = masks.pop(image.stem, None)
             if mask is None:
-                problems.append(Problem(str(image), f"no mask for this image: add masks/{image.stem}"
-                                                    f"{options['mask_suffix']}.png or remove the image"))
+                problems.append(Problem(str(image), f"no mask for this image: add {options['mask_folder']}/"
+                                                    f"{image.stem}{options['mask_suffix']}.png or remove the image"))
                 continue
             row = manifest.get(image.name, {})
             label = row.get("label") or _label_from_mask(mask, options["positive_label"], options["negative_label"])
             records.append(Record(path=str(image.resolve()), label=label, mask_path=str(mask.resolve()),
                                   patient_id=row.get("patient_id") or row.get("patientid") or None,
                                   source=row.get("source") or None, where=str(image)))
-        problems += [Problem(str(m), "mask without an image: add the image to images/ or remove the mask")
-                     for m in masks.values()]
+        problems += [Problem(str(m), f"mask without an image: add the image to {options['image_folder']}/ or remove "
+                                     "the mask") for m in masks.values()]
         used = [root / "manifest.csv", *(p.path for p in problems), *(r.path for r in records),
                 *(r.mask_path for r in records if r.mask_path)]
-        found, ignored = account_files(root, used, "image outside images/ and masks/")
+        found, ignored = account_files(root, used, f"image outside {options['image_folder']}/ and "
+                                                   f"{options['mask_folder']}/")
         return Listing(records=records, problems=problems, root=root, ignored=ignored, files_found=found)
