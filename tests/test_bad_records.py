@@ -254,6 +254,35 @@ def test_option_of_the_wrong_type_is_one_error_naming_the_key(override: str, tmp
     assert capsys.readouterr().err.startswith(f"error: {OPTION_ERRORS[override]}")
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("image_root=5.5", "data.image_root must be a folder or column name, got 5.5: quote it in YAML"),
+    ("path_column=[a, b]", "data.path_column must be a folder or column name, got ['a', 'b']"),
+    ("image_folder={a: 1}", "data.image_folder must be a folder or column name, got {'a': 1}"),
+])
+def test_a_folder_or_column_name_of_the_wrong_type_is_one_error(override: str, message: str, tmp_path: Path) -> None:
+    """Before: ``TypeError: unsupported operand type(s) for /: 'PosixPath' and 'float'``, a traceback."""
+    layout = "image_masks" if override.startswith("image_folder") else "manifest"
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        parse_data_spec({"path": str(tmp_path / "not-there"), "layout": layout}, overrides=parse_overrides([override]))
+
+
+def test_a_number_as_a_folder_name_is_its_digits_and_a_row_with_extra_cells_names_its_line(tmp_path: Path) -> None:
+    """PadChest keeps its images in folders ``0`` to ``54``: ``image_root: 0`` (a YAML integer) is the folder
+    ``0``. A row with more cells than the header (a cell holding an unquoted comma) was an ``AttributeError``
+    traceback; now one error naming the line, while empty trailing cells (``a.png,normal,,``) are nothing."""
+    for i, label in enumerate(["normal", "pneumonia"] * 4):
+        write_image(tmp_path / "0" / f"{i}.png", seed=i)
+    lines = ["path,label", *(f"{i}.png,{label},," for i, label in enumerate(["normal", "pneumonia"] * 4))]
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    dataset = load_dataset({"path": str(tmp_path / "manifest.csv"), "image_root": 0})
+    assert sorted(Path(r.path).relative_to(tmp_path).as_posix() for r in dataset.records) == [
+        f"0/{i}.png" for i in range(8)]
+    (tmp_path / "manifest.csv").write_text("\n".join([*lines, "8.png,pneumonia, lobar,"]) + "\n")
+    with pytest.raises(DataError, match=r"manifest.csv:10: 4 cells, but the header names 2: quote the cells that "
+                                        r"hold the delimiter ',', or fix the line$"):
+        load_dataset({"path": str(tmp_path / "manifest.csv"), "image_root": 0})
+
+
 @pytest.mark.parametrize(("entries", "error"), [
     ("{0: normal, 1: pneumonia}", None),
     ('{"0": normal, 1: pneumonia}', None),

@@ -39,6 +39,9 @@ COMMON_OPTIONS: Mapping[str, Any] = {
 }
 DETECTION_ORDER = ("siim_rle", "image_masks", "split_lists", "manifest", "class_folders")
 BOOLEAN_OPTIONS = ("strict", "allow_outside_root")
+#: Layout options naming a folder or a column that default to None (the rest default to their text).
+NAME_OPTIONS = ("path_column", "label_column", "patient_column", "split_column", "source_column", "mask_column",
+                "mask_root", "reader_column")
 #: What may differ between two listings of one file (anything else is a conflict), checked in this order.
 RECORD_FIELDS = ("label", "split", "patient_id", "mask_path", "mask_rle", "source")
 #: How a task reads the raw labels of listed records: (records, data options) -> (labelled records, the data set's
@@ -144,8 +147,21 @@ def parse_data_spec(spec: str | Mapping[str, Any] | DataSpec, layout: str | None
     if unknown:
         raise ConfigError(f"unknown data option '{unknown[0]}' for layout '{chosen}': choose from "
                           f"{', '.join(sorted(allowed))}")
+    _check_text_options(options, adapter.options)
     _check_layout_types(options)
     return DataSpec(layout=chosen, path=None if path is None else str(path), options={**allowed, **options})
+
+
+def _check_text_options(options: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Folder and column names (a layout's text options, and a manifest's columns, which default to None) are
+    text: a YAML number is its digits (PadChest's image folder ``0``), anything else one error naming the key,
+    rather than a ``TypeError`` from joining a path to ``5.5``."""
+    for key in [k for k, default in defaults.items() if isinstance(default, str) or k in NAME_OPTIONS]:
+        value = options.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            options[key] = str(value)
+        elif value is not None and not isinstance(value, str):
+            raise ConfigError(f"data.{key} must be a folder or column name, got {value!r}: quote it in YAML")
 
 
 def _check_common_types(options: dict[str, Any]) -> None:

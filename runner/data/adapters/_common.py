@@ -100,7 +100,14 @@ def read_csv_rows(csv_path: Path, delimiter: str = ",") -> list[dict[str, str]]:
             if reader.fieldnames is None:
                 raise DataError(f"{csv_path} is empty: a manifest needs a header row and one row per image")
             _check_delimiter(reader.fieldnames, delimiter, csv_path)
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            rows = []
+            for row in reader:
+                extra = row.pop(None, None)
+                if extra and any(cell.strip() for cell in extra):  # unquoted delimiters: columns would shift
+                    raise DataError(f"{csv_path}:{reader.line_num}: {len(reader.fieldnames) + len(extra)} "
+                                    f"cells, but the header names {len(reader.fieldnames)}: quote the cells that hold "
+                                    f"the delimiter {delimiter!r}, or fix the line")
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
     except UnicodeDecodeError as error:
         raise DataError(f"{csv_path} is not a UTF-8 text CSV ({error.reason}): save it as CSV UTF-8") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
