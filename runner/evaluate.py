@@ -166,11 +166,12 @@ def evaluate_trial(row: dict[str, Any], spec: Any, printer: Callable[[str], None
 def _own_data(config: TrialConfig, task: Task, printer: Callable[[str], None]) -> tuple[CachedData | None, dict]:
     """The trial's own data (from its cache, when still there), to refuse an evaluation set holding its train or
     val images; where it cannot be read (the trial ran on another machine), said in a line and skipped, unless
-    the task's scores need the training images."""
+    the task's scores need the training images. Its listing's warnings and skipped files are not printed: the
+    trial said them when it trained, and here they would read as the evaluation set's."""
     from runner.trial import load_splits
 
     try:
-        return load_splits(config, task, printer)
+        return load_splits(config, task, lambda _line: None)
     except CxrError as error:
         if task.model_features(config.task_params):
             raise

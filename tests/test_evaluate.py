@@ -122,6 +122,20 @@ def test_an_external_set_holding_an_image_the_trial_trained_on_is_refused(record
         run_trial(config, tmp_path / "trials", verbose=False)
 
 
+def test_the_trials_own_data_is_read_without_a_word_about_it(tmp_path: Path) -> None:
+    """Read for the overlap check, the trial's own data printed its skipped files and warnings in the middle of
+    the evaluation's output ('skipped 1 unusable files'), where they read as the evaluation set's."""
+    from runner.evaluate import _own_data
+
+    folder = make_class_folders(tmp_path / "own", {"normal": 8, "pneumonia": 8})
+    (folder / "pneumonia" / "broken.png").write_bytes(b"not a png")
+    config = make_config({"task": "pneumonia", "model": "baseline", "image_size": 32, "data": str(folder)})
+    said: list[str] = []
+    own, splits = _own_data(config, TASKS.get("pneumonia"), said.append)
+    assert own is not None and len(own.skipped) == 1 and set(splits) == {"train", "val", "test"}
+    assert said == []
+
+
 def test_evaluate_a_real_ray_sweeps_best_and_all_trials(tmp_path: Path, capsys) -> None:
     """A real two-trial Ray sweep through the CLI (temperature-scaled), then ``evaluate``: ``best`` gives one row,
     the trial the leaderboard ranks first; ``all`` adds the other; each row's temperature is its trial's."""
