@@ -223,15 +223,15 @@ CHECKS = {
     "split_lists_leak": ("pneumonia", [], 2, [
         r"error: {root}/a2\.png is in two splits, train \({root}/train\.txt:3\) and test \({root}/test\.txt:5\): one "
         r"image in two splits leaks it into its own evaluation \(image-level leakage\); keep one row"]),
-    "split_lists": ("pneumonia", [], 0, [rf"  {s:5s}      4 images,     0 patients: normal 2, pneumonia 2"
+    "split_lists": ("pneumonia", [], 0, [rf"  {s:5s}      4 images,    no patient ids: normal 2, pneumonia 2"
                                          for s in ("train", "val", "test")]),
     "two_per_class": ("pneumonia", [], 2, [
         r"error: split '(train|val|test)' has no '(normal|pneumonia)' images \(2 patient groups of them in the data "
         r"set\): add more images of that class, change the data\.split ratios, or give the split yourself \(a split "
         r"column, train/val/test folders or list files\)"]),
     "kaggle_folders": ("pneumonia", [], 0, [
-        r"  train      7 images,     0 patients: normal 4, pneumonia 3",  # Train/NORMAL/sixteen.tif is the 4th
-        r"  val        6 images,     0 patients: normal 3, pneumonia 3",  # valid/
+        r"  train      7 images,    no patient ids: normal 4, pneumonia 3",  # Train/NORMAL/sixteen.tif is the 4th
+        r"  val        6 images,    no patient ids: normal 3, pneumonia 3",  # valid/
         r"image sizes: 48x40 to 48x40 px \(png, tiff\)",
         r"files: 21 found, 20 used, 1 ignored \(by reason: 1 not an image file \(\.png/\.jpg/\.jpeg/\.tif/\.tiff or "
         r"DICOM\)\)",

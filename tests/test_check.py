@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,25 @@ def test_check_prints_counts_and_exits_zero(tmp_path: Path, capsys) -> None:
     assert "1 files skipped:" in out and "broken.png: not an image Pillow can read" in out
     assert "warning: no patient ids" in out
     assert main(["data", "check", str(tmp_path), "--task", "pneumonia", "--strict"]) == 1
+
+
+def test_check_counts_patients_and_says_which_images_have_no_id(tmp_path: Path, capsys) -> None:
+    """Images without a patient id were counted as '0 patients', though each is split as a patient of its own:
+    the line now says there are no ids, or how many images lack one beside the patients counted."""
+    make_class_folders(tmp_path, {"normal": 12, "pneumonia": 12})
+    images = sorted((tmp_path / "normal").iterdir()) + sorted((tmp_path / "pneumonia").iterdir())
+    ids = ["" if i % 4 == 0 else f"P{i // 2}" for i in range(len(images))]
+    (tmp_path / "manifest.csv").write_text("path,label,patient_id\n" + "".join(
+        f"{p.relative_to(tmp_path)},{p.parent.name},{patient}\n" for p, patient in zip(images, ids, strict=True)))
+    assert main(["data", "check", str(tmp_path / "manifest.csv"), "--task", "pneumonia"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " images, " in line]
+    found = [re.search(r" images, +(\d+) patients(?: \+ (\d+) images without an id)?: ", line) for line in lines]
+    assert len(lines) == 3 and all(found), lines
+    assert sum(int(match.group(2) or 0) for match in found) == ids.count("")
+    assert sum(int(match.group(1)) for match in found) == len(set(ids) - {""})
+    assert main(["data", "check", str(tmp_path), "--task", "pneumonia", "--layout", "class_folders"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " images, " in line]
+    assert len(lines) == 3 and all(" images,    no patient ids: " in line for line in lines), lines
 
 
 def test_check_takes_data_options_with_or_without_the_data_prefix(tmp_path: Path, capsys) -> None:

@@ -309,6 +309,16 @@ def file_accounting(dataset: DataSet, examples: int = 3) -> list[str]:
     return lines
 
 
+def _patients(records: Sequence[Record]) -> str:
+    """A split's patients as counted; images without an id are said to be so, not counted as 0 patients (the
+    split treats each as a patient of its own)."""
+    patients = {r.patient_id for r in records if r.patient_id}
+    unknown = sum(1 for r in records if not r.patient_id)
+    if not patients and unknown:
+        return "   no patient ids"
+    return f"{len(patients):5d} patients" + (f" + {unknown} images without an id" if unknown else "")
+
+
 def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) -> CheckReport:
     """Summarise and check a loaded, cached data set."""
     report = CheckReport()
@@ -317,9 +327,8 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
     for split in SPLITS:
         labels = cached.labels(split)
         counts = Counter(part for label in labels for part in label_parts(label))
-        patients = {r.patient_id for r in cached.records(split) if r.patient_id}
         per_class = ", ".join(f"{c} {counts.get(c, 0)}" for c in sorted(counts)) or "empty"
-        report.lines.append(f"  {split:5s} {len(labels):6d} images, {len(patients):5d} patients: {per_class}")
+        report.lines.append(f"  {split:5s} {len(labels):6d} images, {_patients(cached.records(split))}: {per_class}")
         if not labels:
             report.errors.append(f"split '{split}' is empty: add data or change the split ratios")
     report.lines.append(f"image sizes: {_size_range(cached.metadata())}")
