@@ -504,6 +504,20 @@ def test_joined_files_that_disagree_skip_the_row_and_a_cut_gzip_is_one_error(tmp
         TASK.load_data({**MIMIC_SPEC, "path": str(tmp_path / MIMIC_SPEC["path"])}, whole=True)
 
 
+def test_a_key_written_another_way_in_the_joined_csv_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A labels file saved by pandas with subject_id as floats (``10000000.0``) matches no image row: the
+    join stays exact (``007`` and ``7`` may be two patients), but every row's problem shows how the joined
+    CSV writes its key, so the user sees why at once rather than 'add it'."""
+    frames = _mimic(tmp_path, subjects=4)
+    labels = frames["chexpert"].astype({"subject_id": float})
+    labels.to_csv(tmp_path / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)
+    with pytest.raises(DataError, match=r"split.csv.gz:2: no row in mimic-cxr-2.0.0-chexpert.csv.gz with "
+                                        r"subject_id=10000000, study_id=50000000; line 2 there has "
+                                        r"subject_id=10000000.0, study_id=50000000: write the key the same way in "
+                                        r"both files"):
+        TASK.load_data({**MIMIC_SPEC, "path": str(tmp_path / MIMIC_SPEC["path"])}, whole=True)
+
+
 def test_merging_rows_needs_a_multi_label_task(tmp_path: Path) -> None:
     path = _manifest(tmp_path, ["path", "label"], [["a.png", "normal"], ["b.png", "pneumonia"]])
     with pytest.raises(ConfigError, match=r"^data.merge_rows merges several readers' findings of one image: it needs "

@@ -199,6 +199,30 @@ class _Join:
     csv_path: Path
     key: tuple[str, ...]
     rows: Mapping[tuple[str, ...], tuple[int, dict[str, str]]]
+    loose: Mapping[tuple[str, ...], tuple[int, tuple[str, ...]]]
+
+    def near_miss(self, key: tuple[str, ...]) -> str:
+        """Where the joined CSV writes this key another way (``10000032.0`` for ``10000032``: a column that
+        pandas saved as floats; `` 7`` or ``007`` for ``7``), as a hint for the problem. The join itself
+        stays exact: ``007`` and ``7`` may well be two patients."""
+        found = self.loose.get(_loose_key(key))
+        if found is None:
+            return ""
+        line, written = found
+        return (f"; line {line} there has {_key_text(self.key, written)}: write the key the same way in both files "
+                "(a column saved as floats gives 10000032.0 for 10000032)")
+
+
+def _loose_key(values: tuple[str, ...]) -> tuple[str, ...]:
+    """A key as a person would read it: spaces and case ignored, numbers by their value."""
+    def loose(value: str) -> str:
+        value = value.strip().casefold()
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return str(int(number)) if number.is_integer() else repr(number)
+    return tuple(loose(value) for value in values)
 
 
 def _read_joins(entries: list[Mapping[str, Any]], root: Path, delimiter: str, columns: list[str]
@@ -226,7 +250,8 @@ def _read_joins(entries: list[Mapping[str, Any]], root: Path, delimiter: str, co
                 raise DataError(f"{path}:{line} has the {_key_text(entry['key'], key)} of line {by_key[key][0]}: "
                                 "join on columns that name one row of it")
             by_key[key] = (line, row)
-        joins.append(_Join(path, tuple(entry["key"]), by_key))
+        loose = {_loose_key(key): (line, key) for key, (line, _) in reversed(by_key.items())}
+        joins.append(_Join(path, tuple(entry["key"]), by_key, loose))
         columns += [name for name in rows[0] if name not in columns]
     return joins, columns
 
@@ -242,8 +267,9 @@ def _joined(row: dict[str, str], joins: list[_Join], where: str) -> tuple[dict[s
         key = tuple(row[name] for name in join.key)
         found = join.rows.get(key)
         if found is None:
-            return row, Problem(where, f"no row in {join.csv_path.name} with {_key_text(join.key, key)}: add it, or "
-                                       "filter the row out")
+            hint = join.near_miss(key)
+            return row, Problem(where, f"no row in {join.csv_path.name} with {_key_text(join.key, key)}" + (
+                hint or ": add it, or filter the row out"))
         line, other = found
         clash = next((name for name, value in other.items() if row.get(name, value) != value), None)
         if clash is not None:
