@@ -50,6 +50,43 @@ def test_check_counts_patients_and_says_which_images_have_no_id(tmp_path: Path, 
     assert len(lines) == 3 and all(" images,    no patient ids: " in line for line in lines), lines
 
 
+KERMANY = {  # split -> class folder -> patients, each with two images (Kaggle's chest_xray naming)
+    "train": {"NORMAL": ["IM-0115", "IM-0117", "NORMAL2-IM-0588", "NORMAL2-IM-0115"],
+              "PNEUMONIA": ["person1_bacteria", "person3_virus", "person7_bacteria", "person8_virus"]},
+    "val": {"NORMAL": ["IM-0120", "IM-0122"], "PNEUMONIA": ["person20_bacteria", "person21_virus"]},
+    "test": {"NORMAL": ["IM-0001", "IM-0003"], "PNEUMONIA": ["person100_bacteria", "person101_virus"]},
+}
+
+
+def test_check_of_kermany_names_the_patient_regex_its_file_names_need(tmp_path: Path, capsys) -> None:
+    """Kaggle's pediatric set has no patient column, but its file names carry the patient (``IM-0115-0001``,
+    ``person1_bacteria_1``; ``NORMAL2-IM-0115`` is another series than ``IM-0115``): data check suggests the
+    regex with the patients it finds, no longer says the shipped splits are drawn one image per patient, and
+    the regex it suggests, given back, groups the images into those patients."""
+    images = 0
+    for split, classes in KERMANY.items():
+        for folder, patients in classes.items():
+            for n, patient in enumerate(patients):
+                for k in (1, 2):
+                    name = f"{patient}-000{k}" if "IM-" in patient else f"{patient}_{10 * n + k}"
+                    images += 1
+                    write_image(tmp_path / split / folder / f"{name}.jpeg", seed=images)
+    patients = sum(len(p) for classes in KERMANY.values() for p in classes.values())
+    assert main(["data", "check", str(tmp_path), "--task", "pneumonia"]) == 0
+    (warning,) = [line for line in capsys.readouterr().out.splitlines() if "warning: no patient ids" in line]
+    regex = r"((?:NORMAL2-)?IM-\d+|person\d+)"
+    assert warning.endswith(f"no patient ids for any of the {images} images: each counts as a patient of its "
+                            "own, so one patient's images can be in two splits unseen (a leak); add a patient_id "
+                            "column or data.patient_regex: the file names follow the naming of Kermany's pediatric "
+                            "set (IM-0115-0001.jpeg, NORMAL2-IM-0588-0001.jpeg, person1_bacteria_1.jpeg): "
+                            f"data.patient_regex: '{regex}' finds {patients} patients in them"), warning
+    assert main(["data", "check", str(tmp_path), "--task", "pneumonia", f"--set=data.patient_regex={regex}"]) == 0
+    out = capsys.readouterr().out
+    assert "no patient ids" not in out
+    assert [int(n) for n in re.findall(r" images, +(\d+) patients: ", out)] == [
+        sum(len(p) for p in KERMANY[split].values()) for split in ("train", "val", "test")]
+
+
 def test_check_takes_data_options_with_or_without_the_data_prefix(tmp_path: Path, capsys) -> None:
     """``train`` and ``sweep`` write data options ``--set data.KEY=V``; ``data check`` took only ``KEY=V`` and
     called ``data`` an unknown option, so a line copied from a sweep command could not check its data."""

@@ -21,6 +21,7 @@ import numpy as np
 from runner import storage
 from runner.data._dataset import DataSet
 from runner.data._records import SPLITS, Problem, Record, label_parts
+from runner.data.adapters._common import part_of_name
 from runner.data.cache import CachedData
 from runner.errors import StorageError
 
@@ -34,6 +35,13 @@ CHECK_IMAGE_SIZE = 64
 MIN_SIDE = 16
 MAX_ASPECT = 10.0
 NAMED = 3  # files named in a warning; the count says how many more
+#: How public sets name a patient in their file names, for ``data check`` to suggest a ``data.patient_regex``
+#: when every image without an id fits one (and it groups them: a set of one image per patient needs none).
+PATIENT_NAMING: tuple[tuple[str, str], ...] = (
+    ("Kermany's pediatric set (IM-0115-0001.jpeg, NORMAL2-IM-0588-0001.jpeg, person1_bacteria_1.jpeg)",
+     r"((?:NORMAL2-)?IM-\d+|person\d+)"),
+    ("NIH ChestX-ray14 (00000001_000.png)", r"^(\d{8})_\d{3}\."),
+)
 
 
 @dataclass
@@ -319,6 +327,24 @@ def _patients(records: Sequence[Record]) -> str:
     return f"{len(patients):5d} patients" + (f" + {unknown} images without an id" if unknown else "")
 
 
+def patient_id_warning(records: Sequence[Record]) -> str:
+    """Images without a patient id each count as a patient of their own, whether the data set ships its splits
+    (Kermany's train/test folders) or they are drawn here: a patient's two images can then sit in two splits,
+    and no check can see it. Where the file names follow a public set's naming, the warning gives the regex
+    and the patients it finds, so the fix is one option."""
+    missing = [Path(r.path).name for r in records if not r.patient_id]
+    how_many = (f"any of the {len(records)} images" if len(missing) == len(records)
+                else f"{len(missing)} of {len(records)} images")
+    text = (f"no patient ids for {how_many}: each counts as a patient of its own, so one patient's images can be "
+            "in two splits unseen (a leak); add a patient_id column or data.patient_regex")
+    for naming, pattern in PATIENT_NAMING:
+        ids = [part_of_name(name, pattern) for name in missing]
+        if all(ids) and len(set(ids)) < len(ids):
+            return (f"{text}: the file names follow the naming of {naming}: data.patient_regex: '{pattern}' "
+                    f"finds {len(set(ids))} patients in them")
+    return text
+
+
 def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) -> CheckReport:
     """Summarise and check a loaded, cached data set."""
     report = CheckReport()
@@ -337,8 +363,7 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
     report.warnings += dataset.warnings
     report.lines += [line for line in [mask_summary(cached)] if line]
     if not dataset.patient_ids_known:
-        report.warnings.append("no patient ids for some images: they are split one image per patient, which leaks if "
-                               "a patient has several images; add a patient_id column or data.patient_regex")
+        report.warnings.append(patient_id_warning(dataset.records))
     skipped = dataset.problems + cached.skipped
     report.lines += _problem_summary("files skipped", skipped)
     if skipped and strict:
