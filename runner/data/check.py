@@ -362,8 +362,9 @@ def check_dataset(dataset: DataSet, cached: CachedData, strict: bool = False) ->
     report.lines += file_accounting(dataset)
     report.warnings += dataset.warnings
     report.lines += [line for line in [mask_summary(cached)] if line]
-    if not dataset.patient_ids_known:
-        report.warnings.append(patient_id_warning(dataset.records))
+    used = cached.records(None)  # a skipped file without an id cannot leak: warn only of the images trained on
+    if not all(r.patient_id for r in used):
+        report.warnings.append(patient_id_warning(used))
     skipped = dataset.problems + cached.skipped
     report.lines += _problem_summary("files skipped", skipped)
     if skipped and strict:
